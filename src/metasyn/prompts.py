@@ -1,0 +1,89 @@
+"""Prompt and completion texts for sampling, the confidence task and the pairwise task.
+
+One module so that data_prep (training targets), calibration (evaluation) and synergy (generation) all use
+the same wording: a model is evaluated on exactly the format it was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from transformers import PreTrainedTokenizerBase
+
+from metasyn.questions import answer_type
+
+OPTION_LETTERS = "ABCDEFGHIJ"
+
+ANSWER_FORMATS = {
+    "number": "Give the final answer as a number.",
+    "letter": "Answer with the letter of the correct option.",
+    "text": "Answer with a short phrase.",
+}
+
+Messages = list[dict[str, str]]
+
+
+def question_block(question: Mapping) -> str:
+    """The question text, with lettered options for multiple choice."""
+    choices = list(question.get("choices") if question.get("choices") is not None else [])
+    lines = [str(question["question"])]
+    if len(choices):
+        lines += [f"{OPTION_LETTERS[index]}. {choice}" for index, choice in enumerate(choices)]
+    return "\n".join(lines)
+
+
+def answer_messages(question: Mapping) -> Messages:
+    """Plain answering prompt used to sample answers (consistency estimation)."""
+    instruction = ANSWER_FORMATS[answer_type(question["domain"])]
+    content = f"{question_block(question)}\n\n{instruction} Reply in the form 'Answer: <answer>'."
+    return [{"role": "user", "content": content}]
+
+
+def confidence_messages(question: Mapping) -> Messages:
+    """Single-question task: answer, then state the probability that the answer is correct."""
+    instruction = ANSWER_FORMATS[answer_type(question["domain"])]
+    content = (
+        f"{question_block(question)}\n\n{instruction} Reply in the form 'Answer: <answer>', then on a new line "
+        "'Confidence: <probability from 0 to 1 that your answer is correct>'."
+    )
+    return [{"role": "user", "content": content}]
+
+
+def confidence_completion(answer: str, confidence: float) -> str:
+    """Target text of the single-question task."""
+    return f"Answer: {answer}\nConfidence: {confidence:.2f}"
+
+
+def pairwise_messages(first: Mapping, second: Mapping) -> Messages:
+    """Pairwise task: which of two questions is the model more likely to answer correctly, then both answers."""
+    content = (
+        "Here are two questions.\n\n"
+        f"Question 1:\n{question_block(first)}\n({ANSWER_FORMATS[answer_type(first['domain'])]})\n\n"
+        f"Question 2:\n{question_block(second)}\n({ANSWER_FORMATS[answer_type(second['domain'])]})\n\n"
+        "Which question are you more likely to answer correctly? Reply in the form 'More confident: <1 or 2>', "
+        "then 'Answer 1: <answer>' and 'Answer 2: <answer>' on new lines."
+    )
+    return [{"role": "user", "content": content}]
+
+
+def pairwise_completion(preferred: int, first_answer: str, second_answer: str) -> str:
+    """Target text of the pairwise task."""
+    return f"More confident: {preferred}\nAnswer 1: {first_answer}\nAnswer 2: {second_answer}"
+
+
+def assistant_message(text: str) -> Messages:
+    """A completion in conversational form (what TRL's prompt/completion format expects)."""
+    return [{"role": "assistant", "content": text}]
+
+
+def render_prompts(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Messages]) -> list[str]:
+    """Render conversations with the model's own chat template, ready for the assistant's turn."""
+    if not tokenizer.chat_template:
+        raise ValueError(
+            f"Tokenizer {tokenizer.name_or_path!r} has no chat template; set one (see metasyn.models) "
+            "before formatting prompts."
+        )
+    return [
+        tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        for messages in conversations
+    ]

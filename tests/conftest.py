@@ -1,0 +1,67 @@
+"""Shared fixtures: offline mode, tiny random models, and one smoke project per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Nothing may be downloaded during tests; set before transformers/datasets are imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EMBEDDED_SPEC = "embedded:smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project's configuration in a temp dir, so smoke runs write their data there."""
+    project = tmp_path_factory.mktemp("smoke_project")
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    (project / "data").mkdir()
+    return project
+
+
+# What each pipeline reads from the others, so a test of one runs just what it needs.
+SMOKE_DEPENDENCIES = {
+    "data_prep": [],
+    "finetune": ["data_prep"],
+    "calibration": ["finetune"],
+    "synergy": ["finetune"],
+    "comparison": ["calibration", "synergy"],
+}
+
+
+@pytest.fixture(scope="session")
+def run_smoke(smoke_project: Path):
+    """Run pipelines (and, first, those they build on) once per session in the ``smoke`` environment."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    done: set[str] = set()
+
+    def run(name: str) -> Path:
+        if name not in done:
+            for dependency in SMOKE_DEPENDENCIES[name]:
+                run(dependency)
+            bootstrap_project(smoke_project)
+            with KedroSession.create(project_path=smoke_project, env="smoke") as session:
+                session.run(pipeline_names=[name])
+            done.add(name)
+        return smoke_project
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def embedded_lm():
+    """The embedded default model (converted once, then cached), loaded on CPU."""
+    from metasyn.models import load_model
+
+    return load_model(EMBEDDED_SPEC, device="cpu", dtype="float32")
