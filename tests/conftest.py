@@ -24,6 +24,7 @@ def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "conf" / "local").mkdir()
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    (project / "src").mkdir()  # Kedro checks that it exists; the package itself is installed
     (project / "data").mkdir()
     return project
 

@@ -79,11 +79,23 @@ def exact_match(predicted: str | None, gold: str, aliases: Sequence[str], answer
     return predicted == gold.strip().upper()
 
 
+def contains_match(predicted: str | None, gold: str, aliases: Sequence[str], answer_type: str) -> bool:
+    """Like ``exact_match``, but free text also matches when a normalised alias appears as whole words in it.
+
+    Small models answer in sentences ("the capital of egypt is cairo"); exact match would score all of them
+    wrong, so this is the project's default for free text. Numbers and letters are matched exactly.
+    """
+    if predicted is None or answer_type != "text":
+        return exact_match(predicted, gold, aliases, answer_type)
+    padded = f" {predicted} "
+    return any(f" {alias} " in padded for alias in {normalize_text(alias) for alias in [gold, *aliases]} if alias)
+
+
 # A matcher decides whether an extracted answer is right; an NLI-based equivalence matcher can be plugged in
 # through the same signature (not used by default: no NLI model is available offline).
 Matcher = Callable[[str | None, str, Sequence[str], str], bool]
 
-MATCHERS: dict[str, Matcher] = {"exact": exact_match}
+MATCHERS: dict[str, Matcher] = {"exact": exact_match, "contains": contains_match}
 
 
 def get_matcher(name: str) -> Matcher:

@@ -1,0 +1,150 @@
+"""data_prep nodes: questions -> sampled answers -> consistency -> confidence targets -> training examples."""
+
+from __future__ import annotations
+
+import datasets
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from metasyn import consistency as cons
+from metasyn.answers import extract_answer, get_matcher
+from metasyn.generation import generate
+from metasyn.models import LanguageModel
+from metasyn.prompts import answer_messages, render_prompts
+from metasyn.questions import answer_type, validate_questions
+from metasyn.questions.sources import load_source
+
+
+def check_sampling(sampling: dict) -> dict:
+    """Reject sampling settings that cannot yield a consistency signal, before any model is loaded."""
+    if sampling["n_samples"] < 2:
+        raise ValueError(
+            f"data_prep.sampling.n_samples is {sampling['n_samples']}; consistency needs at least 2 samples "
+            "per question (the study uses 10)."
+        )
+    get_matcher(sampling["matcher"])
+    return sampling
+
+
+def assemble_questions(sources: dict, seed: int) -> pd.DataFrame:
+    """Collect every enabled question source into one validated table."""
+    if not sources:
+        raise ValueError("data_prep.sources is empty: enable at least one question source.")
+    frames = [load_source(name, options or {}, seed) for name, options in sources.items()]
+    return validate_questions(pd.concat(frames, ignore_index=True))
+
+
+def split_questions(questions: pd.DataFrame, split: dict, seed: int) -> pd.DataFrame:
+    """Assign train/validation/test per question, stratified by domain and seeded."""
+    rest, test = train_test_split(
+        questions, test_size=split["test_fraction"], stratify=questions["domain"], random_state=seed
+    )
+    validation_share = split["validation_fraction"] / (1 - split["test_fraction"])
+    train, validation = train_test_split(
+        rest, test_size=validation_share, stratify=rest["domain"], random_state=seed
+    )
+    labels = pd.concat(
+        [pd.Series("train", train.index), pd.Series("validation", validation.index), pd.Series("test", test.index)]
+    )
+    return questions.assign(split=labels.reindex(questions.index))
+
+
+def sample_answers(questions: pd.DataFrame, model: LanguageModel, sampling: dict, seed: int) -> pd.DataFrame:
+    """Sample every question ``n_samples`` times and score each sample; unparseable ones are kept."""
+    records = questions.to_dict("records")
+    prompts = render_prompts(model.tokenizer, [answer_messages(question) for question in records])
+    generations = generate(
+        model,
+        prompts,
+        sampling["max_new_tokens"],
+        do_sample=True,
+        temperature=sampling["temperature"],
+        num_return_sequences=sampling["n_samples"],
+        batch_size=sampling["batch_size"],
+        seed=seed,
+        progress="sampling answers",
+    )
+    matcher = get_matcher(sampling["matcher"])
+    rows = []
+    for index, output in enumerate(generations.texts):
+        question = records[index // sampling["n_samples"]]
+        kind = answer_type(question["domain"])
+        answer = extract_answer(output, kind)
+        rows.append(
+            {
+                "question_id": question["id"],
+                "domain": question["domain"],
+                "sample_index": index % sampling["n_samples"],
+                "output": output,
+                "answer": answer,
+                "parsed": answer is not None,
+                "correct": matcher(answer, question["answer"], list(question["aliases"]), kind),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def score_consistency(samples: pd.DataFrame, questions: pd.DataFrame) -> pd.DataFrame:
+    """Per-question modal answer, consistency and correctness, with the question's domain and split."""
+    table = cons.question_consistency(samples)
+    return table.merge(questions[["id", "domain", "split"]], left_on="question_id", right_on="id").drop(columns="id")
+
+
+def fit_consistency_bins(consistency: pd.DataFrame, targets: dict) -> pd.DataFrame:
+    """Empirical accuracy per consistency bin, on training questions only (no leakage from test)."""
+    return cons.bin_accuracy(consistency[consistency["split"] == "train"], targets["n_bins"])
+
+
+def assign_targets(consistency: pd.DataFrame, bins: pd.DataFrame, targets: dict, seed: int) -> pd.DataFrame:
+    """Target confidences for answerable train/validation questions, with over-full bins subsampled."""
+    trainable = consistency[consistency["split"].isin(["train", "validation"]) & consistency["modal_answer"].notna()]
+    with_targets = cons.target_confidences(trainable, bins, targets["noise"], seed)
+    return pd.concat(
+        cons.balance_bins(group, targets["balance_max_ratio"], seed)
+        for _, group in with_targets.groupby("split", sort=True)
+    ).reset_index(drop=True)
+
+
+def build_training_examples(
+    targets: pd.DataFrame, questions: pd.DataFrame, examples: dict, seed: int
+) -> datasets.DatasetDict:
+    """Single-question and pairwise examples per split, as a Hugging Face DatasetDict (train, validation)."""
+    splits = {}
+    for split in ("train", "validation"):
+        split_targets = targets[targets["split"] == split]
+        singles = cons.single_task_examples(split_targets, questions)
+        n_pairs = int(round(examples["pairwise_per_single"] * len(singles)))
+        pairs = cons.pairwise_task_examples(split_targets, questions, n_pairs, seed)
+        if not singles:
+            raise ValueError(f"No {split} examples: every {split} question lacks a parseable modal answer.")
+        splits[split] = datasets.Dataset.from_list(singles + pairs).shuffle(seed=seed)
+    return datasets.DatasetDict(splits)
+
+
+def select_test_questions(questions: pd.DataFrame, consistency: pd.DataFrame) -> pd.DataFrame:
+    """Held-out questions with the base model's consistency (calibration's consistency ranking)."""
+    test = questions[questions["split"] == "test"].drop(columns="split")
+    columns = ["question_id", "consistency", "modal_answer", "modal_correct"]
+    return test.merge(consistency[columns], left_on="id", right_on="question_id").drop(columns="question_id")
+
+
+def plot_consistency(consistency: pd.DataFrame, bins: pd.DataFrame) -> plt.Figure:
+    """Consistency histogram per domain, and empirical accuracy per bin (the targets' source)."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for domain, group in consistency.groupby("domain"):
+        left.hist(group["consistency"], bins=np.linspace(0, 1, 11), alpha=0.5, label=domain)
+    left.set(xlabel="consistency with the modal answer", ylabel="questions", title="Consistency by domain")
+    left.legend()
+    centres = (bins["lower"] + bins["upper"]) / 2
+    right.bar(centres, bins["accuracy"], width=0.09, color="tab:blue", alpha=0.7, label="bin accuracy (train)")
+    right.plot([0, 1], [0, 1], "k--", linewidth=1, label="accuracy = consistency")
+    for centre, accuracy, count in zip(centres, bins["accuracy"], bins["n_questions"]):
+        if count:
+            right.annotate(f"n={count}", (centre, np.nan_to_num(accuracy)), ha="center", va="bottom", fontsize=7)
+    right.set(xlabel="consistency bin", ylabel="accuracy of modal answer", xlim=(0, 1), ylim=(0, 1.05),
+              title="Target confidence source")
+    right.legend(loc="upper left")
+    figure.tight_layout()
+    return figure

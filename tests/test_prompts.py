@@ -1,0 +1,46 @@
+"""Prompt wording and chat formatting."""
+
+import pytest
+
+from metasyn.answers import extract_answer, parse_confidence, parse_preference
+from metasyn.prompts import (
+    confidence_completion,
+    confidence_messages,
+    pairwise_completion,
+    pairwise_messages,
+    question_block,
+    render_prompts,
+)
+
+QUESTION = {"domain": "multiple_choice", "question": "Capital of France?", "choices": ["Rome", "Paris"]}
+
+
+def test_question_block_letters_options():
+    assert question_block(QUESTION) == "Capital of France?\nA. Rome\nB. Paris"
+
+
+def test_completions_parse_back_to_their_targets():
+    single = confidence_completion("B", 0.734)
+    assert single == "Answer: B\nConfidence: 0.73"
+    assert extract_answer(single, "letter") == "B" and parse_confidence(single) == pytest.approx(0.73)
+    pair = pairwise_completion(2, "12", "paris")
+    assert parse_preference(pair) == 2
+
+
+def test_chat_formatting_uses_the_model_template(embedded_lm):
+    rendered = render_prompts(embedded_lm.tokenizer, [confidence_messages(QUESTION)])[0]
+    assert rendered.count("<|im_start|>user\n") == 1
+    assert "A. Rome\nB. Paris" in rendered and "Confidence:" in rendered
+    assert rendered.endswith("<|im_start|>assistant\n")
+    pair = render_prompts(embedded_lm.tokenizer, [pairwise_messages(QUESTION, {**QUESTION, "question": "Other?"})])[0]
+    assert "Question 1:" in pair and "Question 2:\nOther?" in pair
+
+
+def test_rendering_without_chat_template_is_a_clear_error(embedded_lm):
+    template = embedded_lm.tokenizer.chat_template
+    embedded_lm.tokenizer.chat_template = None
+    try:
+        with pytest.raises(ValueError, match="no chat template"):
+            render_prompts(embedded_lm.tokenizer, [confidence_messages(QUESTION)])
+    finally:
+        embedded_lm.tokenizer.chat_template = template
