@@ -18,10 +18,13 @@ _LETTER_PATTERNS = [
     re.compile(r"\b(?:option|choice|answer is)\s*\(?([A-J])\b", re.IGNORECASE),
     re.compile(r"\(([A-J])\)"),
 ]
+# A decimal comma ("0,8") is read as a decimal point.
 _CONFIDENCE = re.compile(
-    r"conf(?:idence)?\s*(?:level|score)?\s*(?:is|of)?\s*[:=]?\s*(\d*\.?\d+)\s*(%)?", re.IGNORECASE
+    r"conf(?:idence)?\s*(?:level|score)?\s*(?:is|of)?\s*[:=]?\s*(\d*(?:[.,]\d+)?)\s*(%)?", re.IGNORECASE
 )
-_BARE_PROBABILITY = re.compile(r"^\s*(\d*\.?\d+)\s*(%)?\s*$")
+_BARE_PROBABILITY = re.compile(r"^\s*(\d*(?:[.,]\d+)?)\s*(%)?\s*$")
+# Where a stated confidence begins: numbers after it are not the answer.
+_CONFIDENCE_START = re.compile(r"(?:more\s+)?conf(?:ident|idence)?\b", re.IGNORECASE)
 _PUNCTUATION = set(string.punctuation) | {"‘", "’", "´", "`"}
 
 
@@ -52,9 +55,12 @@ def extract_answer(output: str, answer_type: str) -> str | None:
     """The answer in a model output, canonicalised for its type; None when nothing can be read."""
     span = _answer_span(output)
     if answer_type == "number":
-        # The first number after "Answer:", else the last number anywhere (where worked solutions end).
-        candidates = _NUMBER.findall(span)[:1] if _ANSWER_LINE.search(output) else []
-        candidates = candidates or _NUMBER.findall(output)[-1:]
+        # The first number on the "Answer:" line; without one, the last number before any stated
+        # confidence (where worked solutions end).
+        if _ANSWER_LINE.search(output):
+            candidates = _NUMBER.findall(span)[:1]
+        else:
+            candidates = _NUMBER.findall(_CONFIDENCE_START.split(output)[0])[-1:]
         return normalize_number(candidates[0]) if candidates else None
     if answer_type == "letter":
         for pattern in _LETTER_PATTERNS:
@@ -107,13 +113,15 @@ def get_matcher(name: str) -> Matcher:
 
 def parse_confidence(output: str) -> float | None:
     """A stated confidence in [0, 1] (``0.7``, ``85%``, ``conf=.9``); None when absent or out of range."""
-    match = _CONFIDENCE.search(output)
-    if match is None:
-        match = _BARE_PROBABILITY.match(output)
-    if match is None:
+    labelled = _CONFIDENCE.search(output)
+    match = labelled or _BARE_PROBABILITY.match(output)
+    if match is None or not match.group(1):
         return None
-    value = float(match.group(1))
-    if match.group(2) or value > 1:
+    number = match.group(1).replace(",", ".")
+    value = float(number)
+    # "85%" is a percentage; so is a whole number up to 100 after a confidence label ("Confidence: 85").
+    # A bare "7" is an answer, not a confidence, and "1.5" is out of range rather than 1.5%.
+    if match.group(2) or (labelled and "." not in number and 1 < value <= 100):
         value /= 100
     return value if 0.0 <= value <= 1.0 else None
 

@@ -1,0 +1,122 @@
+"""Reading confidences, pairwise choices and answers off messy model outputs (metasyn.answers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from metasyn.answers import (
+    exact_match,
+    extract_answer,
+    get_matcher,
+    normalize_number,
+    normalize_text,
+    parse_confidence,
+    parse_preference,
+)
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Confidence: 85%", 0.85),
+        ("0.7", 0.7),
+        ("conf=.9", 0.9),
+        ("Answer: 42\nConfidence: 0.90", 0.9),
+        ("Answer: Paris\n\nconfidence level: 0.3", 0.3),
+        ("CONFIDENCE:0.4", 0.4),
+        ("My confidence is 70%", 0.7),
+        ("Confidence: 0.85.", 0.85),
+        ("Answer: 12\nConfidence: 95 percent", 0.95),
+        ("Confidence: 1", 1.0),
+        ("Confidence: 0", 0.0),
+        ("85%", 0.85),
+    ],
+)
+def test_parse_confidence_reads_messy_outputs(output, expected):
+    assert parse_confidence(output) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "Answer: 42",  # missing
+        "",
+        "Confidence: high",
+        "Confidence: 120%",  # out of range
+        "I am not sure about this one.",
+    ],
+)
+def test_parse_confidence_gives_none_when_absent_or_out_of_range(output):
+    assert parse_confidence(output) is None
+
+
+def test_a_bare_integer_answer_is_not_a_confidence():
+    assert parse_confidence("7") is None
+
+
+def test_decimal_comma_confidence_is_not_read_as_zero():
+    assert parse_confidence("Confidence: 0,8") == pytest.approx(0.8)
+
+
+def test_a_decimal_above_one_is_out_of_range():
+    assert parse_confidence("Confidence: 1.5") is None
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("More confident: 2\nAnswer 1: 7\nAnswer 2: 12", 2),
+        ("more confident: question 1", 1),
+        ("More confident = 1", 1),
+        ("I cannot tell which one.", None),
+        ("", None),
+    ],
+)
+def test_parse_preference(output, expected):
+    assert parse_preference(output) == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "kind", "expected"),
+    [
+        ("Answer: 42\nConfidence: 0.9", "number", "42"),
+        ("Answer: 1,200\nConfidence: 0.9", "number", "1200"),
+        ("Answer: $1,200.50", "number", "1200.5"),
+        ("Answer: -3", "number", "-3"),
+        ("Answer: 7.0", "number", "7"),
+        ("37 times 8 equals 296.", "number", "296"),  # no answer line: the last number
+        ("Answer: B\nConfidence: 0.8", "letter", "B"),
+        ("Answer: (C) Paris", "letter", "C"),
+        ("B. Jupiter", "letter", "B"),
+        ("I think the answer is D", "letter", "D"),
+        ("I think so", "letter", None),  # a capital "I" starting a sentence is not option I
+        ("no idea", "letter", None),
+        ("Answer: The Eiffel Tower!\nConfidence: 0.5", "text", "eiffel tower"),
+        ("", "text", None),
+    ],
+)
+def test_extract_answer(output, kind, expected):
+    assert extract_answer(output, kind) == expected
+
+
+def test_a_wordy_numeric_answer_is_not_replaced_by_the_confidence():
+    assert extract_answer("Answer: seven\nConfidence: 0.9", "number") is None
+
+
+def test_extract_answer_refuses_unknown_types():
+    with pytest.raises(ValueError, match="Unknown answer type"):
+        extract_answer("Answer: 3", "date")
+
+
+def test_normalisation_and_matching():
+    assert normalize_text("The  Eiffel_Tower!") == "eiffel tower"
+    assert normalize_number("1,200.0") == "1200" and normalize_number("ten") is None
+    assert exact_match("eiffel tower", "Eiffel Tower", [], "text")
+    assert exact_match("paris", "Paris, France", ["Paris"], "text")
+    assert exact_match("1200", "1,200", [], "number")
+    assert exact_match("B", "b", [], "letter")
+    assert not exact_match(None, "B", [], "letter")
+    assert not exact_match("london", "Paris", ["Paris"], "text")
+    assert get_matcher("exact") is exact_match
+    with pytest.raises(ValueError, match="registered matchers"):
+        get_matcher("nli")

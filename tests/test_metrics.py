@@ -1,0 +1,280 @@
+"""Calibration metrics against hand-computed values on small examples, and the bootstrap's behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.calibration import calibration_curve
+
+from metasyn.metrics import (
+    ALL_DOMAINS,
+    Estimate,
+    area_under_risk_coverage,
+    auroc,
+    better_of_pair,
+    bootstrap_indices,
+    brier_score,
+    calibration_bins,
+    confidence_task_metrics,
+    estimate_with_intervals,
+    expected_calibration_error,
+    paired_difference,
+    pairwise_agreement,
+    pairwise_task_metrics,
+    risk_coverage,
+    summarize_by_domain,
+)
+
+BOOTSTRAP = {"n_resamples": 200, "confidence_level": 0.95, "seed": 0}
+
+
+# ---------------------------------------------------------------------------------------------- ECE
+
+
+@pytest.mark.parametrize("strategy", ["equal_width", "equal_mass"])
+def test_perfectly_calibrated_answers_have_zero_ece(strategy):
+    # A quarter of the 0.25-confidence answers and three quarters of the 0.75 ones are right.
+    confidence = [0.25] * 4 + [0.75] * 4
+    correct = [1, 0, 0, 0, 1, 1, 1, 0]
+    assert expected_calibration_error(confidence, correct, 10, strategy) == pytest.approx(0.0)
+
+
+def test_equal_width_ece_hand_value():
+    # Bin [0.9, 1.0]: 4 answers, accuracy 0.5, confidence 0.9 -> 4/6 * 0.4.
+    # Bin [0.1, 0.2): 2 answers, accuracy 0, confidence 0.15 -> 2/6 * 0.15.
+    confidence = [0.9, 0.9, 0.9, 0.9, 0.15, 0.15]
+    correct = [1, 1, 0, 0, 0, 0]
+    assert expected_calibration_error(confidence, correct) == pytest.approx(4 / 6 * 0.4 + 2 / 6 * 0.15)
+
+
+def test_equal_width_bins_put_edges_in_the_upper_bin_and_one_in_the_top_bin():
+    bins = calibration_bins([0.0, 0.3, 0.7, 0.8, 1.0], [1, 1, 1, 1, 1], n_bins=10)
+    assert bins["count"].tolist() == [1, 0, 0, 1, 0, 0, 0, 1, 1, 1]
+
+
+def test_equal_mass_ece_hand_value():
+    # Quantile edges at 1/3 and 2/3 of [0.1, 0.2, 0.3, 0.4, 0.6, 0.8] are 0.2667 and 0.4667, so the bins
+    # are {0.1, 0.2} (acc 0), {0.3, 0.4} (acc 1), {0.6, 0.8} (acc 1): gaps 0.15, 0.65, 0.3, each weight 1/3.
+    confidence = [0.1, 0.2, 0.3, 0.4, 0.6, 0.8]
+    correct = [0, 0, 1, 1, 1, 1]
+    assert expected_calibration_error(confidence, correct, 3, "equal_mass") == pytest.approx(1.1 / 3)
+    # Equal-width bins [0, 1/3), [1/3, 2/3), [2/3, 1] group the same answers differently.
+    assert expected_calibration_error(confidence, correct, 3, "equal_width") == pytest.approx(1.6 / 6)
+
+
+def test_equal_mass_bins_keep_ties_together_so_row_order_does_not_matter():
+    confidence = np.array([0.5, 0.5, 0.5, 0.5, 0.9, 0.9])
+    correct = np.array([1, 0, 0, 0, 1, 1])
+    ece = expected_calibration_error(confidence, correct, 3, "equal_mass")
+    # Two bins: the 0.5s (accuracy 0.25) and the 0.9s (accuracy 1): 4/6 * 0.25 + 2/6 * 0.1.
+    assert ece == pytest.approx(4 / 6 * 0.25 + 2 / 6 * 0.1)
+    reordered = np.array([3, 2, 1, 0, 5, 4])
+    assert expected_calibration_error(confidence[reordered], correct[reordered], 3, "equal_mass") == ece
+
+
+def test_calibration_bins_agree_with_scikit_learn_on_interior_values():
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.01, 0.99, 300)
+    correct = rng.uniform(size=300) < confidence
+    bins = calibration_bins(confidence, correct, 10)
+    filled = bins[bins["count"] > 0]
+    accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=10, strategy="uniform")
+    # scikit-learn's bins are closed on the right, ours on the left: they differ only for values on an edge.
+    assert not np.isin(confidence, np.linspace(0, 1, 11)).any()
+    np.testing.assert_allclose(filled["accuracy"], accuracy)
+    np.testing.assert_allclose(filled["mean_confidence"], mean_confidence)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "correct", "message"),
+    [
+        ([0.5, 1.2], [1, 0], r"\[0, 1\]"),
+        ([0.5, np.nan], [1, 0], "no NaN"),
+        ([0.5], [1, 0], "equal length"),
+        ([], [], "at least one"),
+        ([0.5, 0.5], [0.5, 1], "0/1"),
+    ],
+)
+def test_bad_inputs_are_refused_with_a_reason(confidence, correct, message):
+    with pytest.raises(ValueError, match=message):
+        expected_calibration_error(confidence, correct)
+
+
+def test_unknown_binning_strategy_is_refused():
+    with pytest.raises(ValueError, match="equal_width"):
+        expected_calibration_error([0.5], [1], 10, "quantile")
+
+
+# ------------------------------------------------------------------------------------ Brier and AUROC
+
+
+def test_brier_hand_value():
+    assert brier_score([0.9, 0.6, 0.2], [1, 0, 0]) == pytest.approx((0.01 + 0.36 + 0.04) / 3)
+
+
+def test_brier_with_one_class_only():
+    assert brier_score([0.9, 0.8], [1, 1]) == pytest.approx((0.01 + 0.04) / 2)
+
+
+def test_constant_confidence_has_auroc_one_half():
+    assert auroc([0.7] * 6, [1, 0, 1, 1, 0, 0]) == pytest.approx(0.5)
+
+
+def test_auroc_hand_value():
+    # Correct at 0.9 and 0.7, wrong at 0.8 and 0.6: 3 of the 4 (correct, wrong) pairs are ordered right.
+    assert auroc([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("labels", [[1, 1, 1], [0, 0, 0]])
+def test_auroc_with_one_class_is_nan_with_a_reason(labels):
+    assert np.isnan(auroc([0.2, 0.5, 0.9], labels))
+    metrics = confidence_task_metrics(np.array([0.2, 0.5, 0.9]), np.array(labels, dtype=bool))
+    assert np.isnan(metrics["auroc"].value)
+    assert "AUROC needs correct and incorrect answers" in metrics["auroc"].note
+
+
+# -------------------------------------------------------------------------------------- risk-coverage
+
+
+def test_risk_coverage_and_aurc_hand_values():
+    # Most confident first: right, wrong, right, wrong -> risks 0, 1/2, 1/3, 2/4 at coverage 1/4 .. 1.
+    curve = risk_coverage([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0])
+    np.testing.assert_allclose(curve.coverage, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(curve.risk, [0, 1 / 2, 1 / 3, 1 / 2])
+    aurc = area_under_risk_coverage([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0])
+    assert aurc == pytest.approx((0 + 1 / 2 + 1 / 3 + 1 / 2) / 4)
+
+
+def test_tied_confidences_are_kept_or_dropped_together():
+    # Threshold 0.9 keeps two answers (one wrong): risk 1/2 over coverage 2/3; then all: risk 1/3 over 1/3.
+    curve = risk_coverage([0.9, 0.5, 0.9], [1, 1, 0])
+    np.testing.assert_allclose(curve.threshold, [0.9, 0.5])
+    np.testing.assert_allclose(curve.coverage, [2 / 3, 1.0])
+    assert area_under_risk_coverage([0.9, 0.5, 0.9], [1, 1, 0]) == pytest.approx(2 / 3 * 1 / 2 + 1 / 3 * 1 / 3)
+    # With one confidence for everything, AURC is just the error rate.
+    assert area_under_risk_coverage([0.6] * 4, [1, 0, 0, 0]) == pytest.approx(0.75)
+
+
+# ---------------------------------------------------------------------------------------- pairwise
+
+
+def test_better_of_pair_for_correctness_and_consistency():
+    assert better_of_pair([True, True, False, False], [False, True, True, False]).tolist() == [1, 0, 2, 0]
+    assert better_of_pair([0.9, 0.4, 0.5], [0.1, 0.6, 0.5]).tolist() == [1, 2, 0]
+
+
+def test_auc_a_and_auc_c_on_hand_made_pairs():
+    choice = np.array([1, 2, 1, 0, 2])
+    # Exactly one right in pairs 1-4 (question 1, 1, 2, 1); both right in pair 5.
+    by_accuracy = better_of_pair([1, 1, 0, 1, 1], [0, 0, 1, 0, 1])
+    # Picks: right, wrong, wrong, no choice (1/2) -> 1.5 / 4.
+    assert pairwise_agreement(choice, by_accuracy) == pytest.approx(0.375)
+    by_consistency = better_of_pair([0.9, 0.4, 0.5, 0.7, 0.3], [0.1, 0.6, 0.5, 0.2, 0.8])
+    # Pair 3 ties; picks in pairs 1, 2, 4, 5: right, right, no choice, right -> 3.5 / 4.
+    assert pairwise_agreement(choice, by_consistency) == pytest.approx(0.875)
+    metrics = pairwise_task_metrics(choice, by_accuracy, by_consistency)
+    assert metrics["auc_a"] == Estimate(0.375, 4, "")
+    assert metrics["auc_c"] == Estimate(0.875, 4, "")
+    assert metrics["pairwise_parse_rate"] == Estimate(0.8, 5, "")
+
+
+def test_pairwise_agreement_without_eligible_pairs_is_nan_with_a_reason():
+    metrics = pairwise_task_metrics(np.array([1, 2]), np.array([0, 0]), np.array([0, 0]))
+    assert np.isnan(metrics["auc_a"].value) and metrics["auc_a"].n == 0
+    assert "exactly one" in metrics["auc_a"].note
+    assert "ties" in metrics["auc_c"].note
+
+
+def test_pairwise_agreement_refuses_other_codes():
+    with pytest.raises(ValueError, match="1, 2, or 0"):
+        pairwise_agreement([3], [1])
+
+
+# ------------------------------------------------------------------------------------ task summaries
+
+
+def test_confidence_task_metrics_count_unparsed_outputs():
+    correct = np.array([True, False, True, False])
+    confidence = np.array([0.9, 0.8, np.nan, np.nan])  # the last two outputs could not be parsed
+    metrics = confidence_task_metrics(confidence, correct)
+    assert metrics["accuracy"] == Estimate(0.5, 4, "")
+    assert metrics["parse_rate"] == Estimate(0.5, 4, "")
+    # Calibration on the two parsed outputs: bin 0.9 (right, gap 0.1) and bin 0.8 (wrong, gap 0.8).
+    assert metrics["ece"].value == pytest.approx((0.1 + 0.8) / 2)
+    assert metrics["ece"].n == 2
+    assert metrics["brier"].value == pytest.approx((0.01 + 0.64) / 2)
+
+
+def test_confidence_task_metrics_with_nothing_parsed_are_nan_with_a_reason():
+    metrics = confidence_task_metrics(np.array([np.nan, np.nan]), np.array([True, False]))
+    assert metrics["accuracy"].value == 0.5
+    for name in ("ece", "ece_equal_mass", "brier", "auroc", "aurc"):
+        assert np.isnan(metrics[name].value)
+        assert metrics[name].n == 0
+        assert "no parseable" in metrics[name].note
+
+
+# ------------------------------------------------------------------------------------------ bootstrap
+
+
+def _accuracy_estimator(correct: np.ndarray):
+    return lambda items: {"accuracy": Estimate(float(correct[items].mean()), len(items))}
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    np.testing.assert_array_equal(bootstrap_indices(50, 10, seed=3), bootstrap_indices(50, 10, seed=3))
+    assert not np.array_equal(bootstrap_indices(50, 10, seed=3), bootstrap_indices(50, 10, seed=4))
+    correct = np.random.default_rng(0).uniform(size=60) < 0.6
+    first = estimate_with_intervals(_accuracy_estimator(correct), 60, **BOOTSTRAP)
+    again = estimate_with_intervals(_accuracy_estimator(correct), 60, **BOOTSTRAP)
+    other = estimate_with_intervals(_accuracy_estimator(correct), 60, **{**BOOTSTRAP, "seed": 1})
+    pd.testing.assert_frame_equal(first, again)
+    assert (first["ci_low"].item(), first["ci_high"].item()) != (other["ci_low"].item(), other["ci_high"].item())
+
+
+def test_bootstrap_interval_of_a_proportion_matches_the_normal_approximation():
+    correct = np.arange(400) % 2 == 0  # accuracy 0.5, standard error sqrt(0.25 / 400) = 0.025
+    table = estimate_with_intervals(_accuracy_estimator(correct), 400, n_resamples=2000, confidence_level=0.95, seed=0)
+    assert table["value"].item() == 0.5
+    assert table["ci_low"].item() == pytest.approx(0.5 - 1.96 * 0.025, abs=0.01)
+    assert table["ci_high"].item() == pytest.approx(0.5 + 1.96 * 0.025, abs=0.01)
+
+
+def test_bootstrap_leaves_undefined_metrics_nan():
+    correct = np.ones(10, dtype=bool)
+    confidence = np.linspace(0.5, 0.95, 10)
+    table = estimate_with_intervals(
+        lambda items: confidence_task_metrics(confidence[items], correct[items]), 10, **BOOTSTRAP
+    ).set_index("metric")
+    assert table.loc["accuracy", ["value", "ci_low", "ci_high"]].tolist() == [1.0, 1.0, 1.0]
+    assert table.loc["auroc", ["value", "ci_low", "ci_high"]].isna().all()
+    assert "all 10 answers correct" in table.loc["auroc", "note"]
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero():
+    correct = np.random.default_rng(1).uniform(size=80) < 0.5
+    same = _accuracy_estimator(correct)
+    table = estimate_with_intervals(paired_difference(same, same), 80, **BOOTSTRAP)
+    assert table["metric"].item() == "accuracy_minus_base"
+    # Paired resampling: both sides see the same questions, so the interval has no width at all.
+    assert table[["value", "ci_low", "ci_high"]].to_numpy().tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_paired_difference_hand_value():
+    base = np.array([True, False, False, False])
+    tuned = np.array([True, True, False, False])
+    table = estimate_with_intervals(
+        paired_difference(_accuracy_estimator(tuned), _accuracy_estimator(base)), 4, **BOOTSTRAP
+    )
+    assert table["value"].item() == pytest.approx(0.25)
+    assert 0.0 <= table["ci_low"].item() <= 0.25 <= table["ci_high"].item() <= 0.75
+
+
+def test_summarize_by_domain_adds_the_pooled_domain():
+    domains = np.array(["arithmetic", "factual", "arithmetic", "factual", "factual"])
+    correct = np.array([True, True, False, False, False])
+    table = summarize_by_domain(domains, _accuracy_estimator(correct), **BOOTSTRAP)
+    assert table["domain"].tolist() == ["arithmetic", "factual", ALL_DOMAINS]
+    assert table["value"].tolist() == pytest.approx([0.5, 1 / 3, 0.4])
+    assert table["n"].tolist() == [2, 3, 5]
