@@ -30,3 +30,10 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(VENV)/bin/pytest
+
+# A one-node SLURM cluster on this machine (loopback only), to try the SlurmRunner; see docs/slurm.md.
+slurm-up:
+	scripts/slurm_local.sh install && scripts/slurm_local.sh start
+
+slurm-down:
+	scripts/slurm_local.sh stop

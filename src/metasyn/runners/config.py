@@ -1,0 +1,54 @@
+"""Cluster settings for the SLURM runner, read from ``conf/<env>/slurm.yml``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from kedro.config import MissingConfigException
+from kedro.framework.project import settings
+
+CONFIG_KEY = "slurm"
+CONFIG_PATTERNS = ["slurm*", "slurm*/**"]
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How pipeline nodes become SLURM jobs: grouping, logs, polling, and sbatch options."""
+
+    group_by: str = "namespace"
+    log_dir: str = "logs/slurm"
+    poll_interval: float = 10.0
+    setup: list[str] = field(default_factory=list)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def sbatch_options(self, profile: str | None) -> dict[str, Any]:
+        """The sbatch options of a job: the defaults, overridden by its profile's."""
+        if profile is None:
+            return dict(self.defaults)
+        if profile not in self.profiles:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            raise ValueError(
+                f"Node tag '{CONFIG_KEY}.{profile}' names no profile in the SLURM config (profiles: {known})."
+            )
+        return {**self.defaults, **self.profiles[profile]}
+
+
+def load_cluster_config(
+    conf_source: str | Path, env: str, runtime_params: dict[str, Any] | None = None
+) -> ClusterConfig:
+    """Read the ``slurm*`` config of ``env`` through the project's config loader."""
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(conf_source), env=env, runtime_params=runtime_params, **settings.CONFIG_LOADER_ARGS
+    )
+    loader.config_patterns.setdefault(CONFIG_KEY, CONFIG_PATTERNS)
+    try:
+        raw = dict(loader[CONFIG_KEY])
+    except MissingConfigException:
+        raw = {}
+    unknown = sorted(set(raw) - {f.name for f in fields(ClusterConfig)})
+    if unknown:
+        raise ValueError(f"Unknown keys in the SLURM config of env '{env}': {', '.join(unknown)}")
+    return ClusterConfig(**raw)

@@ -1,0 +1,111 @@
+"""Split a Kedro pipeline into SLURM jobs and decide which of them must run."""
+
+from __future__ import annotations
+
+import graphlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kedro.io import CatalogProtocol
+    from kedro.pipeline import Pipeline
+    from kedro.pipeline.node import Node
+
+# Kedro tags allow only letters, digits, "-", "_" and ".", so "slurm:gpu" cannot be a tag.
+PROFILE_TAG_PREFIX = "slurm."
+
+
+@dataclass(frozen=True)
+class Group:
+    """Nodes that run together as one SLURM job, after the groups it depends on."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    dependencies: tuple[str, ...]
+
+    @property
+    def node_names(self) -> list[str]:
+        """Names of the group's nodes, in the pipeline's topological order."""
+        return [node.name for node in self.nodes]
+
+    @property
+    def profile(self) -> str | None:
+        """The resource profile its nodes ask for with a ``slurm.<profile>`` tag, if any."""
+        wanted = {
+            tag.removeprefix(PROFILE_TAG_PREFIX): node.name
+            for node in self.nodes
+            for tag in node.tags
+            if tag.startswith(PROFILE_TAG_PREFIX)
+        }
+        if len(wanted) > 1:
+            asks = ", ".join(f"'{node}' wants '{p}'" for p, node in sorted(wanted.items()))
+            raise ValueError(
+                f"Group '{self.name}' would be one SLURM job but its nodes ask for different "
+                f"resource profiles ({asks}); tag them alike or split the namespace."
+            )
+        return next(iter(wanted), None)
+
+
+def plan_groups(pipeline: Pipeline, group_by: str) -> list[Group]:
+    """Group the pipeline's nodes (``namespace``: by top-level namespace, ``none``: one per node)."""
+    nodes = {node.name: node for node in pipeline.nodes}
+    grouped = {g.name: g for g in pipeline.group_nodes_by(group_by)}
+    order = graphlib.TopologicalSorter({name: g.dependencies for name, g in grouped.items()})
+    try:
+        names = list(order.static_order())
+    except graphlib.CycleError as error:
+        raise ValueError(
+            f"Groups {error.args[1]} depend on each other in a cycle, so they cannot be "
+            "SLURM jobs chained by dependencies; use group_by: none or fix the namespaces."
+        ) from error
+    return [
+        Group(
+            name=name,
+            nodes=tuple(nodes[n] for n in grouped[name].nodes),
+            dependencies=tuple(grouped[name].dependencies),
+        )
+        for name in names
+    ]
+
+
+def _is_persisted(catalog: CatalogProtocol, dataset: str) -> bool:
+    """Whether the dataset is saved somewhere another job can load it from."""
+    # Kedro's own marker of datasets that live in memory only (MemoryDataset and kin).
+    found = catalog.get(dataset, fallback_to_runtime_pattern=True)
+    return found is not None and not found._EPHEMERAL
+
+
+def unpersisted_crossings(pipeline: Pipeline, groups: list[Group], catalog: CatalogProtocol) -> dict[str, str]:
+    """Datasets a job reads from another job or from outside the pipeline that are not persisted.
+
+    Returned as ``name: 'from -> to'``. Parameters are exempt: every job reads them from its config.
+    """
+    group_of = {node.name: group.name for group in groups for node in group.nodes}
+    producer = {out: group_of[node.name] for node in pipeline.nodes for out in node.outputs}
+    crossings = {
+        dataset: f"{producer.get(dataset, 'pipeline input')} -> {group_of[node.name]}"
+        for node in pipeline.nodes
+        for dataset in node.inputs
+        if producer.get(dataset) != group_of[node.name] and not _is_parameter(dataset)
+    }
+    return {name: hop for name, hop in sorted(crossings.items()) if not _is_persisted(catalog, name)}
+
+
+def _is_parameter(dataset: str) -> bool:
+    """Whether the input is a parameter (``params:...`` or ``parameters``)."""
+    return dataset == "parameters" or dataset.startswith("params:")
+
+
+def _is_complete(group: Group, catalog: CatalogProtocol) -> bool:
+    """Whether the group has persisted outputs and all of them exist."""
+    outputs = [out for node in group.nodes for out in node.outputs if _is_persisted(catalog, out)]
+    return bool(outputs) and all(catalog.exists(out) for out in outputs)
+
+
+def groups_to_run(groups: list[Group], catalog: CatalogProtocol) -> list[Group]:
+    """The groups with missing outputs, and every group downstream of one (their inputs change)."""
+    rerun: set[str] = set()
+    for group in groups:
+        if rerun.intersection(group.dependencies) or not _is_complete(group, catalog):
+            rerun.add(group.name)
+    return [group for group in groups if group.name in rerun]

@@ -1,0 +1,1 @@
+"""Smoke-test Kedro project for the SLURM runner."""

@@ -1,0 +1,1 @@
+"""Kedro settings: the defaults."""
