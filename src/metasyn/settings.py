@@ -1,6 +1,15 @@
 """Kedro project settings."""
 
+from importlib.resources import files
+
+
+def _package_file(name: str) -> str:
+    """Path of a data file shipped in ``metasyn/resources`` (works from any project directory)."""
+    return str(files("metasyn.resources").joinpath(name))
+
+
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "custom_resolvers": {"package_file": _package_file},
 }

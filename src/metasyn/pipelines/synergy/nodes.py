@@ -1,0 +1,113 @@
+"""synergy nodes: head activity -> PhiID -> head scores, layer profile, graph measures -> ablation, figures.
+
+Resume: ``head_activity`` is a ``PartitionedDataset`` with one safetensors file per prompt, saved lazily, and
+``head_activity_saved`` reads the same folder. ``extract_head_activity`` returns callables for the prompts
+without a valid saved file only, so an interrupted run continues with the next unsaved batch and a complete
+one recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from metasyn import synergy, synergy_plots
+from metasyn.models import LanguageModel, resolve_device
+from metasyn.prompts import render_prompts
+
+logger = logging.getLogger(__name__)
+
+Tensors = dict[str, torch.Tensor]
+
+
+def extract_head_activity(
+    model: LanguageModel, prompt_set: pd.DataFrame, saved_activity: dict[str, Tensors], activity: dict
+) -> dict[str, Callable[[], Tensors]]:
+    """Per-prompt head activity to save lazily, for the prompts without a saved result of the same settings."""
+    rendered = render_prompts(model.tokenizer, [[{"role": "user", "content": text}] for text in prompt_set["prompt"]])
+    token_ids = synergy.prompt_token_ids(model.tokenizer, rendered)
+    todo = set(synergy.prompts_to_record(prompt_set["id"], token_ids, saved_activity, activity["steps"]))
+    logger.info("Head activity: %d of %d prompts to record, the rest saved already.", len(todo), len(prompt_set))
+    pending = {prompt_id: text for prompt_id, text in zip(prompt_set["id"], rendered) if prompt_id in todo}
+    return synergy.lazy_head_activity(model, pending, activity["steps"], activity["batch_size"])
+
+
+def _matrix_tensors(per_prompt: np.ndarray, layers: int, heads_per_layer: int) -> Tensors:
+    """Per-prompt and prompt-mean matrices with each head's layer and position, for ``TensorDataset``."""
+    head_index = torch.arange(layers * heads_per_layer)
+    return {
+        "per_prompt": torch.from_numpy(per_prompt),
+        "mean": torch.from_numpy(synergy.nanmean(per_prompt, axis=0)),
+        "layer": head_index // heads_per_layer,
+        "head": head_index % heads_per_layer,
+    }
+
+
+def compute_phiid(
+    head_activity: dict[str, Callable[[], Tensors]], prompt_set: pd.DataFrame, phiid: dict
+) -> tuple[Tensors, Tensors, pd.DataFrame]:
+    """PhiID synergy and redundancy of every head pair per prompt, and the heads degenerate in some prompt."""
+    activity = synergy.load_activity(head_activity, prompt_set["id"])
+    layers, heads_per_layer, _ = activity[0].head_output_norms.shape
+    synergy_matrices, redundancy_matrices, invalid_pairs = synergy.phiid_matrices(
+        activity, phiid["tau"], phiid["redundancy"], resolve_device(phiid["device"])
+    )
+    degenerate = synergy.degenerate_heads(invalid_pairs, prompt_set["id"], layers, heads_per_layer)
+    if len(invalid_pairs):
+        logger.warning(
+            "PhiID undefined for %d head pairs (%s); %d (prompt, head) cases are degenerate heads, excluded there.",
+            len(invalid_pairs),
+            invalid_pairs["reason"].value_counts().to_dict(),
+            len(degenerate),
+        )
+    return (
+        _matrix_tensors(synergy_matrices, layers, heads_per_layer),
+        _matrix_tensors(redundancy_matrices, layers, heads_per_layer),
+        degenerate,
+    )
+
+
+def score_heads(phiid_synergy: Tensors, phiid_redundancy: Tensors) -> pd.DataFrame:
+    """Per-head synergy, redundancy, ranks and syn-red score from the prompt-mean matrices."""
+    heads_per_layer = int(phiid_synergy["head"].max()) + 1
+    return synergy.head_scores(phiid_synergy["mean"].numpy(), phiid_redundancy["mean"].numpy(), heads_per_layer)
+
+
+def measure_networks(phiid_synergy: Tensors, phiid_redundancy: Tensors, head_scores: pd.DataFrame, graph: dict) -> dict:
+    """Graph measures of the synergy and redundancy networks, and the synergy-redundancy rank correlation."""
+    fraction, seed = graph["edge_fraction"], graph["seed"]
+    return {
+        "edge_fraction": fraction,
+        "synergy_network": synergy.network_measures(phiid_synergy["mean"].numpy(), fraction, seed),
+        "redundancy_network": synergy.network_measures(phiid_redundancy["mean"].numpy(), fraction, seed),
+        "synergy_redundancy_spearman": synergy.synergy_redundancy_correlation(head_scores),
+    }
+
+
+def ablate_heads_cumulatively(
+    model: LanguageModel,
+    head_activity: dict[str, Callable[[], Tensors]],
+    prompt_set: pd.DataFrame,
+    head_scores: pd.DataFrame,
+    ablation: dict,
+) -> pd.DataFrame:
+    """Behaviour divergence as heads are removed in syn-red order, reverse order and random orders."""
+    fractions = synergy.ablation_fractions(ablation["fraction_step"])
+    orders = synergy.ablation_orders(head_scores, ablation["random_orders"], ablation["seed"])
+    activity = synergy.load_activity(head_activity, prompt_set["id"])
+    return synergy.ablation_curves(
+        model.model, activity, orders, fractions, ablation["batch_size"], model.tokenizer.pad_token_id
+    )
+
+
+def plot_phiid_matrices(phiid_synergy: Tensors, phiid_redundancy: Tensors) -> Figure:
+    """Prompt-mean synergy and redundancy matrices, heads ordered by layer."""
+    heads_per_layer = int(phiid_synergy["head"].max()) + 1
+    return synergy_plots.phiid_matrices_figure(
+        phiid_synergy["mean"].numpy(), phiid_redundancy["mean"].numpy(), heads_per_layer
+    )

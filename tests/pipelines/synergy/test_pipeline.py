@@ -1,0 +1,134 @@
+"""The synergy pipeline end to end: on tiny random models through the real catalog (independent of the other
+pipelines), its resume path, and the project's smoke run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from metasyn import synergy
+from metasyn.variants import evaluated_models, finetuned_variants, synergy_models
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+# conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps; the tiny model has 2 layers x 4 heads.
+PROMPTS, STEPS, LAYERS, HEADS = 6, 8, 2, 4
+HEAD_SCORE_COLUMNS = [
+    "head_index", "layer", "head", "synergy", "synergy_rank", "redundancy", "redundancy_rank", "syn_red_score"
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory, embedded_lm) -> Path:
+    """The project's configuration with every measured model replaced by one tiny random Llama."""
+    project = tmp_path_factory.mktemp("synergy_project")
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=64, num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=2,
+                         intermediate_size=128, vocab_size=len(embedded_lm.tokenizer))  # fmt: skip
+    model_dir = project / "tiny_model"
+    AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
+    embedded_lm.tokenizer.save_pretrained(model_dir)
+    tiny = {"type": "metasyn.datasets.ModelDataset", "spec": str(model_dir), "device": "cpu", "dtype": "float32"}
+    models = {f"{model}.model": tiny for model in ["base", *finetuned_variants()]}
+    models["random_init.model"] = {**tiny, "random_init": True}
+    (project / "conf" / "smoke" / "catalog_tiny_models.yml").write_text(yaml.safe_dump(models))
+    return project
+
+
+def run_synergy(project: Path, namespaces: list[str] | None = None) -> None:
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="smoke") as session:
+        session.run(pipeline_names=["synergy"], namespaces=namespaces)
+
+
+def check_outputs(project: Path) -> None:
+    """Every model's outputs exist with the documented shapes and schemas."""
+    for model in synergy_models():
+        output = project / "data" / "07_model_output" / "synergy" / model
+        partitions = sorted((output / "head_activity").glob("*.safetensors"))
+        assert len(partitions) == PROMPTS
+        activity = load_file(partitions[0])
+        assert activity["head_output_norms"].shape == (LAYERS, HEADS, STEPS)
+        assert activity["completion_token_ids"].shape == (STEPS,)
+        for atom in ("phiid_synergy", "phiid_redundancy"):
+            matrices = load_file(output / f"{atom}.safetensors")
+            assert matrices["per_prompt"].shape == (PROMPTS, LAYERS * HEADS, LAYERS * HEADS)
+            assert matrices["mean"].shape == (LAYERS * HEADS, LAYERS * HEADS)
+            assert matrices["layer"].tolist() == [0] * HEADS + [1] * HEADS
+        scores = pd.read_parquet(output / "head_scores.parquet")
+        assert sorted(scores.columns) == sorted(HEAD_SCORE_COLUMNS)
+        assert len(scores) == LAYERS * HEADS
+        assert pd.read_parquet(output / "layer_profile.parquet")["layer"].tolist() == [0, 1]
+        assert list(pd.read_parquet(output / "degenerate_heads.parquet").columns) == [
+            "prompt_id", "head_index", "layer", "head", "reason"
+        ]  # fmt: skip
+        reporting = project / "data" / "08_reporting" / "synergy" / model
+        measures = json.loads((reporting / "graph_measures.json").read_text())
+        assert set(measures) == {
+            "edge_fraction", "synergy_network", "redundancy_network", "synergy_redundancy_spearman"
+        }  # fmt: skip
+        for figure in ("phiid_matrices", "head_scores", "layer_profile"):
+            assert (reporting / f"{figure}.png").stat().st_size > 0
+        ablated = model in evaluated_models()
+        assert (output / "ablation_curves.parquet").exists() == ablated
+        assert (reporting / "ablation_curves.png").exists() == ablated
+        if ablated:
+            curves = pd.read_parquet(output / "ablation_curves.parquet")
+            assert set(curves["order"]) == {"synergistic_first", "redundant_first", "random"}
+            assert (curves.loc[curves["fraction"] == 0, "divergence"] == 0).all()
+            assert (curves.loc[curves["fraction"] == 1, "divergence"] > 0).all()
+
+
+@pytest.mark.slow
+def test_synergy_pipeline_on_tiny_models_writes_every_output(tiny_project):
+    run_synergy(tiny_project)
+    check_outputs(tiny_project)
+
+
+@pytest.mark.slow
+def test_activity_extraction_resumes_where_it_stopped(tiny_project, monkeypatch):
+    folder = tiny_project / "data" / "07_model_output" / "synergy" / "base" / "head_activity"
+    if not folder.exists():
+        run_synergy(tiny_project)
+    saved = {path.name: path.stat().st_mtime_ns for path in folder.glob("*.safetensors")}
+    lost = sorted(saved)[-1]
+    lost_activity = load_file(folder / lost)
+    (folder / lost).unlink()  # as if the run had stopped before the last batch was saved
+    recorded = []
+    record = synergy.record_head_activity
+
+    def counting_record(lm, prompts, steps, batch_size):
+        recorded.append(len(prompts))
+        return record(lm, prompts, steps, batch_size)
+
+    monkeypatch.setattr(synergy, "record_head_activity", counting_record)
+    run_synergy(tiny_project, namespaces=["base"])
+    assert recorded == [1]
+    assert {path.name: path.stat().st_mtime_ns for path in folder.glob("*.safetensors") if path.name != lost} == {
+        name: mtime for name, mtime in saved.items() if name != lost
+    }
+    # Greedy generation is deterministic: the recomputed prompt is what was lost.
+    torch.testing.assert_close(load_file(folder / lost), lost_activity)
+
+    run_synergy(tiny_project, namespaces=["base"])
+    assert recorded == [1], "a run with every prompt saved must record nothing"
+
+
+@pytest.mark.slow
+def test_smoke_run(run_smoke):
+    smoke_project = run_smoke("synergy")
+    scores = pd.read_parquet(smoke_project / "data" / "07_model_output" / "synergy" / "base" / "head_scores.parquet")
+    assert scores["syn_red_score"].notna().any()

@@ -1,0 +1,203 @@
+"""Head scores, layer profile, graph measures, resume bookkeeping and ablation, on hand-made inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from metasyn import synergy
+from metasyn.heads import HeadActivity, ablate_heads, mean_step_divergence, step_log_probs, teacher_forced_batch
+
+NAN = np.nan
+# 4 heads = 2 layers x 2 heads. Mean synergy per head 2, 10/3, 4, 14/3; mean redundancy 5, 11/3, 3, 7/3.
+SYNERGY = np.array([[NAN, 1, 2, 3], [1, NAN, 4, 5], [2, 4, NAN, 6], [3, 5, 6, NAN]], dtype=float)
+REDUNDANCY = np.array([[NAN, 6, 5, 4], [6, NAN, 3, 2], [5, 3, NAN, 1], [4, 2, 1, NAN]], dtype=float)
+
+
+def test_head_scores_on_a_hand_made_matrix():
+    scores = synergy.head_scores(SYNERGY, REDUNDANCY, heads_per_layer=2)
+    assert scores["layer"].tolist() == [0, 0, 1, 1]
+    assert scores["head"].tolist() == [0, 1, 0, 1]
+    np.testing.assert_allclose(scores["synergy"], [2, 10 / 3, 4, 14 / 3])
+    np.testing.assert_allclose(scores["redundancy"], [5, 11 / 3, 3, 7 / 3])
+    assert scores["synergy_rank"].tolist() == [1, 2, 3, 4]
+    assert scores["redundancy_rank"].tolist() == [4, 3, 2, 1]
+    assert scores["syn_red_score"].tolist() == [-3, -1, 1, 3]
+
+
+def test_excluded_head_gets_no_rank_and_the_others_are_ranked_among_themselves():
+    synergy_matrix = SYNERGY.copy()
+    synergy_matrix[3, :] = synergy_matrix[:, 3] = NAN
+    scores = synergy.head_scores(synergy_matrix, REDUNDANCY, heads_per_layer=2)
+    assert math.isnan(scores.loc[3, "syn_red_score"]) and math.isnan(scores.loc[3, "redundancy"])
+    # Without head 3: synergy 1.5, 2.5, 3; redundancy (6+5)/2, (6+3)/2, (5+3)/2 -> ranks 3, 2, 1.
+    assert scores["synergy_rank"].tolist()[:3] == [1, 2, 3]
+    assert scores["redundancy_rank"].tolist()[:3] == [3, 2, 1]
+
+
+def test_layer_profile_scales_scores_and_averages_per_layer():
+    profile = synergy.layer_profile(synergy.head_scores(SYNERGY, REDUNDANCY, heads_per_layer=2))
+    # Scores -3, -1, 1, 3 scale to 0, 1/3, 2/3, 1.
+    assert profile["layer"].tolist() == [0, 1]
+    assert profile["depth"].tolist() == [0.0, 1.0]
+    np.testing.assert_allclose(profile["score"], [1 / 6, 5 / 6])
+    np.testing.assert_allclose(profile["score_sd"], [np.std([0, 1 / 3], ddof=1)] * 2)
+    assert profile["heads"].tolist() == [2, 2]
+
+
+def test_spearman_of_synergy_and_redundancy():
+    correlation = synergy.synergy_redundancy_correlation(synergy.head_scores(SYNERGY, REDUNDANCY, 2))
+    assert correlation["rho"] == pytest.approx(-1.0)
+    assert correlation["heads"] == 4
+
+
+def test_top_edge_graph_keeps_the_strongest_pairs():
+    graph = synergy.top_edge_graph(SYNERGY, edge_fraction=0.5)
+    assert sorted(graph.edges) == [(1, 2), (1, 3), (2, 3)]
+    # A triangle and an isolated head: 3 of 6 head pairs at distance 1.
+    assert synergy.network_measures(SYNERGY, 0.5, seed=0)["global_efficiency"] == pytest.approx(0.5)
+
+
+def test_modularity_of_two_separate_triangles():
+    matrix = np.full((6, 6), 0.1)
+    for block in ([0, 1, 2], [3, 4, 5]):
+        matrix[np.ix_(block, block)] = 1.0
+    np.fill_diagonal(matrix, NAN)
+    measures = synergy.network_measures(matrix, edge_fraction=6 / 15, seed=0)
+    assert measures["edges"] == 6 and measures["communities"] == 2
+    assert measures["modularity"] == pytest.approx(0.5)
+
+
+def test_ablation_orders_follow_the_score():
+    scores = synergy.head_scores(SYNERGY, REDUNDANCY, heads_per_layer=2)
+    orders = synergy.ablation_orders(scores, random_orders=3, seed=0)
+    assert orders["synergistic_first"][0].tolist() == [3, 2, 1, 0]
+    assert orders["redundant_first"][0].tolist() == [0, 1, 2, 3]
+    assert len(orders["random"]) == 3
+    assert all(sorted(order.tolist()) == [0, 1, 2, 3] for order in orders["random"])
+    again = synergy.ablation_orders(scores, random_orders=3, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(orders["random"], again["random"]))
+
+
+def test_ablation_fractions():
+    assert synergy.ablation_fractions(0.25).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert len(synergy.ablation_fractions(0.05)) == 21
+    for step in (0.3, 0, 1.5):
+        with pytest.raises(ValueError, match="must divide 1"):
+            synergy.ablation_fractions(step)
+
+
+def prompt_table(ids, categories):
+    return pd.DataFrame({"id": ids, "category": categories, "prompt": [f"Prompt {i}" for i in ids]})
+
+
+def test_select_prompts_takes_the_first_of_each_category():
+    table = prompt_table(["a1", "a2", "b1", "a3", "b2"], ["a", "a", "b", "a", "b"])
+    assert synergy.select_prompts(table, 2)["id"].tolist() == ["a1", "a2", "b1", "b2"]
+    assert synergy.select_prompts(table, None)["id"].tolist() == ["a1", "a2", "b1", "a3", "b2"]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (prompt_table(["a", "a"], ["x", "x"]), "unique"),
+        (prompt_table(["a/b"], ["x"]), "file names"),
+        (prompt_table(["a"], ["x"]).drop(columns="category"), "lacks columns \\['category'\\]"),
+        (prompt_table([], []), "empty"),
+    ],
+)
+def test_select_prompts_rejects_bad_tables(table, message):
+    with pytest.raises(ValueError, match=message):
+        synergy.select_prompts(table, None)
+
+
+def saved_tensors(prompt_tokens, steps):
+    return HeadActivity(torch.ones(1, 2, steps), torch.tensor(prompt_tokens), torch.arange(steps), None).to_tensors()
+
+
+def test_prompts_to_record_reuses_only_matching_saved_activity():
+    saved = {"same": saved_tensors([1, 2], 4), "fewer_steps": saved_tensors([1, 2], 3), "edited": saved_tensors([9], 4)}
+    ids = ["same", "fewer_steps", "edited", "new"]
+    tokens = [torch.tensor([1, 2])] * 3 + [torch.tensor([5])]
+    assert synergy.prompts_to_record(ids, tokens, saved, steps=4) == ["fewer_steps", "edited", "new"]
+
+
+def test_lazy_head_activity_computes_each_batch_once(monkeypatch):
+    calls = []
+
+    def fake_record(lm, prompts, steps, batch_size):
+        calls.append(list(prompts))
+        # Each prompt's "activity" is its length, so results can be traced back to their prompt.
+        norms = [torch.full((1, 1, steps), float(len(prompt))) for prompt in prompts]
+        return [HeadActivity(norm, torch.tensor([0]), torch.arange(steps), None) for norm in norms]
+
+    monkeypatch.setattr(synergy, "record_head_activity", fake_record)
+    rendered = {"c": "ccc", "a": "a", "e": "eeeee", "b": "bb", "d": "dddd"}
+    lazy = synergy.lazy_head_activity(None, rendered, steps=3, batch_size=2)
+    assert calls == []
+    results = {prompt_id: lazy[prompt_id]() for prompt_id in sorted(lazy)}
+    assert calls == [["a", "bb"], ["ccc", "dddd"], ["eeeee"]]
+    lengths = {prompt_id: float(tensors["head_output_norms"][0, 0, 0]) for prompt_id, tensors in results.items()}
+    assert lengths == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+
+
+def test_load_activity_rejects_missing_prompts_and_mixed_shapes():
+    partitions = {"a": lambda: saved_tensors([1], 4), "b": lambda: saved_tensors([1], 5)}
+    with pytest.raises(ValueError, match="No head activity saved for prompts \\['c'\\]"):
+        synergy.load_activity(partitions, ["a", "c"])
+    with pytest.raises(ValueError, match="mixed shapes"):
+        synergy.load_activity(partitions, ["a", "b"])
+
+
+def test_constant_head_is_degenerate_in_that_prompt_only():
+    rng = np.random.default_rng(0)
+    norms = torch.from_numpy(rng.random((2, 2, 3, 30)))  # prompts, layers, heads, steps
+    norms[1, 1, 2] = 0.5  # layer 1, head 2 is constant in the second prompt
+    activity = [HeadActivity(prompt_norms, torch.tensor([0]), torch.arange(30), None) for prompt_norms in norms]
+    synergy_matrices, redundancy_matrices, invalid = synergy.phiid_matrices(activity, 1, "MMI", "cpu")
+    degenerate = synergy.degenerate_heads(invalid, ["p0", "p1"], layers=2, heads_per_layer=3)
+    assert degenerate.to_dict("records") == [
+        {"prompt_id": "p1", "head_index": 5, "layer": 1, "head": 2, "reason": "constant series"}
+    ]
+    assert np.isnan(synergy_matrices[1, 5, :]).all() and np.isfinite(synergy_matrices[0, 5, :5]).all()
+    mean = synergy.nanmean(synergy_matrices, axis=0)
+    np.testing.assert_allclose(mean[5, :5], synergy_matrices[0, 5, :5])
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=128, vocab_size=64)  # fmt: skip
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+
+
+def test_ablation_curves_start_at_zero_and_meet_when_all_heads_are_removed(tiny_model):
+    generator = torch.Generator().manual_seed(0)
+    activity = [
+        HeadActivity(torch.ones(2, 4, 5), torch.randint(1, 64, (length,), generator=generator),
+                     torch.randint(1, 64, (5,), generator=generator), None)  # fmt: skip
+        for length in (3, 6, 4)
+    ]
+    scores = pd.DataFrame({"head_index": range(8), "syn_red_score": [3.0, -1, 2, 0, -2, 1, -3, 4]})
+    orders = synergy.ablation_orders(scores, random_orders=2, seed=0)
+    curves = synergy.ablation_curves(tiny_model, activity, orders, [0.0, 0.5, 1.0], batch_size=2, pad_token_id=0)
+
+    assert curves["order"].tolist() == ["synergistic_first"] * 3 + ["redundant_first"] * 3 + ["random"] * 3
+    assert curves["heads_removed"].tolist() == [0, 4, 8] * 3
+    assert (curves.loc[curves["fraction"] == 0, "divergence"] == 0).all()
+    everything = curves.loc[curves["fraction"] == 1, "divergence"]
+    assert everything.nunique() == 1 and everything.iloc[0] > 0
+    # The curve's value is the mean over prompts of a direct ablation of the same heads.
+    batch = teacher_forced_batch([a.prompt_token_ids for a in activity], [a.completion_token_ids for a in activity], 0)
+    with ablate_heads(tiny_model, synergy.removal_mask(np.array([7, 0, 2, 5]), 2, 4)):
+        ablated = step_log_probs(tiny_model, batch, 5)
+    expected = mean_step_divergence(step_log_probs(tiny_model, batch, 5), ablated).mean().item()
+    synergistic_half = curves.query("order == 'synergistic_first' and fraction == 0.5")["divergence"].item()
+    assert synergistic_half == pytest.approx(expected, rel=1e-5)
+    assert math.isnan(curves.loc[0, "divergence_sd"]) and curves.loc[6, "divergence_sd"] == 0
