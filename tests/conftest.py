@@ -17,16 +17,20 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_SPEC = "embedded:smollm2-135m-instruct"
 
 
+def copy_project(destination: Path) -> Path:
+    """The project's configuration (without conf/local) in ``destination``, so a run writes its data there."""
+    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))
+    (destination / "conf" / "local").mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    (destination / "src").mkdir()  # Kedro checks that it exists; the package itself is installed
+    (destination / "data").mkdir()
+    return destination
+
+
 @pytest.fixture(scope="session")
 def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project's configuration in a temp dir, so smoke runs write their data there."""
-    project = tmp_path_factory.mktemp("smoke_project")
-    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir()
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
-    (project / "src").mkdir()  # Kedro checks that it exists; the package itself is installed
-    (project / "data").mkdir()
-    return project
+    """A session-wide project copy that the smoke runs share."""
+    return copy_project(tmp_path_factory.mktemp("smoke_project"))
 
 
 # What each pipeline reads from the others, so a test of one runs just what it needs.

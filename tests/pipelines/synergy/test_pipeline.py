@@ -4,7 +4,6 @@ pipelines), its resume path, and the project's smoke run."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +15,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from metasyn import synergy
 from metasyn.variants import evaluated_models, finetuned_variants, synergy_models
+from tests.conftest import copy_project
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
 # conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps; the tiny model has 2 layers x 4 heads.
 PROMPTS, STEPS, LAYERS, HEADS = 6, 8, 2, 4
 HEAD_SCORE_COLUMNS = [
@@ -28,10 +27,7 @@ HEAD_SCORE_COLUMNS = [
 @pytest.fixture(scope="module")
 def tiny_project(tmp_path_factory, embedded_lm) -> Path:
     """The project's configuration with every measured model replaced by one tiny random Llama."""
-    project = tmp_path_factory.mktemp("synergy_project")
-    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir()
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    project = copy_project(tmp_path_factory.mktemp("synergy_project"))
     torch.manual_seed(0)
     config = LlamaConfig(hidden_size=64, num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=2,
                          intermediate_size=128, vocab_size=len(embedded_lm.tokenizer))  # fmt: skip
