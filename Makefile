@@ -14,6 +14,8 @@ export HF_DATASETS_OFFLINE ?= 1
 
 .PHONY: setup demo test viz viz-build slurm-up slurm-down
 
+VIZ_PORT ?= 4141
+
 setup: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
@@ -30,6 +32,16 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(VENV)/bin/pytest
+
+# kedro-viz on http://127.0.0.1:$(VIZ_PORT) (docs/viz.md); Ctrl-C stops it.
+viz: $(INSTALLED)
+	$(VENV)/bin/kedro viz run --host 127.0.0.1 --port $(VIZ_PORT) --no-browser
+
+# Static site in build/. `kedro viz build` reports a failure yet exits 0, so check that the page was written.
+viz-build: $(INSTALLED)
+	rm -rf build
+	$(VENV)/bin/kedro viz build --include-previews
+	@test -f build/index.html || { echo "kedro viz build failed (see above)" >&2; exit 1; }
 
 # A one-node SLURM cluster on this machine (loopback only), to try the SlurmRunner; see docs/slurm.md.
 slurm-up:

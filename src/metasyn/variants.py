@@ -20,9 +20,14 @@ def _variants() -> dict:
     return loader["parameters"]["variants"]
 
 
+def finetuned_names(variants: dict) -> list[str]:
+    """Fine-tuned variant names in a ``variants`` parameter block (as nodes receive it)."""
+    return list(variants["finetuned"])
+
+
 def finetuned_variants() -> list[str]:
     """Names of the fine-tuned variants (each a namespace of the finetune pipeline)."""
-    return list(_variants()["finetuned"])
+    return finetuned_names(_variants())
 
 
 def evaluated_models() -> list[str]:

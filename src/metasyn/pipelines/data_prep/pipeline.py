@@ -7,6 +7,7 @@ from metasyn.pipelines.data_prep import nodes
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Questions -> samples -> consistency -> bins -> targets -> training examples and test questions."""
+    # One namespace (a kedro-viz group, one SLURM job); dataset names stay unprefixed for the catalog.
     return pipeline(
         [
             node(nodes.check_sampling, "params:data_prep.sampling", "sampling_settings", name="check_sampling"),
@@ -27,7 +28,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["question_splits", "base.model", "sampling_settings", "params:data_prep.seed"],
                 "answer_samples",
                 name="sample_answers",
-                tags=["gpu"],
+                tags=["slurm.gpu"],
             ),
             node(
                 nodes.score_consistency,
@@ -65,5 +66,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "consistency_figure",
                 name="plot_consistency",
             ),
-        ]
+        ],
+        namespace="data_prep",
+        prefix_datasets_with_namespace=False,
     )

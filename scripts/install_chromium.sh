@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Headless Chromium for the kedro-viz browser tests (tests/test_viz.py) and for screenshots of the
+# pipeline graph: Debian's `chromium` package. Does nothing when a `chromium` is already on PATH.
+# Needs root (apt-get). Prints the browser's path.
+set -euo pipefail
+
+if ! command -v chromium >/dev/null 2>&1; then
+    if [[ $EUID -ne 0 ]]; then
+        echo "install_chromium: chromium is missing and installing it needs root: sudo $0" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
+fi
+command -v chromium

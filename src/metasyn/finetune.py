@@ -1,0 +1,397 @@
+"""LoRA fine-tuning to state calibrated confidence (Steyvers et al. 2025, arXiv 2510.05126), with TRL.
+
+The fine-tune trains attention projections only: the synergy analysis reads attention heads, so a change in
+synergy can be put down to how the heads process information, not to the MLPs. The control fine-tune sees the
+same examples with the confidence targets permuted across examples. After training, the adapter is merged into
+a copy of the base weights so that every later pipeline reads a fine-tune as a plain model.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import Dataset, DatasetDict
+from matplotlib.figure import Figure
+from peft import (
+    LoraConfig,
+    PeftModel,
+    TaskType,
+    get_peft_model,
+    get_peft_model_state_dict,
+    set_peft_model_state_dict,
+)
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
+
+from metasyn.models import LanguageModel
+from metasyn.prompts import (
+    Messages,
+    assistant_message,
+    confidence_completion,
+    pairwise_completion,
+    render_prompts,
+)
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation")
+EXAMPLE_COLUMNS = ("prompt", "completion", "task", "answers", "target_confidence", "preferred")
+# Answers each task's completion states: one for the single-question task, one per question for pairwise.
+TASK_ANSWER_COUNTS = {"single": 1, "pairwise": 2}
+RUN_CONFIG_FILE = "run_config.json"
+
+
+class Adapter(NamedTuple):
+    """A trained LoRA adapter: its PEFT config and weights (the state dict ``PeftModel.save_pretrained`` writes)."""
+
+    config: LoraConfig
+    weights: dict[str, torch.Tensor]
+
+
+class TrainingResult(NamedTuple):
+    """What a fine-tune leaves behind: the adapter, the Trainer's log, and facts about the run."""
+
+    adapter: Adapter
+    log: pd.DataFrame
+    run: dict
+
+
+def target_completion(example: Mapping) -> str:
+    """The completion text that an example's answers and targets call for, in the prompts module's wording."""
+    if example["task"] == "single":
+        return confidence_completion(example["answers"][0], example["target_confidence"])
+    return pairwise_completion(example["preferred"], *example["answers"])
+
+
+def _is_conversation(messages: object, roles: set[str]) -> bool:
+    return (
+        isinstance(messages, list)
+        and len(messages) > 0
+        and all(
+            isinstance(m, Mapping) and m.get("role") in roles and isinstance(m.get("content"), str) for m in messages
+        )
+    )
+
+
+def _example_problem(example: Mapping) -> str | None:
+    """What is wrong with one training example, or None."""
+    task = example["task"]
+    if task not in TASK_ANSWER_COUNTS:
+        return f"task {task!r} is not one of {sorted(TASK_ANSWER_COUNTS)}"
+    if not _is_conversation(example["prompt"], {"system", "user"}) or example["prompt"][-1]["role"] != "user":
+        return "prompt is not a list of {role, content} messages ending with the user turn"
+    if not _is_conversation(example["completion"], {"assistant"}) or len(example["completion"]) != 1:
+        return "completion is not a list of exactly one assistant message"
+    if len(example["answers"] or []) != TASK_ANSWER_COUNTS[task]:
+        return f"a {task} example needs {TASK_ANSWER_COUNTS[task]} answer(s), has {example['answers']}"
+    if task == "single" and not 0.0 <= example["target_confidence"] <= 1.0:
+        return f"target_confidence {example['target_confidence']} is not a probability in [0, 1]"
+    if task == "pairwise" and example["preferred"] not in (1, 2):
+        return f"preferred is {example['preferred']}, not 1 or 2"
+    # The control rebuilds completions from the fields; a mismatch here would make the two variants differ in
+    # more than their targets.
+    if example["completion"][0]["content"] != target_completion(example):
+        return f"completion {example['completion'][0]['content']!r} does not state its answers and target"
+    return None
+
+
+def validate_training_examples(examples: DatasetDict) -> None:
+    """Check splits, columns and every example; raise a ValueError that says what is wrong and how to fix it."""
+    splits = list(examples) if isinstance(examples, Mapping) else []
+    if not isinstance(examples, DatasetDict) or any(split not in splits for split in SPLITS):
+        raise ValueError(
+            f"training_examples must be a datasets.DatasetDict with splits {list(SPLITS)} (data_prep writes it); "
+            f"got {type(examples).__name__} with splits {splits}."
+        )
+    for split in SPLITS:
+        dataset = examples[split]
+        if len(dataset) == 0:
+            raise ValueError(
+                f"The {split!r} split of training_examples is empty: give data_prep more questions "
+                "(data_prep.sources in parameters_data_prep.yml) and run it again."
+            )
+        missing = [column for column in EXAMPLE_COLUMNS if column not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"The {split!r} split of training_examples lacks columns {missing}; expected {list(EXAMPLE_COLUMNS)} "
+                "(see the data_prep pipeline)."
+            )
+        rows = dataset.select_columns(list(EXAMPLE_COLUMNS))
+        problems = [
+            f"{split}[{index}]: {problem}" for index, row in enumerate(rows) if (problem := _example_problem(row))
+        ]
+        if problems:
+            raise ValueError(
+                f"{len(problems)} malformed training example(s) in the {split!r} split, e.g. "
+                + "; ".join(problems[:3])
+                + ". Rebuild training_examples with the data_prep pipeline."
+            )
+
+
+def shuffle_confidence_targets(examples: Dataset, seed: int) -> Dataset:
+    """Permute target confidences among single-question examples and preferences among pairwise ones.
+
+    Prompts, answers and the task mix are unchanged and completions are rebuilt from the permuted targets: the
+    control keeps the data and format of the metacognition fine-tune but breaks the link between a question
+    and the confidence the model is taught to state.
+    """
+    rng = np.random.default_rng(seed)
+    task = np.asarray(examples["task"])
+    targets = {
+        "target_confidence": np.asarray(examples["target_confidence"], dtype=float),
+        "preferred": np.asarray(examples["preferred"], dtype=int),
+    }
+    for task_name, column in (("single", "target_confidence"), ("pairwise", "preferred")):
+        rows = np.flatnonzero(task == task_name)
+        targets[column][rows] = targets[column][rng.permutation(rows)]
+
+    def retarget(example: dict, index: int) -> dict:
+        shuffled = {
+            **example,
+            "target_confidence": float(targets["target_confidence"][index]),
+            "preferred": int(targets["preferred"][index]),
+        }
+        return {**shuffled, "completion": assistant_message(target_completion(shuffled))}
+
+    return examples.map(retarget, with_indices=True, desc="Shuffling confidence targets")
+
+
+def variant_examples(examples: DatasetDict, shuffle_targets: bool, seed: int) -> DatasetDict:
+    """The examples a fine-tune variant trains on: validated, with targets shuffled within each split if asked."""
+    validate_training_examples(examples)
+    if not shuffle_targets:
+        return examples
+    return DatasetDict({split: shuffle_confidence_targets(dataset, seed) for split, dataset in examples.items()})
+
+
+def lora_config(settings: Mapping) -> LoraConfig:
+    """A causal-LM LoRA config from the ``finetune.lora`` parameters (any ``peft.LoraConfig`` field)."""
+    return LoraConfig(task_type=TaskType.CAUSAL_LM, **settings)
+
+
+def check_target_modules(model: torch.nn.Module, target_modules: Sequence[str]) -> None:
+    """Fail unless every LoRA target names linear layers of the model (PEFT only fails when none match)."""
+    if isinstance(target_modules, str):
+        raise ValueError(f"LoRA target_modules must be a list of module names, got the string {target_modules!r}.")
+    linear_names = {
+        name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
+    }
+    missing = sorted(set(target_modules) - linear_names)
+    if missing:
+        raise ValueError(
+            f"LoRA target module(s) {missing} do not exist in {type(model).__name__}, whose linear layers are "
+            f"{sorted(linear_names)}. Set finetune.lora.target_modules to the model's attention projections "
+            "(q_proj, k_proj, v_proj, o_proj for Llama and Gemma)."
+        )
+
+
+def check_sequence_lengths(tokenizer: PreTrainedTokenizerBase, examples: DatasetDict, max_length: int | None) -> None:
+    """Fail when a prompt plus completion exceeds ``max_length``: truncation would cut off the target."""
+    if max_length is None:
+        return
+    for split, dataset in examples.items():
+        lengths = [
+            len(tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=False))
+            for prompt, completion in zip(dataset["prompt"], dataset["completion"], strict=True)
+        ]
+        too_long = sum(length > max_length for length in lengths)
+        if too_long:
+            raise ValueError(
+                f"{too_long} {split} example(s) are longer than max_length={max_length} tokens (the longest has "
+                f"{max(lengths)}); truncation would cut off their completions. Raise finetune.training.max_length."
+            )
+
+
+def _examples_digest(examples: DatasetDict) -> str:
+    content = {split: dataset.select_columns(["prompt", "completion"]).to_list() for split, dataset in examples.items()}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def resumable_checkpoint(checkpoint_dir: Path, run_config: Mapping) -> str | None:
+    """The last checkpoint in ``checkpoint_dir`` of a run with exactly this configuration, or None.
+
+    Checkpoints of a run with other data or settings cannot be resumed without mixing two runs: they are
+    deleted, and training starts afresh.
+    """
+    current = json.loads(json.dumps(run_config))  # as it reads back from the record
+    recorded_file = checkpoint_dir / RUN_CONFIG_FILE
+    recorded = json.loads(recorded_file.read_text()) if recorded_file.is_file() else {}
+    last = get_last_checkpoint(checkpoint_dir) if checkpoint_dir.is_dir() else None
+    if last is not None and recorded == current:
+        logger.info("Resuming from %s, the last checkpoint of this run", last)
+        return last
+    if last is not None:
+        changed = sorted(key for key in current.keys() | recorded.keys() if current.get(key) != recorded.get(key))
+        logger.warning(
+            "Checkpoints in %s come from a run with a different %s; deleting them and starting afresh",
+            checkpoint_dir,
+            ", ".join(changed),
+        )
+        for stale in checkpoint_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            shutil.rmtree(stale)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    recorded_file.write_text(json.dumps(current, sort_keys=True, indent=1))
+    return None
+
+
+def train_adapter(
+    lm: LanguageModel,
+    examples: DatasetDict,
+    lora: Mapping,
+    training: Mapping,
+    checkpoint_dir: str | Path,
+    seed: int,
+) -> TrainingResult:
+    """Train a LoRA adapter with TRL's SFTTrainer (completion-only loss), resuming an interrupted run.
+
+    ``training`` holds ``trl.SFTConfig`` fields. Checkpoints go to ``checkpoint_dir``. The base model is left
+    untouched: PEFT injects its layers into the model it is given, so it gets a deep copy.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    # Train where the model was placed (globals model.device); the Trainer would otherwise take any GPU it sees.
+    args = SFTConfig(output_dir=str(checkpoint_dir), seed=seed, use_cpu=lm.model.device.type == "cpu", **training)
+    check_target_modules(lm.model, lora["target_modules"])
+    render_prompts(lm.tokenizer, examples["train"]["prompt"][:1])  # a clear error when there is no chat template
+    check_sequence_lengths(lm.tokenizer, examples, args.max_length)
+    run_config = {
+        "base_model": lm.model.name_or_path,
+        "examples": _examples_digest(examples),
+        "lora": dict(lora),
+        "training": dict(training),
+        "seed": seed,
+    }
+    resume_from = resumable_checkpoint(checkpoint_dir, run_config)
+
+    trainer = SFTTrainer(
+        model=copy.deepcopy(lm.model),
+        args=args,
+        train_dataset=examples["train"],
+        eval_dataset=examples["validation"],
+        processing_class=lm.tokenizer,
+        peft_config=lora_config(lora),
+    )
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    logger.info(
+        "Training a LoRA adapter on %d examples (%d validation): %d trainable of %d parameters, on %s",
+        len(examples["train"]),
+        len(examples["validation"]),
+        trainable,
+        total,
+        args.device,
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    weights = {name: tensor.detach().cpu().clone() for name, tensor in get_peft_model_state_dict(trainer.model).items()}
+    return TrainingResult(
+        adapter=Adapter(trainer.model.peft_config["default"], weights),
+        log=pd.DataFrame(trainer.state.log_history),
+        run={
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "train_examples": len(examples["train"]),
+            "validation_examples": len(examples["validation"]),
+            "optimizer_steps": trainer.state.global_step,
+            "wall_time_s": time.perf_counter() - start,
+            "device": str(args.device),
+            "resumed_from_checkpoint": resume_from,
+        },
+    )
+
+
+def attach_adapter(model: PreTrainedModel, adapter: Adapter) -> PeftModel:
+    """A copy of ``model`` carrying the (unmerged) adapter, in eval mode; ``model`` itself is left untouched."""
+    adapted = get_peft_model(copy.deepcopy(model), copy.deepcopy(adapter.config))
+    loaded = set_peft_model_state_dict(adapted, adapter.weights)
+    unloaded = [key for key in loaded.missing_keys if "lora_" in key]
+    if loaded.unexpected_keys or unloaded:
+        raise ValueError(
+            f"The adapter does not fit {type(model).__name__}: unexpected weights {loaded.unexpected_keys[:3]}, "
+            f"missing weights {unloaded[:3]}. Was it trained on another base model?"
+        )
+    return adapted.eval()
+
+
+@torch.inference_mode()
+def _logits(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return model(**inputs).logits.float()
+
+
+def merge_adapter(
+    lm: LanguageModel, adapter: Adapter, check_prompts: Sequence[Messages], tolerance: float
+) -> tuple[LanguageModel, dict]:
+    """Merge the adapter into a copy of the base weights and check that it changes no logits on a few prompts.
+
+    Merge and check run in float32, so one tight tolerance serves every model dtype: in bfloat16, rounding alone
+    moves logits by about a unit and would hide a faulty merge. The merged model is returned in the base
+    model's dtype. The check reports the largest absolute logit difference between merged and base+adapter
+    (must not exceed ``tolerance``) and, for scale, the largest change the adapter makes to the base logits.
+    """
+    texts = render_prompts(lm.tokenizer, check_prompts)
+    inputs = lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.model.device)
+    real = inputs["attention_mask"].bool()
+    adapted = attach_adapter(lm.model, adapter).float()
+    with adapted.disable_adapter():
+        base_logits = _logits(adapted, inputs)[real]
+    adapted_logits = _logits(adapted, inputs)[real]
+    merged = adapted.merge_and_unload()
+    merged_logits = _logits(merged, inputs)[real]
+    check = {
+        "max_abs_logit_diff": float((merged_logits - adapted_logits).abs().max()),
+        "tolerance": tolerance,
+        "adapter_max_abs_logit_change": float((adapted_logits - base_logits).abs().max()),
+        "prompts": len(texts),
+    }
+    logger.info(
+        "Merged adapter: max |logit(merged) - logit(base+adapter)| = %.3g (tolerance %.3g) on %d prompts; the "
+        "adapter itself moves logits by up to %.3g",
+        check["max_abs_logit_diff"],
+        tolerance,
+        len(texts),
+        check["adapter_max_abs_logit_change"],
+    )
+    if not check["max_abs_logit_diff"] <= tolerance:
+        raise RuntimeError(
+            f"The merged model's logits differ from base+adapter by {check['max_abs_logit_diff']:.3g}, beyond the "
+            f"tolerance {tolerance:.3g} (finetune.merge_check.tolerance); the merged model is not the fine-tune."
+        )
+    return LanguageModel(merged.to(lm.model.dtype), lm.tokenizer), check
+
+
+def training_summary(run: Mapping, log: pd.DataFrame, merge_check: Mapping) -> dict:
+    """One JSON-ready record of a fine-tune: size, losses, time, device and the merge check."""
+    train, validation = (log[column].dropna().tolist() if column in log else [] for column in ("loss", "eval_loss"))
+    return {
+        **run,
+        "final_train_loss": train[-1] if train else None,
+        "initial_validation_loss": validation[0] if validation else None,
+        "final_validation_loss": validation[-1] if validation else None,
+        "merge_max_abs_logit_diff": merge_check["max_abs_logit_diff"],
+        "merge_tolerance": merge_check["tolerance"],
+        "adapter_max_abs_logit_change": merge_check["adapter_max_abs_logit_change"],
+    }
+
+
+def loss_curve_figure(log: pd.DataFrame) -> Figure:
+    """Training and validation loss (completion tokens only) against epoch."""
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    for column, label, style in (("loss", "train", "-"), ("eval_loss", "validation", "o-")):
+        if column in log:
+            points = log[["epoch", column]].dropna()
+            axes.plot(points["epoch"], points[column], style, label=label)
+    axes.set(xlabel="epoch", ylabel="loss per completion token", title="LoRA fine-tune")
+    axes.legend()
+    figure.tight_layout()
+    return figure

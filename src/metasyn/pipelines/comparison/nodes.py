@@ -1,0 +1,123 @@
+"""comparison nodes: collect every model's results, test the changes, draw the figures, write the report."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from metasyn import comparison_plots, report, stats
+from metasyn.variants import finetuned_names
+
+
+def collect_by_model(**results_by_model: object) -> dict[str, object]:
+    """One dataset per model, gathered into ``{model: data}`` (model names are the keyword names)."""
+    return results_by_model
+
+
+def _band(settings: dict) -> tuple[float, float]:
+    return tuple(settings["depth_band"])
+
+
+def _per_prompt(phiid: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {
+        model: (matrices["synergy"]["per_prompt"].double().numpy(), matrices["redundancy"]["per_prompt"].double().numpy())
+        for model, matrices in phiid.items()
+    }
+
+
+def pair_phiid(synergy: dict[str, dict], redundancy: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """``{model: {"synergy": tensors, "redundancy": tensors}}`` from the two per-model collections."""
+    return {model: {"synergy": synergy[model], "redundancy": redundancy[model]} for model in synergy}
+
+
+def compare_layers(
+    profiles: dict[str, pd.DataFrame], head_scores: dict[str, pd.DataFrame], variants: dict
+) -> pd.DataFrame:
+    """Per-layer means, base vs each variant: paired t-test, Wilcoxon and paired Cohen's d, per quantity."""
+    rows = []
+    for variant in finetuned_names(variants):
+        per_layer = {
+            "syn_red_score": (profiles["base"]["score"], profiles[variant]["score"]),
+            **{
+                quantity: (head_scores["base"].groupby("layer")[quantity].mean(),
+                           head_scores[variant].groupby("layer")[quantity].mean())
+                for quantity in ("synergy", "redundancy")
+            },
+        }
+        for quantity, (before, after) in per_layer.items():
+            rows.append({"variant": variant, "quantity": quantity, **stats.paired_tests(np.asarray(before), np.asarray(after))})
+    return pd.DataFrame(rows)
+
+
+def correlate_rankings(head_scores: dict[str, pd.DataFrame], variants: dict) -> pd.DataFrame:
+    """Spearman correlation of each variant's per-head syn-red scores with the base model's."""
+    return pd.DataFrame(
+        [{"variant": variant, **stats.ranking_correlation(head_scores["base"], head_scores[variant])} for variant in finetuned_names(variants)]
+    )
+
+
+def bootstrap_band_changes(
+    phiid: dict[str, dict], head_scores: dict[str, pd.DataFrame], variants: dict, settings: dict
+) -> pd.DataFrame:
+    """Depth-band syn-red change per variant and versus the control, with intervals over prompt resamples."""
+    heads_per_layer = int(head_scores["base"]["head"].max()) + 1
+    return stats.band_score_changes(
+        _per_prompt(phiid), heads_per_layer, _band(settings), finetuned_names(variants), settings["control"],
+        settings["bootstrap_resamples"], settings["seed"],
+    )
+
+
+def join_calibration_and_synergy(calibration: pd.DataFrame, band_changes: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: pooled ECE and AUROC change from base next to the band syn-red change, with intervals."""
+    pooled = calibration[calibration["domain"] == "all"].set_index(["model", "metric"])
+    rows = []
+    for change in band_changes[band_changes["reference"] == "base"].itertuples():
+        row = {"variant": change.variant, "synergy_change": change.estimate,
+               "synergy_ci_low": change.ci_low, "synergy_ci_high": change.ci_high}
+        for metric in ("ece", "auroc"):
+            key = (change.variant, f"{metric}_minus_base")
+            found = pooled.loc[key] if key in pooled.index else None
+            row |= {
+                f"{metric}_change": np.nan if found is None else found["value"],
+                f"{metric}_ci_low": np.nan if found is None else found["ci_low"],
+                f"{metric}_ci_high": np.nan if found is None else found["ci_high"],
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_delta_heatmaps(head_scores: dict[str, pd.DataFrame], variants: dict) -> plt.Figure:
+    """Per-head score change from base for each variant, on one symmetric colour scale."""
+    fine_tuned = {variant: head_scores[variant] for variant in finetuned_names(variants)}
+    return comparison_plots.delta_heatmaps_figure(head_scores["base"], fine_tuned)
+
+
+def write_verdict(
+    calibration: pd.DataFrame, band_changes: pd.DataFrame, layer_tests: pd.DataFrame, variants: dict, settings: dict
+) -> str:
+    """The plain-language verdict, computed from the statistics."""
+    return report.verdict(calibration, band_changes, layer_tests, finetuned_names(variants), settings["band_name"])
+
+
+def write_report(
+    model: dict,
+    variants: dict,
+    settings: dict,
+    verdict_text: str,
+    calibration: pd.DataFrame,
+    band_changes: pd.DataFrame,
+    layer_tests: pd.DataFrame,
+    rankings: pd.DataFrame,
+) -> str:
+    """The self-contained Markdown report (figures sit beside it)."""
+    configuration = {
+        "model": model["spec"], "device": model["device"], "dtype": model["dtype"],
+        "fine-tuned variants": ", ".join(finetuned_names(variants)),
+        "baselines": ", ".join(variants["baselines"]),
+        "depth band": f"{settings['band_name']} {tuple(settings['depth_band'])}",
+        "bootstrap resamples": settings["bootstrap_resamples"],
+    }
+    return report.render_report(configuration, verdict_text, calibration, band_changes, layer_tests, rankings,
+                                settings["figures"])

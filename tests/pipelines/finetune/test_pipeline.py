@@ -1,0 +1,106 @@
+"""finetune through Kedro: both variants via the real catalog on a tiny model, the smoke run, and node errors."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.io import MemoryDataset
+from kedro.runner import SequentialRunner
+from peft import PeftModel
+
+from metasyn.datasets.adapter_dataset import AdapterDataset
+from metasyn.models import load_model
+from metasyn.pipelines.finetune import create_pipeline, nodes
+from metasyn.variants import finetuned_variants
+from tests.pipelines.finetune.tiny import hand_made_examples, tiny_llama
+from tests.conftest import copy_project
+
+# LoRA r=16 on q, k, v, o of SmolLM2-135M: 30 layers x 16 x (576+576 + 576+192 + 576+192 + 576+576).
+SMOLLM2_TRAINABLE_PARAMETERS = 30 * 16 * (4 * 576 + 2 * 576 + 2 * 192)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Small models on shared cores: with more threads, OpenMP spin-waiting makes small ops ~20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project's configuration, so that the run writes its data under tmp_path."""
+    return copy_project(tmp_path)
+
+
+def _sft_targets(project: Path, variant: str) -> pd.DataFrame:
+    from datasets import load_from_disk
+
+    examples = load_from_disk(str(project / f"data/05_model_input/finetune/{variant}/sft_examples"))
+    return examples["train"].select_columns(["task", "answers", "target_confidence", "preferred"]).to_pandas()
+
+
+def test_both_variants_run_through_the_catalog_on_hand_made_examples(project):
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="smoke") as session:
+        catalog = session.load_context().catalog
+        catalog["training_examples"] = hand_made_examples()
+        catalog["base.model"] = MemoryDataset(tiny_llama(), copy_mode="assign")
+        SequentialRunner().run(create_pipeline(), catalog)
+
+    assert finetuned_variants() == ["metacog", "control_shuffled"]
+    base = tiny_llama()
+    inputs = base.tokenizer(["<|im_start|>user\nWhat is 2 plus 2?<|im_end|>\n"], return_tensors="pt")
+    for variant in finetuned_variants():
+        summary = json.loads((project / f"data/08_reporting/finetune/{variant}/summary.json").read_text())
+        assert summary["trainable_parameters"] == 2 * 16 * (2 * (64 + 64) + 2 * (64 + 32))
+        assert summary["optimizer_steps"] == 2 and summary["train_examples"] == 14
+        assert summary["merge_max_abs_logit_diff"] <= summary["merge_tolerance"] == 1e-3
+        assert summary["final_validation_loss"] is not None
+        log = pd.read_parquet(project / f"data/08_reporting/finetune/{variant}/training_log.parquet")
+        assert log["loss"].notna().sum() == 2
+        assert (project / f"data/08_reporting/finetune/{variant}/loss_curve.png").stat().st_size > 0
+        # The merged model as saved equals base + the adapter as saved (read by PEFT itself).
+        merged = load_model(str(project / f"data/06_models/{variant}/merged_model"), device="cpu", dtype="float32")
+        adapted = PeftModel.from_pretrained(tiny_llama().model, str(project / f"data/06_models/{variant}/adapter"))
+        with torch.inference_mode():
+            torch.testing.assert_close(
+                merged.model(**inputs).logits, adapted.eval()(**inputs).logits, atol=1e-4, rtol=0
+            )
+            assert not torch.allclose(merged.model(**inputs).logits, base.model(**inputs).logits, atol=1e-4)
+        assert AdapterDataset(str(project / f"data/06_models/{variant}/adapter")).load().config.r == 16
+
+    metacog, control = _sft_targets(project, "metacog"), _sft_targets(project, "control_shuffled")
+    assert metacog["answers"].map(list).equals(control["answers"].map(list))
+    single = metacog["task"] == "single"
+    assert sorted(metacog.loc[single, "target_confidence"]) == sorted(control.loc[single, "target_confidence"])
+    assert not metacog.loc[single, "target_confidence"].equals(control.loc[single, "target_confidence"])
+    assert Counter(metacog.loc[~single, "preferred"]) == Counter(control.loc[~single, "preferred"])
+
+
+def test_variant_without_shuffle_flag_is_a_clear_error():
+    with pytest.raises(ValueError, match="lack 'shuffle_targets'"):
+        nodes.prepare_examples(hand_made_examples(), {"shuffle_target": True}, seed=0)
+
+
+@pytest.mark.slow
+def test_smoke_run_fine_tunes_the_embedded_model(run_smoke):
+    project = run_smoke("finetune")
+    for variant in finetuned_variants():
+        summary = json.loads((project / f"data/08_reporting/finetune/{variant}/summary.json").read_text())
+        assert summary["trainable_parameters"] == SMOLLM2_TRAINABLE_PARAMETERS == 1_843_200
+        assert summary["merge_max_abs_logit_diff"] <= summary["merge_tolerance"]
+        assert summary["adapter_max_abs_logit_change"] > summary["merge_tolerance"]
+        assert (project / f"data/06_models/{variant}/merged_model/config.json").is_file()
+    metacog, control = _sft_targets(project, "metacog"), _sft_targets(project, "control_shuffled")
+    assert metacog["answers"].map(list).equals(control["answers"].map(list))
+    single = metacog["task"] == "single"
+    assert sorted(metacog.loc[single, "target_confidence"]) == sorted(control.loc[single, "target_confidence"])

@@ -1,0 +1,273 @@
+"""The fine-tuning library on tiny random models: LoRA targets, the shuffled control, merge, resume, errors."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from datasets import Dataset, DatasetDict
+from peft import PeftModel, get_peft_model, get_peft_model_state_dict
+from peft.tuners.lora import LoraLayer
+from peft.tuners.tuners_utils import BaseTuner
+from trl import SFTTrainer
+
+from metasyn import finetune
+from metasyn.answers import parse_confidence, parse_preference
+from metasyn.models import LanguageModel
+from tests.pipelines.finetune.tiny import (
+    TINY_LORA,
+    TINY_TRAINING,
+    hand_made_examples,
+    tiny_gemma3,
+    tiny_llama,
+)
+
+BASE_PARAMETERS = Path(__file__).parents[1] / "conf" / "base" / "parameters_finetune.yml"
+CONFIGURED_LORA = yaml.safe_load(BASE_PARAMETERS.read_text())["finetune"]["lora"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models on shared cores: with more threads, OpenMP spin-waiting makes small ops ~20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_lm() -> LanguageModel:
+    return tiny_llama()
+
+
+def _adapted_modules(model: torch.nn.Module) -> set[str]:
+    return {
+        name.removeprefix("base_model.model.")
+        for name, module in model.named_modules()
+        if isinstance(module, LoraLayer)
+    }
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gemma3"])
+def test_configured_lora_targets_exactly_the_attention_projections(architecture):
+    model = tiny_llama().model if architecture == "llama" else tiny_gemma3()
+    attention_linears = {
+        name for name, module in model.named_modules() if ".self_attn." in name and isinstance(module, torch.nn.Linear)
+    }
+    assert len(attention_linears) == 2 * 4  # q, k, v, o in each of the 2 layers (Gemma's q_norm/k_norm are not)
+
+    finetune.check_target_modules(model, CONFIGURED_LORA["target_modules"])
+    adapted = get_peft_model(model, finetune.lora_config(CONFIGURED_LORA))
+
+    assert _adapted_modules(adapted) == attention_linears
+    assert adapted.peft_config["default"].r == 16 and adapted.peft_config["default"].lora_alpha == 32
+
+
+def test_unknown_target_module_is_named_before_training(tiny_lm):
+    with pytest.raises(ValueError, match=r"\['query_key_value'\] do not exist in LlamaForCausalLM"):
+        finetune.check_target_modules(tiny_lm.model, ["q_proj", "query_key_value"])
+    with pytest.raises(ValueError, match="list of module names"):
+        finetune.check_target_modules(tiny_lm.model, "q_proj")
+
+
+def _many_examples() -> Dataset:
+    train = hand_made_examples()["train"]
+    return Dataset.from_list(train.to_list() * 3)  # 30 single (10 distinct targets), 12 pairwise
+
+
+def test_shuffled_control_keeps_answers_and_permutes_targets():
+    original = _many_examples()
+    shuffled = finetune.shuffle_confidence_targets(original, seed=0)
+
+    for column in ("prompt", "task", "question_ids", "answers"):
+        assert shuffled[column] == original[column]
+    single = [i for i, task in enumerate(original["task"]) if task == "single"]
+    pairwise = [i for i, task in enumerate(original["task"]) if task == "pairwise"]
+    before, after = original.to_list(), shuffled.to_list()
+    assert sorted(after[i]["target_confidence"] for i in single) == sorted(
+        before[i]["target_confidence"] for i in single
+    )
+    assert Counter(after[i]["preferred"] for i in pairwise) == Counter(before[i]["preferred"] for i in pairwise)
+    assert sum(after[i]["target_confidence"] != before[i]["target_confidence"] for i in single) > len(single) // 2
+    assert all(math.isnan(after[i]["target_confidence"]) and after[i]["preferred"] in (1, 2) for i in pairwise)
+    assert all(after[i]["preferred"] == -1 for i in single)
+    # Completions state the shuffled targets with the original answers.
+    for row in after:
+        text = row["completion"][0]["content"]
+        if row["task"] == "single":
+            assert parse_confidence(text) == pytest.approx(row["target_confidence"], abs=0.005)
+            assert text.startswith(f"Answer: {row['answers'][0]}\n")
+        else:
+            assert parse_preference(text) == row["preferred"]
+    finetune.validate_training_examples(DatasetDict({"train": shuffled, "validation": shuffled}))
+    # Seeded.
+    assert finetune.shuffle_confidence_targets(original, seed=0)["completion"] == shuffled["completion"]
+    assert finetune.shuffle_confidence_targets(original, seed=1)["completion"] != shuffled["completion"]
+
+
+def test_metacog_examples_pass_through_unchanged():
+    examples = hand_made_examples()
+    assert finetune.variant_examples(examples, shuffle_targets=False, seed=0) is examples
+
+
+def _with_row(examples: DatasetDict, index: int, **changes) -> DatasetDict:
+    rows = examples["train"].to_list()
+    rows[index] = {**rows[index], **changes}
+    return DatasetDict({"train": Dataset.from_list(rows), "validation": examples["validation"]})
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (lambda e: DatasetDict({"train": e["train"]}), r"splits \['train', 'validation'\]"),
+        (lambda e: e["train"], "must be a datasets.DatasetDict"),
+        (
+            lambda e: DatasetDict({"train": e["train"].select([]), "validation": e["validation"]}),
+            "'train' split .* is empty",
+        ),
+        (
+            lambda e: DatasetDict({"train": e["train"].remove_columns("answers"), "validation": e["validation"]}),
+            r"lacks columns \['answers'\]",
+        ),
+        (lambda e: _with_row(e, 0, task="essay"), "task 'essay' is not one of"),
+        (lambda e: _with_row(e, 1, target_confidence=1.5), "1.5 is not a probability"),
+        (lambda e: _with_row(e, 11, preferred=3), "preferred is 3"),
+        (lambda e: _with_row(e, 2, answers=["5", "6"]), "needs 1 answer"),
+        (
+            lambda e: _with_row(e, 3, completion=[{"role": "assistant", "content": "Answer: 11\nConfidence: 0.99"}]),
+            "does not state its answers and target",
+        ),
+        (
+            lambda e: _with_row(e, 4, prompt=[{"role": "assistant", "content": "hi"}]),
+            "ending with the user turn",
+        ),
+    ],
+)
+def test_malformed_training_examples_fail_with_a_clear_error(corrupt, message):
+    with pytest.raises(ValueError, match=message):
+        finetune.validate_training_examples(corrupt(hand_made_examples()))
+
+
+def test_model_without_chat_template_fails_before_training(tiny_lm, tmp_path):
+    tokenizer = copy.deepcopy(tiny_lm.tokenizer)
+    tokenizer.chat_template = None
+    with pytest.raises(ValueError, match="no chat template"):
+        finetune.train_adapter(
+            LanguageModel(tiny_lm.model, tokenizer),
+            hand_made_examples(),
+            TINY_LORA,
+            TINY_TRAINING,
+            tmp_path / "run",
+            0,
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_examples_longer_than_max_length_fail_before_training(tiny_lm, tmp_path):
+    with pytest.raises(ValueError, match="longer than max_length=32 tokens"):
+        finetune.train_adapter(
+            tiny_lm, hand_made_examples(), TINY_LORA, {**TINY_TRAINING, "max_length": 32}, tmp_path, 0
+        )
+
+
+def _parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def test_training_lowers_validation_loss_and_leaves_the_base_model_untouched(tiny_lm, tmp_path):
+    before = _parameters(tiny_lm.model)
+    result = finetune.train_adapter(tiny_lm, hand_made_examples(), TINY_LORA, TINY_TRAINING, tmp_path, seed=0)
+
+    validation = result.log["eval_loss"].dropna().tolist()
+    assert len(validation) == 1 + TINY_TRAINING["num_train_epochs"]  # before training, then every epoch
+    assert validation[-1] < validation[0]
+    # r * (in + out) per projection: q and o are 64 -> 64, k and v 64 -> 32 (2 KV heads of 16), in 2 layers.
+    assert result.run["trainable_parameters"] == 2 * 4 * (2 * (64 + 64) + 2 * (64 + 32))
+    assert result.run["optimizer_steps"] == 4 * TINY_TRAINING["num_train_epochs"]  # 14 examples in batches of 4
+    assert result.run["resumed_from_checkpoint"] is None
+    assert set(result.adapter.weights) and all("lora_" in name for name in result.adapter.weights)
+    assert not _adapted_modules(tiny_lm.model)
+    assert all(torch.equal(before[name], tensor) for name, tensor in tiny_lm.model.state_dict().items())
+
+
+def _random_adapter(model: torch.nn.Module) -> finetune.Adapter:
+    """An adapter with random non-zero weights (a freshly initialised LoRA adapter changes nothing)."""
+    adapted = get_peft_model(copy.deepcopy(model), finetune.lora_config({**TINY_LORA, "init_lora_weights": False}))
+    weights = {name: 20 * tensor for name, tensor in get_peft_model_state_dict(adapted).items()}
+    return finetune.Adapter(adapted.peft_config["default"], weights)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_merged_model_gives_the_adapted_logits(dtype):
+    lm = tiny_llama()
+    lm = LanguageModel(lm.model.to(dtype), lm.tokenizer)
+    before = _parameters(lm.model)
+    prompts = hand_made_examples()["validation"]["prompt"][:3]
+
+    merged, check = finetune.merge_adapter(lm, _random_adapter(lm.model), prompts, tolerance=1e-4)
+
+    # Checked in float32 whatever the dtype: bfloat16 rounding alone would exceed the tolerance.
+    assert check["max_abs_logit_diff"] <= 1e-4
+    assert check["adapter_max_abs_logit_change"] > 1e-2  # the check compares models that differ from the base
+    assert check["prompts"] == 3
+    assert not isinstance(merged.model, PeftModel) and not _adapted_modules(merged.model)
+    assert merged.model.dtype == dtype
+    assert not _adapted_modules(lm.model)  # the base model is not merged into
+    assert all(torch.equal(before[name], tensor) for name, tensor in lm.model.state_dict().items())
+
+
+def test_a_merge_that_changes_logits_is_rejected(tiny_lm, monkeypatch):
+    # A merge that drops the adapter instead of folding it in.
+    monkeypatch.setattr(BaseTuner, "merge_and_unload", BaseTuner.unload)
+    with pytest.raises(RuntimeError, match="differ from base\\+adapter"):
+        finetune.merge_adapter(
+            tiny_lm, _random_adapter(tiny_lm.model), hand_made_examples()["validation"]["prompt"][:2], 1e-4
+        )
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_lm, tmp_path, monkeypatch):
+    examples = hand_made_examples()
+    training = {**TINY_TRAINING, "save_strategy": "steps", "save_steps": 2, "max_steps": 5}
+    uninterrupted = finetune.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path / "whole", seed=0)
+
+    steps_done = []
+    original_step = SFTTrainer.training_step
+
+    def crash_at_step_4(self, *args, **kwargs):
+        if len(steps_done) == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        steps_done.append(1)
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "training_step", crash_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        finetune.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path / "interrupted", seed=0)
+    monkeypatch.setattr(SFTTrainer, "training_step", original_step)
+
+    resumed = finetune.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path / "interrupted", seed=0)
+
+    assert Path(resumed.run["resumed_from_checkpoint"]).name == "checkpoint-2"
+    assert resumed.run["optimizer_steps"] == 5
+    assert resumed.log["step"].max() == 5 and resumed.log["loss"].notna().sum() == 5  # steps 1-2 from the checkpoint
+    for name, tensor in uninterrupted.adapter.weights.items():
+        torch.testing.assert_close(resumed.adapter.weights[name], tensor)
+
+
+def test_checkpoints_of_another_configuration_are_not_resumed(tiny_lm, tmp_path, caplog):
+    examples = hand_made_examples()
+    training = {**TINY_TRAINING, "num_train_epochs": 1}
+    finetune.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path, seed=0)
+    assert (tmp_path / "checkpoint-4").is_dir()
+
+    changed = finetune.train_adapter(tiny_lm, examples, TINY_LORA, {**training, "learning_rate": 1e-4}, tmp_path, 0)
+
+    assert changed.run["resumed_from_checkpoint"] is None
+    assert changed.log["loss"].notna().sum() == 4  # all four steps trained again
+    assert "come from a run with a different training; deleting them" in caplog.text
+    rerun = finetune.train_adapter(tiny_lm, examples, TINY_LORA, {**training, "learning_rate": 1e-4}, tmp_path, 0)
+    assert Path(rerun.run["resumed_from_checkpoint"]).name == "checkpoint-4"
