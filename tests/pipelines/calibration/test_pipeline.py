@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from metasyn.models import LanguageModel
 from metasyn.pipelines.calibration import create_pipeline, nodes
 from metasyn.variants import evaluated_models, finetuned_variants
+from metasyn.settings import CONFIG_LOADER_ARGS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 REPORTING = Path("data/08_reporting/calibration")
@@ -55,7 +56,7 @@ def _parameter_feed(parameters: dict, prefix: str = "params:") -> dict:
 
 def test_whole_pipeline_on_tiny_models(tmp_path, monkeypatch, tiny_lm, test_questions):
     monkeypatch.chdir(tmp_path)  # the catalog's relative paths now point into tmp_path
-    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="local", env="smoke")
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS, env="smoke")
     catalog = DataCatalog.from_config(loader["catalog"])
     feed = {"test_questions": test_questions, **_parameter_feed(loader["parameters"])}
     for name, data in feed.items():
