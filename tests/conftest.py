@@ -17,6 +17,26 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_SPEC = "embedded:smollm2-135m-instruct"
 
 
+def tiny_llama_config(vocab_size: int, **overrides):
+    """A 2-layer, 4-head random Llama (grouped-query, 2 KV heads): real code paths, milliseconds per forward."""
+    from transformers import LlamaConfig
+
+    sizes = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "intermediate_size": 128}  # fmt: skip
+    return LlamaConfig(**(sizes | overrides), vocab_size=vocab_size)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on shared cores: with more threads, OpenMP spin-waiting makes small ops ~20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def copy_project(destination: Path) -> Path:
     """The project's configuration (without conf/local) in ``destination``, so a run writes its data there."""
     shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))

@@ -3,10 +3,12 @@
 import pytest
 import torch
 from kedro.io import DatasetError
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from metasyn.datasets import ModelDataset, TensorDataset
 from metasyn.models import LanguageModel
+
+from tests.conftest import tiny_llama_config
 
 
 def test_tensor_dataset_round_trip(tmp_path):
@@ -27,8 +29,7 @@ def test_tensor_dataset_rejects_non_tensors(tmp_path):
 
 
 def test_model_dataset_round_trip(tmp_path, embedded_lm):
-    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=len(embedded_lm.tokenizer))
+    config = tiny_llama_config(len(embedded_lm.tokenizer))
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     dataset = ModelDataset(path=str(tmp_path / "merged_model"), device="cpu", dtype="float32")

@@ -31,13 +31,7 @@ BASE_PARAMETERS = Path(__file__).parents[1] / "conf" / "base" / "parameters_fine
 CONFIGURED_LORA = yaml.safe_load(BASE_PARAMETERS.read_text())["finetune"]["lora"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on shared cores: with more threads, OpenMP spin-waiting makes small ops ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -13,12 +13,14 @@ import torch
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoModelForCausalLM
 
 from metasyn.models import LanguageModel
 from metasyn.pipelines.calibration import create_pipeline, nodes
 from metasyn.variants import evaluated_models, finetuned_variants
 from metasyn.settings import CONFIG_LOADER_ARGS
+
+from tests.conftest import tiny_llama_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 REPORTING = Path("data/08_reporting/calibration")
@@ -29,13 +31,8 @@ MODEL_OUTPUT = Path("data/07_model_output/calibration")
 def tiny_lm(embedded_lm) -> LanguageModel:
     """A 2-layer random Llama with the embedded model's tokenizer and chat template: fast, and it babbles."""
     tokenizer = embedded_lm.tokenizer
-    config = LlamaConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        vocab_size=len(tokenizer),
+    config = tiny_llama_config(
+        len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -26,13 +26,7 @@ from tests.conftest import copy_project
 SMOLLM2_TRAINABLE_PARAMETERS = 30 * 16 * (4 * 576 + 2 * 576 + 2 * 192)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small models on shared cores: with more threads, OpenMP spin-waiting makes small ops ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     Gemma3ForCausalLM,
     Gemma3TextConfig,
-    LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
 )
@@ -21,6 +20,8 @@ from metasyn.prompts import (
     pairwise_completion,
     pairwise_messages,
 )
+
+from tests.conftest import tiny_llama_config
 
 # Training settings (trl.SFTConfig fields) small enough for a tiny model to learn in seconds.
 TINY_TRAINING = {
@@ -81,13 +82,8 @@ def tiny_llama(seed: int = 0) -> LanguageModel:
     """A 2-layer random Llama with the tiny tokenizer."""
     tokenizer = tiny_tokenizer()
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        vocab_size=len(tokenizer),
+    config = tiny_llama_config(
+        len(tokenizer),
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,

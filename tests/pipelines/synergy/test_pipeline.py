@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoModelForCausalLM
 
 from metasyn import synergy
 from metasyn.variants import evaluated_models, finetuned_variants, synergy_models
-from tests.conftest import copy_project
+from tests.conftest import copy_project, tiny_llama_config
 
 # conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps; the tiny model has 2 layers x 4 heads.
 PROMPTS, STEPS, LAYERS, HEADS = 6, 8, 2, 4
@@ -29,8 +29,7 @@ def tiny_project(tmp_path_factory, embedded_lm) -> Path:
     """The project's configuration with every measured model replaced by one tiny random Llama."""
     project = copy_project(tmp_path_factory.mktemp("synergy_project"))
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=64, num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=2,
-                         intermediate_size=128, vocab_size=len(embedded_lm.tokenizer))  # fmt: skip
+    config = tiny_llama_config(len(embedded_lm.tokenizer), num_hidden_layers=LAYERS, num_attention_heads=HEADS)
     model_dir = project / "tiny_model"
     AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
     embedded_lm.tokenizer.save_pretrained(model_dir)
