@@ -7,10 +7,10 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from metasyn.pipelines import GPU_TAG
 from metasyn.pipelines.calibration import nodes
 from metasyn.variants import evaluated_models, finetuned_variants
 
-GPU = "slurm.gpu"  # the SLURM runner's resource profile for model loading and generation
 SHARED_PARAMETERS = {
     "params:calibration.generation",
     "params:calibration.matcher",
@@ -32,7 +32,7 @@ def _evaluate_model(model_name: str) -> Pipeline:
                 ["model", "test_questions", "params:calibration.generation"],
                 "confidence_generations",
                 name="generate_confidence_answers",
-                tags=[GPU],
+                tags=[GPU_TAG],
             ),
             node(
                 _for_model(nodes.score_confidence_answers, model_name),
@@ -45,7 +45,7 @@ def _evaluate_model(model_name: str) -> Pipeline:
                 ["model", "test_questions", "calibration_question_pairs", "params:calibration.generation"],
                 "pairwise_generations",
                 name="generate_pairwise_choices",
-                tags=[GPU],
+                tags=[GPU_TAG],
             ),
             node(
                 _for_model(nodes.score_pairwise_choices, model_name),

@@ -3,6 +3,7 @@
 from kedro.pipeline import Pipeline, node, pipeline
 
 from metasyn import comparison_plots
+from metasyn.pipelines import CPU_LARGE_TAG
 from metasyn.pipelines.comparison import nodes
 from metasyn.variants import evaluated_models, synergy_models
 
@@ -34,7 +35,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="correlate_rankings"),
             node(nodes.bootstrap_band_changes,
                  ["phiid_by_model", "head_scores_by_model", variants, "params:comparison"],
-                 "band_score_changes", name="bootstrap_band_changes", tags=["slurm.cpu_large"]),
+                 "band_score_changes", name="bootstrap_band_changes", tags=[CPU_LARGE_TAG]),
             node(nodes.join_calibration_and_synergy, ["calibration_metrics_table", "band_score_changes"],
                  "calibration_synergy_changes", name="join_calibration_and_synergy"),
             node(comparison_plots.layer_profiles_figure, "layer_profiles_by_model", "layer_profiles_figure",

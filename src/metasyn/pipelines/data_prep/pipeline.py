@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from metasyn.pipelines import GPU_TAG
 from metasyn.pipelines.data_prep import nodes
 
 
@@ -28,7 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["question_splits", "base.model", "sampling_settings", "params:data_prep.seed"],
                 "answer_samples",
                 name="sample_answers",
-                tags=["slurm.gpu"],
+                tags=[GPU_TAG],
             ),
             node(
                 nodes.score_consistency,

@@ -2,10 +2,10 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from metasyn.pipelines import GPU_TAG
 from metasyn.pipelines.finetune import nodes
 from metasyn.variants import finetuned_variants
 
-GPU = "slurm.gpu"  # the SLURM runner's resource profile (Kedro tags allow no ":")
 # Shared across variants: left out of each variant's namespace.
 SHARED_PARAMETERS = ["finetune.lora", "finetune.training", "finetune.merge_check", "finetune.seed"]
 
@@ -32,14 +32,14 @@ def create_template() -> Pipeline:
                 ],
                 ["adapter", "training_log", "training_run"],
                 name="train_adapter",
-                tags=[GPU],
+                tags=[GPU_TAG],
             ),
             node(
                 nodes.merge_adapter,
                 ["base.model", "adapter", "sft_examples", "params:finetune.merge_check"],
                 ["model", "merge_check"],
                 name="merge_adapter",
-                tags=[GPU],
+                tags=[GPU_TAG],
             ),
             node(nodes.plot_loss_curve, "training_log", "loss_curve", name="plot_loss_curve"),
             node(

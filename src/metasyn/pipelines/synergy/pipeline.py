@@ -7,12 +7,9 @@ they are the reference for the layer profile, and ablating an untrained model me
 from kedro.pipeline import Pipeline, node, pipeline
 
 from metasyn import synergy, synergy_plots
+from metasyn.pipelines import GPU_TAG
 from metasyn.pipelines.synergy import nodes
 from metasyn.variants import evaluated_models, synergy_models
-
-# The SLURM runner's resource profile for model loading, generation and forward passes. It runs a namespace as
-# one job, so the PhiID node (CPU or GPU by parameter) stays untagged and shares the model's job.
-GPU = "slurm.gpu"
 
 
 def measurement_pipeline() -> Pipeline:
@@ -24,7 +21,7 @@ def measurement_pipeline() -> Pipeline:
                 ["model", "synergy_prompt_set", "head_activity_saved", "params:synergy.activity"],
                 "head_activity",
                 name="extract_head_activity",
-                tags=[GPU],
+                tags=[GPU_TAG],
             ),
             node(
                 nodes.compute_phiid,
@@ -63,7 +60,7 @@ def ablation_pipeline() -> Pipeline:
                 ["model", "head_activity", "synergy_prompt_set", "head_scores", "params:synergy.ablation"],
                 "ablation_curves",
                 name="ablate_heads_cumulatively",
-                tags=[GPU],
+                tags=[GPU_TAG],
             ),
             node(
                 synergy_plots.ablation_curves_figure,
