@@ -61,3 +61,16 @@ def test_report_contains_verdict_tables_and_figure_links():
     assert "## Verdict\n\nVERDICT" in text
     assert "![Layer profiles](layer_profiles.png)" in text
     assert "| metric | base | metacog |" in text
+
+
+def test_a_base_model_that_states_no_confidence_is_reported_not_hidden():
+    calibration = _calibration(0.10, (-0.25, -0.15))
+    base_ece = (calibration["model"] == "base") & (calibration["metric"] == "ece")
+    calibration.loc[base_ece, "value"] = float("nan")
+    calibration = pd.concat([calibration, pd.DataFrame([
+        {"model": "base", "domain": "all", "metric": "parse_rate", "value": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 40, "note": ""},
+        {"model": "metacog", "domain": "all", "metric": "parse_rate", "value": 0.7, "ci_low": 0.6, "ci_high": 0.8, "n": 40, "note": ""},
+    ])])
+    text = verdict(calibration, *_synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)), ["metacog"], "Mid-layer")
+    assert "ECE change undefined: parse rate of stated confidence is 0.000 for base and 0.700 for metacog" in text
+    assert "(metacog ECE = 0.100)" in text

@@ -23,6 +23,20 @@ def _excludes_zero(low: float, high: float) -> bool:
     return bool(np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0))
 
 
+def _undefined_change(pooled: pd.DataFrame, metric: str, variant: str, before: float, after: float) -> str:
+    """Why a calibration change cannot be computed, with whatever value is defined and the parse rates."""
+    def parse_rate(model: str) -> str:
+        key = (model, "parse_rate")
+        return _number(pooled.loc[key, "value"]) if key in pooled.index else "n/a"
+
+    known = {model: value for model, value in (("base", before), (variant, after)) if np.isfinite(value)}
+    stated = "; ".join(f"{model} {metric.upper()} = {_number(value)}" for model, value in known.items())
+    return (
+        f"{metric.upper()} change undefined: parse rate of stated confidence is {parse_rate('base')} for base and "
+        f"{parse_rate(variant)} for {variant}" + (f" ({stated})" if stated else "")
+    )
+
+
 def calibration_sentence(calibration: pd.DataFrame, variant: str) -> str:
     """How the pooled ECE and AUROC of a variant moved from base, and whether the interval excludes zero."""
     pooled = calibration[calibration["domain"] == "all"].set_index(["model", "metric"])
@@ -35,7 +49,7 @@ def calibration_sentence(calibration: pd.DataFrame, variant: str) -> str:
             parts.append(f"{metric.upper()} was not measured for {variant}")
             continue
         if not (np.isfinite(before) and np.isfinite(after)):
-            parts.append(f"{metric.upper()} is undefined for {variant} or base")
+            parts.append(_undefined_change(pooled, metric, variant, before, after))
             continue
         direction = "did not change" if after == before else ("fell" if after < before else "rose")
         reliable = _excludes_zero(change["ci_low"], change["ci_high"])
