@@ -16,10 +16,6 @@ def collect_by_model(**results_by_model: object) -> dict[str, object]:
     return results_by_model
 
 
-def _band(settings: dict) -> tuple[float, float]:
-    return tuple(settings["depth_band"])
-
-
 def _per_prompt(phiid: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {
         model: (matrices["synergy"]["per_prompt"].double().numpy(), matrices["redundancy"]["per_prompt"].double().numpy())
@@ -64,7 +60,7 @@ def bootstrap_band_changes(
     """Depth-band syn-red change per variant and versus the control, with intervals over prompt resamples."""
     heads_per_layer = int(head_scores["base"]["head"].max()) + 1
     return stats.band_score_changes(
-        _per_prompt(phiid), heads_per_layer, _band(settings), finetuned_names(variants), settings["control"],
+        _per_prompt(phiid), heads_per_layer, tuple(settings["depth_band"]), finetuned_names(variants), settings["control"],
         settings["bootstrap_resamples"], settings["seed"],
     )
 
