@@ -17,6 +17,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_SPEC = "embedded:smollm2-135m-instruct"
 
 
+def declared_variants():
+    """The variants that conf/base/parameters.yml declares (what the smoke runs instantiate)."""
+    import yaml
+
+    from metasyn.pipelines.variants import Variants
+
+    parameters = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "parameters.yml").read_text())
+    return Variants.from_parameters(parameters["variants"])
+
+
 def tiny_llama_config(vocab_size: int, **overrides):
     """A 2-layer, 4-head random Llama (grouped-query, 2 KV heads): real code paths, milliseconds per forward."""
     from transformers import LlamaConfig

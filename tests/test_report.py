@@ -55,10 +55,13 @@ def test_intervals_spanning_zero_are_called_indistinguishable():
 def test_report_contains_verdict_tables_and_figure_links():
     calibration = _calibration(0.1, (-0.25, -0.15))
     changes, tests = _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2))
-    text = render_report({"model": "embedded:x"}, "VERDICT", calibration, changes, tests,
+    models = pd.DataFrame({"name_or_path": ["/cache/gemma-3-4b-it"], "architecture": ["Gemma3ForConditionalGeneration"]},
+                          index=["base"])
+    text = render_report({"fine-tuned variants": "metacog"}, models, "VERDICT", calibration, changes, tests,
                          pd.DataFrame({"variant": ["metacog"], "spearman_rho": [0.9]}),
                          {"Layer profiles": "layer_profiles.png"})
     assert "## Verdict\n\nVERDICT" in text
+    assert "| base | /cache/gemma-3-4b-it | Gemma3ForConditionalGeneration |" in text
     assert "![Layer profiles](layer_profiles.png)" in text
     assert "| metric | base | metacog |" in text
 

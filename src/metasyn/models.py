@@ -163,6 +163,25 @@ def locate_model(spec: str) -> str:
     return spec
 
 
+def _not_found(spec: str, error: OSError) -> ModelNotFoundError:
+    hf_home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+    return ModelNotFoundError(
+        f"Could not load model {spec!r}: it is not an embedded model ({EMBEDDED_PREFIX}<name>, known: "
+        f"{sorted(EMBEDDED_MODELS)}), not an existing local directory, and not in the Hugging Face cache "
+        f"under {hf_home}. Download it where a network is available (`hf download {spec}`) and point "
+        f"HF_HOME at that cache, or set the model spec to a local model directory. ({error})"
+    )
+
+
+def check_model_available(spec: str) -> None:
+    """Raise ``ModelNotFoundError`` now if ``spec`` cannot be loaded, reading only its config (no weights)."""
+    location = locate_model(spec)
+    try:
+        AutoConfig.from_pretrained(location)
+    except OSError as error:
+        raise _not_found(spec, error) from error
+
+
 def load_model(
     spec: str,
     device: str = "auto",
@@ -187,13 +206,7 @@ def load_model(
         else:
             model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
     except OSError as error:
-        hf_home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
-        raise ModelNotFoundError(
-            f"Could not load model {spec!r}: it is not an embedded model ({EMBEDDED_PREFIX}<name>, known: "
-            f"{sorted(EMBEDDED_MODELS)}), not an existing local directory, and not in the Hugging Face cache "
-            f"under {hf_home}. Download it where a network is available (`hf download {spec}`) and point "
-            f"HF_HOME at that cache, or set the model spec to a local model directory. ({error})"
-        ) from error
+        raise _not_found(spec, error) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # Batched generation of decoder-only models needs left padding.
@@ -201,4 +214,20 @@ def load_model(
     model.to(torch_device)
     model.eval()
     return LanguageModel(model, tokenizer)
+
+
+def describe_model(language_model: LanguageModel) -> dict:
+    """What was actually loaded: where from, which architecture, its size, dtype and device."""
+    model = language_model.model
+    config = model.config.get_text_config()
+    return {
+        "name_or_path": model.config._name_or_path,
+        "architecture": ", ".join(model.config.architectures or [type(model).__name__]),
+        "model_type": model.config.model_type,
+        "layers": config.num_hidden_layers,
+        "heads_per_layer": config.num_attention_heads,
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "device": str(model.device),
+    }
 

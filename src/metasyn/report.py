@@ -116,6 +116,7 @@ def _markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
 
 def render_report(
     configuration: Mapping,
+    models: pd.DataFrame,
     verdict_text: str,
     calibration: pd.DataFrame,
     changes: pd.DataFrame,
@@ -123,7 +124,8 @@ def render_report(
     rankings: pd.DataFrame,
     figures: Mapping[str, str],
 ) -> str:
-    """The whole report as Markdown; ``figures`` maps a caption to a path relative to the report."""
+    """The whole report as Markdown; ``models`` describes each loaded model (one row per model name);
+    ``figures`` maps a caption to a path relative to the report."""
     pooled = calibration[calibration["domain"] == "all"]
     calibration_view = pooled.pivot_table(index="metric", columns="model", values="value", aggfunc="first")
     calibration_view = calibration_view.reset_index()
@@ -137,6 +139,8 @@ def render_report(
         verdict_text,
         "## Configuration",
         "\n".join(f"- **{key}**: `{value}`" for key, value in configuration.items()),
+        "Models as loaded (not as configured):",
+        _markdown_table(models.rename_axis("model").reset_index()),
         "## Calibration (all domains pooled)",
         _markdown_table(calibration_view),
         "95% bootstrap intervals (questions resampled):",

@@ -2,11 +2,17 @@
 
 from importlib.resources import files
 
+from metasyn.context import ProjectContext
+from metasyn.hooks import CheckModelsHook
+
 
 def _package_file(name: str) -> str:
     """Path of a data file shipped in ``metasyn/resources`` (works from any project directory)."""
     return str(files("metasyn.resources").joinpath(name))
 
+
+CONTEXT_CLASS = ProjectContext
+HOOKS = (CheckModelsHook(),)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

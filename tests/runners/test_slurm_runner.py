@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pytest
+from kedro.config import OmegaConfigLoader
 from kedro.framework.hooks import _create_hook_manager
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
@@ -20,8 +21,12 @@ from metasyn.runners.slurm import Job, KedroInvocation, _failure
 from tests.runners.conftest import SMOKE_PROJECT, KedroRun
 
 
+def _loader(conf_source: Path, env: str) -> OmegaConfigLoader:
+    return OmegaConfigLoader(str(conf_source), env=env, base_env="base", default_run_env="local")
+
+
 def test_reads_cluster_config_of_the_env() -> None:
-    config = load_cluster_config(SMOKE_PROJECT / "conf", "slurm")
+    config = load_cluster_config(_loader(SMOKE_PROJECT / "conf", "slurm"), "slurm")
     assert config.poll_interval == 0.5
     assert config.sbatch_options("gpu") == {"time": "00:05:00", "mem": "512M", "cpus_per_task": 1, "gres": "gpu:1"}
 
@@ -31,7 +36,7 @@ def test_rejects_unknown_config_keys(tmp_path: Path) -> None:
     (tmp_path / "slurm").mkdir()
     (tmp_path / "slurm" / "slurm.yml").write_text("profile:\n  gpu: {gres: 'gpu:1'}\n")
     with pytest.raises(ValueError, match=r"Unknown keys .*: profile"):
-        load_cluster_config(tmp_path, "slurm")
+        load_cluster_config(_loader(tmp_path, "slurm"), "slurm")
 
 
 def test_unknown_profile_names_the_tag() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from metasyn.models import LanguageModel, load_model
+from metasyn.models import LanguageModel, check_model_available, load_model
 
 
 class ModelDataset(AbstractDataset[LanguageModel, LanguageModel]):
@@ -36,6 +36,11 @@ class ModelDataset(AbstractDataset[LanguageModel, LanguageModel]):
 
     def load(self) -> LanguageModel:
         return load_model(self._spec if self._spec is not None else str(self._path), **self._load_args)
+
+    def check_available(self) -> None:
+        """Fail now, with the registry's "model not found" message, if a spec'd model cannot be loaded."""
+        if self._spec is not None:
+            check_model_available(self._spec)
 
     def save(self, data: LanguageModel) -> None:
         if self._path is None:

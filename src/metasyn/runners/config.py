@@ -6,8 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from kedro.config import MissingConfigException
-from kedro.framework.project import settings
+from kedro.config import AbstractConfigLoader, MissingConfigException
 
 CONFIG_KEY = "slurm"
 CONFIG_PATTERNS = ["slurm*", "slurm*/**"]
@@ -36,13 +35,8 @@ class ClusterConfig:
         return {**self.defaults, **self.profiles[profile]}
 
 
-def load_cluster_config(
-    conf_source: str | Path, env: str, runtime_params: dict[str, Any] | None = None
-) -> ClusterConfig:
-    """Read the ``slurm*`` config of ``env`` through the project's config loader."""
-    loader = settings.CONFIG_LOADER_CLASS(
-        conf_source=str(conf_source), env=env, runtime_params=runtime_params, **settings.CONFIG_LOADER_ARGS
-    )
+def load_cluster_config(loader: AbstractConfigLoader, env: str) -> ClusterConfig:
+    """Read the ``slurm*`` config of the run through the run's own config loader (``env`` names it in errors)."""
     loader.config_patterns.setdefault(CONFIG_KEY, CONFIG_PATTERNS)
     try:
         raw = dict(loader[CONFIG_KEY])

@@ -21,6 +21,7 @@ from kedro.runner import AbstractRunner
 from kedro.utils import find_kedro_project
 
 from metasyn.runners import job_runner, sbatch
+from metasyn.context import run_config_loader
 from metasyn.runners.config import ClusterConfig, load_cluster_config
 from metasyn.runners.plan import Group, groups_to_run, plan_groups, unpersisted_crossings
 
@@ -68,11 +69,6 @@ class KedroInvocation:
             pipelines=tuple(cli.get("pipelines") or ()),
             load_versions=cli.get("load_versions") or {},
         )
-
-    @property
-    def conf_path(self) -> str:
-        """Where the configuration is read from, as KedroSession resolves it."""
-        return self.conf_source or str(self.project_path / settings.CONF_SOURCE)
 
     def command(self, node_names: list[str]) -> list[str]:
         """The ``kedro run`` that runs the given nodes inside a job."""
@@ -178,7 +174,7 @@ class SlurmRunner(AbstractRunner):
     ) -> None:
         """Plan the jobs, refuse data that cannot cross jobs, then print or submit and follow them."""
         invocation = KedroInvocation.current(self._env)
-        config = load_cluster_config(invocation.conf_path, invocation.env, invocation.params)
+        config = load_cluster_config(run_config_loader(), invocation.env)
         groups = plan_groups(pipeline, config.group_by)
         _refuse_unpersisted(pipeline, groups, catalog, invocation.env)
         todo = groups_to_run(groups, catalog) if self._resume else groups

@@ -17,10 +17,9 @@ from transformers import AutoModelForCausalLM
 
 from metasyn.models import LanguageModel
 from metasyn.pipelines.calibration import create_pipeline, nodes
-from metasyn.variants import evaluated_models, finetuned_variants
 from metasyn.settings import CONFIG_LOADER_ARGS
 
-from tests.conftest import tiny_llama_config
+from tests.conftest import declared_variants, tiny_llama_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 REPORTING = Path("data/08_reporting/calibration")
@@ -58,15 +57,15 @@ def test_whole_pipeline_on_tiny_models(tmp_path, monkeypatch, tiny_lm, test_ques
     feed = {"test_questions": test_questions, **_parameter_feed(loader["parameters"])}
     for name, data in feed.items():
         catalog[name] = MemoryDataset(data)
-    for model in evaluated_models():
+    for model in declared_variants().evaluated_models:
         # The same model under every name: every fine-tuned-minus-base difference must come out exactly 0.
         catalog[f"{model}.model"] = MemoryDataset(tiny_lm, copy_mode="assign")
 
-    SequentialRunner().run(create_pipeline(), catalog)
+    SequentialRunner().run(create_pipeline(declared_variants()), catalog)
 
     pairs = pd.read_parquet("data/05_model_input/calibration_question_pairs.parquet")
     assert pairs.groupby("domain").size().to_dict() == {"arithmetic": 2, "factual": 1, "multiple_choice": 1}
-    for model in evaluated_models():
+    for model in declared_variants().evaluated_models:
         outputs = pd.read_parquet(MODEL_OUTPUT / model / "confidence_outputs.parquet")
         assert outputs["question_id"].tolist() == test_questions["id"].tolist()
         assert (outputs["model"] == model).all()
@@ -78,17 +77,17 @@ def test_whole_pipeline_on_tiny_models(tmp_path, monkeypatch, tiny_lm, test_ques
 
     table = pd.read_parquet(REPORTING / "metrics_table.parquet")
     assert list(table.columns) == nodes.TABLE_COLUMNS
-    assert set(table["model"]) == set(evaluated_models())
+    assert set(table["model"]) == set(declared_variants().evaluated_models)
     assert set(table["domain"]) == {"arithmetic", "multiple_choice", "factual", "all"}
     differences = table[table["metric"].str.endswith("_minus_base")]
-    assert set(differences["model"]) == set(finetuned_variants())
+    assert set(differences["model"]) == set(declared_variants().finetuned_names)
     defined = differences.dropna(subset=["value"])
     assert not defined.empty
     np.testing.assert_array_equal(defined[["value", "ci_low", "ci_high"]].to_numpy(), 0.0)
     assert (differences.loc[differences["value"].isna(), "note"] != "").all()
 
     summary = json.loads((REPORTING / "metrics_summary.json").read_text())
-    assert set(summary) == set(evaluated_models())
+    assert set(summary) == set(declared_variants().evaluated_models)
     for figure in ("reliability_diagrams", "risk_coverage", "metrics_by_domain"):
         assert (REPORTING / f"{figure}.png").stat().st_size > 0
 
@@ -109,13 +108,13 @@ def test_embedded_model_answers_hand_made_questions(embedded_lm, test_questions)
 @pytest.mark.slow
 def test_smoke_run_writes_every_output(run_smoke):
     data = run_smoke("calibration") / "data"
-    for model in evaluated_models():
+    for model in declared_variants().evaluated_models:
         outputs = pd.read_parquet(data / "07_model_output" / "calibration" / model / "confidence_outputs.parquet")
         assert set(outputs.columns) >= {"question_id", "domain", "model", "raw_output", "answer", "confidence"}
         assert (data / "07_model_output" / "calibration" / model / "pairwise_outputs.parquet").is_file()
         assert (data / "08_reporting" / "calibration" / model / "metrics.parquet").is_file()
     table = pd.read_parquet(data / "08_reporting" / "calibration" / "metrics_table.parquet")
-    assert set(table["model"]) == set(evaluated_models())
+    assert set(table["model"]) == set(declared_variants().evaluated_models)
     assert {f"{metric}_minus_base" for metric in ("ece", "brier", "auroc", "accuracy")} <= set(table["metric"])
     for figure in ("reliability_diagrams", "risk_coverage", "metrics_by_domain"):
         assert (data / "08_reporting" / "calibration" / f"{figure}.png").stat().st_size > 0

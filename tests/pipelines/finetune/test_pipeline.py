@@ -18,9 +18,8 @@ from peft import PeftModel
 from metasyn.datasets.adapter_dataset import AdapterDataset
 from metasyn.models import load_model
 from metasyn.pipelines.finetune import create_pipeline, nodes
-from metasyn.variants import finetuned_variants
 from tests.pipelines.finetune.tiny import hand_made_examples, tiny_llama
-from tests.conftest import copy_project
+from tests.conftest import declared_variants, copy_project
 
 # LoRA r=16 on q, k, v, o of SmolLM2-135M: 30 layers x 16 x (576+576 + 576+192 + 576+192 + 576+576).
 SMOLLM2_TRAINABLE_PARAMETERS = 30 * 16 * (4 * 576 + 2 * 576 + 2 * 192)
@@ -48,12 +47,12 @@ def test_both_variants_run_through_the_catalog_on_hand_made_examples(project):
         catalog = session.load_context().catalog
         catalog["training_examples"] = hand_made_examples()
         catalog["base.model"] = MemoryDataset(tiny_llama(), copy_mode="assign")
-        SequentialRunner().run(create_pipeline(), catalog)
+        SequentialRunner().run(create_pipeline(declared_variants()), catalog)
 
-    assert finetuned_variants() == ["metacog", "control_shuffled"]
+    assert declared_variants().finetuned_names == ["metacog", "control_shuffled"]
     base = tiny_llama()
     inputs = base.tokenizer(["<|im_start|>user\nWhat is 2 plus 2?<|im_end|>\n"], return_tensors="pt")
-    for variant in finetuned_variants():
+    for variant in declared_variants().finetuned_names:
         summary = json.loads((project / f"data/08_reporting/finetune/{variant}/summary.json").read_text())
         assert summary["trainable_parameters"] == 2 * 16 * (2 * (64 + 64) + 2 * (64 + 32))
         assert summary["optimizer_steps"] == 2 and summary["train_examples"] == 14
@@ -88,7 +87,7 @@ def test_variant_without_shuffle_flag_is_a_clear_error():
 @pytest.mark.slow
 def test_smoke_run_fine_tunes_the_embedded_model(run_smoke):
     project = run_smoke("finetune")
-    for variant in finetuned_variants():
+    for variant in declared_variants().finetuned_names:
         summary = json.loads((project / f"data/08_reporting/finetune/{variant}/summary.json").read_text())
         assert summary["trainable_parameters"] == SMOLLM2_TRAINABLE_PARAMETERS == 1_843_200
         assert summary["merge_max_abs_logit_diff"] <= summary["merge_tolerance"]

@@ -14,8 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from metasyn import synergy
-from metasyn.variants import evaluated_models, finetuned_variants, synergy_models
-from tests.conftest import copy_project, tiny_llama_config
+from tests.conftest import declared_variants, copy_project, tiny_llama_config
 
 # conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps; the tiny model has 2 layers x 4 heads.
 PROMPTS, STEPS, LAYERS, HEADS = 6, 8, 2, 4
@@ -34,7 +33,7 @@ def tiny_project(tmp_path_factory, embedded_lm) -> Path:
     AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
     embedded_lm.tokenizer.save_pretrained(model_dir)
     tiny = {"type": "metasyn.datasets.ModelDataset", "spec": str(model_dir), "device": "cpu", "dtype": "float32"}
-    models = {f"{model}.model": tiny for model in ["base", *finetuned_variants()]}
+    models = {f"{model}.model": tiny for model in ["base", *declared_variants().finetuned_names]}
     models["random_init.model"] = {**tiny, "random_init": True}
     (project / "conf" / "smoke" / "catalog_tiny_models.yml").write_text(yaml.safe_dump(models))
     return project
@@ -51,7 +50,7 @@ def run_synergy(project: Path, namespaces: list[str] | None = None) -> None:
 
 def check_outputs(project: Path) -> None:
     """Every model's outputs exist with the documented shapes and schemas."""
-    for model in synergy_models():
+    for model in declared_variants().synergy_models:
         output = project / "data" / "07_model_output" / "synergy" / model
         partitions = sorted((output / "head_activity").glob("*.safetensors"))
         assert len(partitions) == PROMPTS
@@ -77,7 +76,7 @@ def check_outputs(project: Path) -> None:
         }  # fmt: skip
         for figure in ("phiid_matrices", "head_scores", "layer_profile"):
             assert (reporting / f"{figure}.png").stat().st_size > 0
-        ablated = model in evaluated_models()
+        ablated = model in declared_variants().evaluated_models
         assert (output / "ablation_curves.parquet").exists() == ablated
         assert (reporting / "ablation_curves.png").exists() == ablated
         if ablated:

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial, update_wrapper
-
 from kedro.pipeline import Pipeline, node, pipeline
 
-from metasyn.pipelines import GPU_TAG
+from metasyn.pipelines import GPU_TAG, bind
 from metasyn.pipelines.calibration import nodes
-from metasyn.variants import evaluated_models, finetuned_variants
+from metasyn.pipelines.variants import Variants
 
 SHARED_PARAMETERS = {
     "params:calibration.generation",
     "params:calibration.matcher",
     "params:calibration.metrics",
 }
-
-
-def _for_model(func: Callable, model_name: str) -> Callable:
-    """``func`` with its ``model_name`` filled in: the only thing a per-model node cannot read from data."""
-    return update_wrapper(partial(func, model_name=model_name), func)
 
 
 def _evaluate_model(model_name: str) -> Pipeline:
@@ -35,7 +27,7 @@ def _evaluate_model(model_name: str) -> Pipeline:
                 tags=[GPU_TAG],
             ),
             node(
-                _for_model(nodes.score_confidence_answers, model_name),
+                bind(nodes.score_confidence_answers, model_name=model_name),
                 ["confidence_generations", "test_questions", "params:calibration.matcher"],
                 "calibration_outputs",
                 name="score_confidence_answers",
@@ -48,7 +40,7 @@ def _evaluate_model(model_name: str) -> Pipeline:
                 tags=[GPU_TAG],
             ),
             node(
-                _for_model(nodes.score_pairwise_choices, model_name),
+                bind(nodes.score_pairwise_choices, model_name=model_name),
                 ["pairwise_generations", "calibration_outputs", "test_questions"],
                 "pairwise_outputs",
                 name="score_pairwise_choices",
@@ -69,9 +61,9 @@ def _evaluate_model(model_name: str) -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(variants: Variants) -> Pipeline:
     """Pairs -> per-model outputs and metrics -> fine-tuned-minus-base differences -> table and figures."""
-    models = evaluated_models()
+    models = variants.evaluated_models
     # The comparisons stay outside the variant namespaces: a namespace is one SLURM job, and a fine-tune's
     # job should not wait for the base model's.
     comparisons = [
@@ -87,7 +79,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             f"{variant}.calibration_differences",
             name=f"compare_{variant}_with_base",
         )
-        for variant in finetuned_variants()
+        for variant in variants.finetuned_names
     ]
     calibration_outputs = [f"{model}.calibration_outputs" for model in models]
     return Pipeline(
@@ -103,7 +95,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 nodes.combine_calibration_metrics,
                 [f"{model}.calibration_metrics" for model in models]
-                + [f"{variant}.calibration_differences" for variant in finetuned_variants()],
+                + [f"{variant}.calibration_differences" for variant in variants.finetuned_names],
                 "calibration_metrics_table",
                 name="combine_calibration_metrics",
             ),

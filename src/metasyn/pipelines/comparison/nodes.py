@@ -8,7 +8,6 @@ import pandas as pd
 import torch
 
 from metasyn import comparison_plots, report, stats
-from metasyn.variants import finetuned_names
 
 
 def collect_by_model(**results_by_model: object) -> dict[str, object]:
@@ -29,11 +28,11 @@ def pair_phiid(synergy: dict[str, dict], redundancy: dict[str, dict]) -> dict[st
 
 
 def compare_layers(
-    profiles: dict[str, pd.DataFrame], head_scores: dict[str, pd.DataFrame], variants: dict
+    profiles: dict[str, pd.DataFrame], head_scores: dict[str, pd.DataFrame], variants: list[str]
 ) -> pd.DataFrame:
     """Per-layer means, base vs each variant: paired t-test, Wilcoxon and paired Cohen's d, per quantity."""
     rows = []
-    for variant in finetuned_names(variants):
+    for variant in variants:
         per_layer = {
             "syn_red_score": (profiles["base"]["score"], profiles[variant]["score"]),
             **{
@@ -47,20 +46,20 @@ def compare_layers(
     return pd.DataFrame(rows)
 
 
-def correlate_rankings(head_scores: dict[str, pd.DataFrame], variants: dict) -> pd.DataFrame:
+def correlate_rankings(head_scores: dict[str, pd.DataFrame], variants: list[str]) -> pd.DataFrame:
     """Spearman correlation of each variant's per-head syn-red scores with the base model's."""
     return pd.DataFrame(
-        [{"variant": variant, **stats.ranking_correlation(head_scores["base"], head_scores[variant])} for variant in finetuned_names(variants)]
+        [{"variant": variant, **stats.ranking_correlation(head_scores["base"], head_scores[variant])} for variant in variants]
     )
 
 
 def bootstrap_band_changes(
-    phiid: dict[str, dict], head_scores: dict[str, pd.DataFrame], variants: dict, settings: dict
+    phiid: dict[str, dict], head_scores: dict[str, pd.DataFrame], settings: dict, variants: list[str]
 ) -> pd.DataFrame:
     """Depth-band syn-red change per variant and versus the control, with intervals over prompt resamples."""
     heads_per_layer = int(head_scores["base"]["head"].max()) + 1
     return stats.band_score_changes(
-        _per_prompt(phiid), heads_per_layer, tuple(settings["depth_band"]), finetuned_names(variants), settings["control"],
+        _per_prompt(phiid), heads_per_layer, tuple(settings["depth_band"]), variants, settings["control"],
         settings["bootstrap_resamples"], settings["seed"],
     )
 
@@ -84,36 +83,36 @@ def join_calibration_and_synergy(calibration: pd.DataFrame, band_changes: pd.Dat
     return pd.DataFrame(rows)
 
 
-def plot_delta_heatmaps(head_scores: dict[str, pd.DataFrame], variants: dict) -> plt.Figure:
+def plot_delta_heatmaps(head_scores: dict[str, pd.DataFrame], variants: list[str]) -> plt.Figure:
     """Per-head score change from base for each variant, on one symmetric colour scale."""
-    fine_tuned = {variant: head_scores[variant] for variant in finetuned_names(variants)}
+    fine_tuned = {variant: head_scores[variant] for variant in variants}
     return comparison_plots.delta_heatmaps_figure(head_scores["base"], fine_tuned)
 
 
 def write_verdict(
-    calibration: pd.DataFrame, band_changes: pd.DataFrame, layer_tests: pd.DataFrame, variants: dict, settings: dict
+    calibration: pd.DataFrame, band_changes: pd.DataFrame, layer_tests: pd.DataFrame, settings: dict, variants: list[str]
 ) -> str:
     """The plain-language verdict, computed from the statistics."""
-    return report.verdict(calibration, band_changes, layer_tests, finetuned_names(variants), settings["band_name"])
+    return report.verdict(calibration, band_changes, layer_tests, variants, settings["band_name"])
 
 
 def write_report(
-    model: dict,
-    variants: dict,
+    model_descriptions: dict[str, dict],
     settings: dict,
     verdict_text: str,
     calibration: pd.DataFrame,
     band_changes: pd.DataFrame,
     layer_tests: pd.DataFrame,
     rankings: pd.DataFrame,
+    variants: list[str],
+    baselines: list[str],
 ) -> str:
     """The self-contained Markdown report (figures sit beside it)."""
     configuration = {
-        "model": model["spec"], "device": model["device"], "dtype": model["dtype"],
-        "fine-tuned variants": ", ".join(finetuned_names(variants)),
-        "baselines": ", ".join(variants["baselines"]),
+        "fine-tuned variants": ", ".join(variants),
+        "baselines": ", ".join(baselines),
         "depth band": f"{settings['band_name']} {tuple(settings['depth_band'])}",
         "bootstrap resamples": settings["bootstrap_resamples"],
     }
-    return report.render_report(configuration, verdict_text, calibration, band_changes, layer_tests, rankings,
-                                settings["figures"])
+    return report.render_report(configuration, pd.DataFrame.from_dict(model_descriptions, orient="index"),
+                                verdict_text, calibration, band_changes, layer_tests, rankings, settings["figures"])

@@ -3,9 +3,9 @@
 from kedro.pipeline import Pipeline, node, pipeline
 
 from metasyn import comparison_plots
-from metasyn.pipelines import CPU_LARGE_TAG
+from metasyn.pipelines import CPU_LARGE_TAG, bind
 from metasyn.pipelines.comparison import nodes
-from metasyn.variants import evaluated_models, synergy_models
+from metasyn.pipelines.variants import Variants
 
 
 def _collect(dataset: str, models: list[str], output: str) -> node:
@@ -17,41 +17,43 @@ def _collect(dataset: str, models: list[str], output: str) -> node:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(variants: Variants) -> Pipeline:
     """Collect per-model results, test base vs each variant, plot, and write the report."""
-    variants = "params:variants"
+    evaluated_models, synergy_models = variants.evaluated_models, variants.synergy_models
+    # The fine-tuned variants are fixed here, from the same list the namespaces were built from.
+    fine_tuned = variants.finetuned_names
     return pipeline(
         [
-            _collect("layer_profile", synergy_models(), "layer_profiles_by_model"),
-            _collect("head_scores", synergy_models(), "head_scores_by_model"),
-            _collect("phiid_synergy", evaluated_models(), "phiid_synergy_by_model"),
-            _collect("phiid_redundancy", evaluated_models(), "phiid_redundancy_by_model"),
-            _collect("ablation_curves", evaluated_models(), "ablation_curves_by_model"),
+            _collect("layer_profile", synergy_models, "layer_profiles_by_model"),
+            _collect("head_scores", synergy_models, "head_scores_by_model"),
+            _collect("phiid_synergy", evaluated_models, "phiid_synergy_by_model"),
+            _collect("phiid_redundancy", evaluated_models, "phiid_redundancy_by_model"),
+            _collect("ablation_curves", evaluated_models, "ablation_curves_by_model"),
             node(nodes.pair_phiid, ["phiid_synergy_by_model", "phiid_redundancy_by_model"], "phiid_by_model",
                  name="pair_phiid"),
-            node(nodes.compare_layers, ["layer_profiles_by_model", "head_scores_by_model", variants],
+            _collect("model_description", synergy_models, "model_descriptions_by_model"),
+            node(bind(nodes.compare_layers, variants=fine_tuned), ["layer_profiles_by_model", "head_scores_by_model"],
                  "layer_change_tests", name="compare_layers"),
-            node(nodes.correlate_rankings, ["head_scores_by_model", variants], "ranking_correlations",
+            node(bind(nodes.correlate_rankings, variants=fine_tuned), "head_scores_by_model", "ranking_correlations",
                  name="correlate_rankings"),
-            node(nodes.bootstrap_band_changes,
-                 ["phiid_by_model", "head_scores_by_model", variants, "params:comparison"],
+            node(bind(nodes.bootstrap_band_changes, variants=fine_tuned),
+                 ["phiid_by_model", "head_scores_by_model", "params:comparison"],
                  "band_score_changes", name="bootstrap_band_changes", tags=[CPU_LARGE_TAG]),
             node(nodes.join_calibration_and_synergy, ["calibration_metrics_table", "band_score_changes"],
                  "calibration_synergy_changes", name="join_calibration_and_synergy"),
             node(comparison_plots.layer_profiles_figure, "layer_profiles_by_model", "layer_profiles_figure",
                  name="plot_layer_profiles"),
-            node(nodes.plot_delta_heatmaps, ["head_scores_by_model", variants], "delta_heatmaps_figure",
+            node(bind(nodes.plot_delta_heatmaps, variants=fine_tuned), "head_scores_by_model", "delta_heatmaps_figure",
                  name="plot_delta_heatmaps"),
             node(comparison_plots.ablation_overlay_figure, "ablation_curves_by_model", "ablation_overlay_figure",
                  name="plot_ablation_overlay"),
             node(comparison_plots.calibration_vs_synergy_figure, "calibration_synergy_changes",
                  "calibration_vs_synergy_figure", name="plot_calibration_vs_synergy"),
-            node(nodes.write_verdict,
-                 ["calibration_metrics_table", "band_score_changes", "layer_change_tests", variants,
-                  "params:comparison"],
+            node(bind(nodes.write_verdict, variants=fine_tuned),
+                 ["calibration_metrics_table", "band_score_changes", "layer_change_tests", "params:comparison"],
                  "verdict", name="write_verdict"),
-            node(nodes.write_report,
-                 ["params:comparison.model", "params:variants", "params:comparison", "verdict",
+            node(bind(nodes.write_report, variants=fine_tuned, baselines=list(variants.baselines)),
+                 ["model_descriptions_by_model", "params:comparison", "verdict",
                   "calibration_metrics_table", "band_score_changes", "layer_change_tests", "ranking_correlations"],
                  "report", name="write_report"),
         ],

@@ -4,9 +4,10 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from metasyn.pipelines import GPU_TAG
 from metasyn.pipelines.data_prep import nodes
+from metasyn.pipelines.variants import Variants
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(variants: Variants) -> Pipeline:
     """Questions -> samples -> consistency -> bins -> targets -> training examples and test questions."""
     # One namespace (a kedro-viz group, one SLURM job); dataset names stay unprefixed for the catalog.
     return pipeline(

@@ -4,7 +4,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from metasyn.pipelines import GPU_TAG
 from metasyn.pipelines.finetune import nodes
-from metasyn.variants import finetuned_variants
+from metasyn.pipelines.variants import Variants
 
 # Shared across variants: left out of each variant's namespace.
 SHARED_PARAMETERS = ["finetune.lora", "finetune.training", "finetune.merge_check", "finetune.seed"]
@@ -52,7 +52,7 @@ def create_template() -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(variants: Variants) -> Pipeline:
     """The fine-tune template once per variant in ``variants.finetuned`` (metacog, control_shuffled, ...)."""
     template = create_template()
     return sum(
@@ -66,7 +66,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     **{p: p for p in SHARED_PARAMETERS},
                 },
             )
-            for variant in finetuned_variants()
+            for variant in variants.finetuned_names
         ),
         Pipeline([]),
     )

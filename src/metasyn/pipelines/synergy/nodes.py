@@ -17,12 +17,17 @@ import torch
 from matplotlib.figure import Figure
 
 from metasyn import synergy, synergy_plots
-from metasyn.models import LanguageModel, resolve_device
+from metasyn.models import LanguageModel, describe_model, resolve_device
 from metasyn.prompts import render_prompts
 
 logger = logging.getLogger(__name__)
 
 Tensors = dict[str, torch.Tensor]
+
+
+def describe_measured_model(model: LanguageModel) -> dict:
+    """The loaded model's origin, architecture, size, dtype and device, for the report."""
+    return describe_model(model)
 
 
 def extract_head_activity(

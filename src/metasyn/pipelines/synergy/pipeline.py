@@ -9,13 +9,14 @@ from kedro.pipeline import Pipeline, node, pipeline
 from metasyn import synergy, synergy_plots
 from metasyn.pipelines import GPU_TAG
 from metasyn.pipelines.synergy import nodes
-from metasyn.variants import evaluated_models, synergy_models
+from metasyn.pipelines.variants import Variants
 
 
 def measurement_pipeline() -> Pipeline:
     """Activity -> PhiID -> head scores, layer profile, graph measures and figures, for one model."""
     return pipeline(
         [
+            node(nodes.describe_measured_model, "model", "model_description", name="describe_measured_model"),
             node(
                 nodes.extract_head_activity,
                 ["model", "synergy_prompt_set", "head_activity_saved", "params:synergy.activity"],
@@ -72,8 +73,8 @@ def ablation_pipeline() -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    """The shared prompt set, then every model in ``variants.synergy_models()`` in its own namespace."""
+def create_pipeline(variants: Variants) -> Pipeline:
+    """The shared prompt set, then every model in ``variants.synergy_models`` in its own namespace."""
     prompt_selection = pipeline(
         [
             node(
@@ -84,9 +85,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
         ]
     )
-    ablated = set(evaluated_models())
+    ablated = set(variants.evaluated_models)
     per_model = []
-    for model in synergy_models():
+    for model in variants.synergy_models:
         template = measurement_pipeline() + ablation_pipeline() if model in ablated else measurement_pipeline()
         # Every model reads the same synergy parameters: keep them out of the namespace.
         shared_parameters = {name for name in template.all_inputs() if name.startswith("params:")}

@@ -1,0 +1,55 @@
+"""The project's Kedro context: it hands the run's own configuration to what is built outside the catalog.
+
+Kedro builds the pipelines (``register_pipelines``) without telling them which environment runs, and a
+second ``OmegaConfigLoader`` created to find out re-binds OmegaConf's process-wide ``globals`` resolver to
+its own environment, so every ``${globals:...}`` resolved afterwards takes that environment's values (a
+``--env slurm`` run then measured the embedded model). Instead, the loader Kedro created for the session is
+kept when the context is created, which ``kedro run``, ``kedro viz`` and ``%load_ext kedro.ipython`` all do
+before they build the pipelines. A context class rather than a hook, because kedro-viz disables hooks.
+"""
+
+from __future__ import annotations
+
+from kedro.config import AbstractConfigLoader
+from kedro.framework.context import KedroContext
+
+from metasyn.pipelines.variants import Variants
+
+_run_config_loader: AbstractConfigLoader | None = None
+
+
+class NoRunConfigurationError(RuntimeError):
+    """Pipelines or a runner were asked for the run's configuration before Kedro created a context."""
+
+
+def run_config_loader() -> AbstractConfigLoader:
+    """The config loader of the Kedro session in progress (the one Kedro created at start-up)."""
+    if _run_config_loader is None:
+        raise NoRunConfigurationError(
+            "metasyn's pipelines are built from the run's configuration, and no Kedro context has been created "
+            "yet. Build them through Kedro (`kedro run`, `kedro viz`, `%load_ext kedro.ipython`) or call "
+            "`KedroSession.create(...).load_context()` first; a project that uses metasyn's pipelines or the "
+            "SlurmRunner must set `CONTEXT_CLASS = metasyn.context.ProjectContext` in its settings.py."
+        )
+    return _run_config_loader
+
+
+def run_variants() -> Variants:
+    """The ``variants`` parameter block of the run in progress, validated."""
+    return Variants.from_parameters(run_config_loader()["parameters"].get("variants"))
+
+
+class ProjectContext(KedroContext):
+    """Kedro's context, which also makes its config loader the one the pipelines and runners read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        global _run_config_loader
+        super().__init__(*args, **kwargs)
+        from kedro.framework.project import PACKAGE_NAME, pipelines
+
+        previous = None if _run_config_loader is None else run_variants()
+        _run_config_loader = self.config_loader
+        # ``pipelines`` is built once per process; a later session (a test, a notebook reload) with another
+        # variant list must not reuse pipelines built for the first one.
+        if previous is not None and previous != run_variants() and PACKAGE_NAME:
+            pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
