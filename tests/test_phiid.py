@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from metasyn import phiid
-from metasyn.phiid import ATOMS, phiid_all_pairs, phiid_pair
+from metasyn.synergy import phiid
+from metasyn.synergy.phiid import ATOMS, phiid_all_pairs, phiid_pair
 
 # Written by phyid (Imperial-MIND-lab/integrated-info-decomp @ f7fe791); see shared/phiid/README.md, which sits
 # next to the checkout or inside it.
@@ -200,7 +200,9 @@ def test_degenerate_heads_give_nan_and_reasons_and_leave_the_rest_unchanged(redu
 
     for atom in ("sts", "rtr", "xtx"):
         values = result.atoms[atom]
-        np.testing.assert_array_equal(values[:, kept][:, :, kept], expected.atoms[atom])  # bit for bit
+        # Not bit for bit: BLAS picks kernels by matrix shape, so the same pairs in a smaller batch can round
+        # differently in the last ulp (seen: 1e-16 relative on this CPU).
+        np.testing.assert_allclose(values[:, kept][:, :, kept], expected.atoms[atom], rtol=1e-12, atol=1e-15)
         assert np.isnan(values[:, bad_const]).all() and np.isnan(values[:, :, bad_const]).all()
         assert np.isnan(values[[0, 2], bad_nonfinite]).all() and np.isnan(values[[0, 2], :, bad_nonfinite]).all()
         others = [h for h in range(8) if h != bad_nonfinite]
