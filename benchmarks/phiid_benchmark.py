@@ -1,4 +1,4 @@
-"""Time metasyn.phiid: all pairs at once against a one-pair-at-a-time loop, and peak memory on many heads.
+"""Time metasyn.synergy.phiid: all pairs at once against a one-pair-at-a-time loop, and peak memory on many heads.
 
     python benchmarks/phiid_benchmark.py                      # 272 heads x 60 prompts x 100 steps, then 1,024 heads
     python benchmarks/phiid_benchmark.py --heads 20 --prompts 3 --big-heads 64 --big-prompts 2   # a quick run
@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from metasyn.phiid import phiid_all_pairs, phiid_pair
+from metasyn.synergy.phiid import phiid_all_pairs, phiid_pair
 
 
 def norm_like_series(prompts: int, heads: int, steps: int, seed: int = 0) -> np.ndarray:

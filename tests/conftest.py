@@ -97,6 +97,6 @@ def run_smoke(smoke_project: Path):
 @pytest.fixture(scope="session")
 def embedded_lm():
     """The embedded default model (converted once, then cached), loaded on CPU."""
-    from metasyn.models import load_model
+    from metasyn.lm.models import load_model
 
     return load_model(EMBEDDED_SPEC, device="cpu", dtype="float32")

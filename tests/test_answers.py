@@ -1,10 +1,10 @@
-"""Reading confidences, pairwise choices and answers off messy model outputs (metasyn.answers)."""
+"""Reading confidences, pairwise choices and answers off messy model outputs (metasyn.lm.answers)."""
 
 from __future__ import annotations
 
 import pytest
 
-from metasyn.answers import (
+from metasyn.lm.answers import (
     exact_match,
     extract_answer,
     get_matcher,

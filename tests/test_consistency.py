@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metasyn import consistency as cons
+from metasyn.metacognition import examples
+from metasyn.metacognition import targets as targets_lib
+from metasyn.metacognition.binning import equal_width_bin
 
 
 def _samples(answers_by_question: dict[str, list], gold: dict[str, str]) -> pd.DataFrame:
@@ -18,8 +20,8 @@ def _samples(answers_by_question: dict[str, list], gold: dict[str, str]) -> pd.D
 
 
 def test_modal_answer_prefers_first_seen_on_ties_and_ignores_unparsed():
-    assert cons.modal_answer(["b", "a", "a", "b", None, None, None]) == "b"
-    assert cons.modal_answer([None, None]) is None
+    assert targets_lib.modal_answer(["b", "a", "a", "b", None, None, None]) == "b"
+    assert targets_lib.modal_answer([None, None]) is None
 
 
 def test_question_consistency_known_values():
@@ -31,7 +33,7 @@ def test_question_consistency_known_values():
         },
         gold={"q1": "4", "q2": "B", "q3": "x"},
     )
-    table = cons.question_consistency(samples).set_index("question_id")
+    table = targets_lib.question_consistency(samples).set_index("question_id")
     assert table.loc["q1", "consistency"] == pytest.approx(0.7)
     assert table.loc["q1", "modal_correct"]
     assert table.loc["q1", "n_unparsed"] == 1
@@ -43,14 +45,14 @@ def test_question_consistency_known_values():
 
 
 def test_bins_put_full_consistency_in_top_bin():
-    assert list(cons.consistency_bin([0.0, 0.05, 0.1, 0.55, 0.9, 1.0], 10)) == [0, 0, 1, 5, 9, 9]
+    assert list(equal_width_bin([0.0, 0.05, 0.1, 0.55, 0.9, 1.0], 10)) == [0, 0, 1, 5, 9, 9]
 
 
 def test_bin_accuracy_known_values():
     table = pd.DataFrame(
         {"consistency": [0.2, 0.2, 0.25, 0.9, 1.0, 1.0], "modal_correct": [True, False, False, True, True, False]}
     )
-    bins = cons.bin_accuracy(table, 10).set_index("bin")
+    bins = targets_lib.bin_accuracy(table, 10).set_index("bin")
     assert bins.loc[2, "n_questions"] == 3
     assert bins.loc[2, "accuracy"] == pytest.approx(1 / 3)
     assert bins.loc[9, "accuracy"] == pytest.approx(2 / 3)
@@ -62,12 +64,12 @@ def test_targets_are_bin_accuracy_within_noise_clipped_and_seeded():
         {"question_id": [f"q{i}" for i in range(200)], "consistency": [1.0] * 100 + [0.0] * 100,
          "modal_correct": [True] * 100 + [False] * 100}
     )
-    bins = cons.bin_accuracy(table, 10)
-    targets = cons.target_confidences(table, bins, noise=0.05, seed=3)
+    bins = targets_lib.bin_accuracy(table, 10)
+    targets = targets_lib.target_confidences(table, bins, noise=0.05, seed=3)
     top, bottom = targets["target_confidence"][:100], targets["target_confidence"][100:]
     assert top.between(0.95, 1.0).all() and (top < 1.0).any()  # 1.0 + noise is clipped at 1
     assert bottom.between(0.0, 0.05).all()
-    again = cons.target_confidences(table, bins, noise=0.05, seed=3)
+    again = targets_lib.target_confidences(table, bins, noise=0.05, seed=3)
     assert targets["target_confidence"].equals(again["target_confidence"])
 
 
@@ -75,7 +77,7 @@ def test_balance_caps_overfull_bins_at_ratio_of_median():
     targets = pd.DataFrame(
         {"question_id": [f"q{i:03d}" for i in range(60)], "bin": [9] * 40 + [5] * 10 + [2] * 10}
     )
-    balanced = cons.balance_bins(targets, max_ratio=2.0, seed=0)
+    balanced = targets_lib.balance_bins(targets, max_ratio=2.0, seed=0)
     counts = balanced["bin"].value_counts()
     assert counts[9] == 20 and counts[5] == 10 and counts[2] == 10
     assert balanced["question_id"].is_unique
@@ -90,7 +92,7 @@ def test_pairwise_examples_come_from_different_bins_and_prefer_higher_target():
         {"question_id": ["a", "b", "c"], "bin": [1, 1, 8], "target_confidence": [0.1, 0.12, 0.85],
          "modal_answer": ["2", "5", "6"]}
     )
-    pairs = cons.pairwise_task_examples(targets, questions, n_pairs=20, seed=0)
+    pairs = examples.pairwise_task_examples(targets, questions, n_pairs=20, seed=0)
     assert len(pairs) == 20
     for pair in pairs:
         assert "c" in pair["question_ids"]

@@ -6,8 +6,7 @@ from kedro.io import DatasetError
 from transformers import LlamaForCausalLM
 
 from metasyn.datasets import ModelDataset, TensorDataset
-from metasyn.models import LanguageModel
-
+from metasyn.lm.models import LanguageModel
 from tests.conftest import tiny_llama_config
 
 

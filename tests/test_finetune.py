@@ -16,9 +16,9 @@ from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import BaseTuner
 from trl import SFTTrainer
 
-from metasyn import finetune
-from metasyn.answers import parse_confidence, parse_preference
-from metasyn.models import LanguageModel
+from metasyn.lm.answers import parse_confidence, parse_preference
+from metasyn.lm.models import LanguageModel
+from metasyn.metacognition import finetuning
 from tests.pipelines.finetune.tiny import (
     TINY_LORA,
     TINY_TRAINING,
@@ -55,8 +55,8 @@ def test_configured_lora_targets_exactly_the_attention_projections(architecture)
     }
     assert len(attention_linears) == 2 * 4  # q, k, v, o in each of the 2 layers (Gemma's q_norm/k_norm are not)
 
-    finetune.check_target_modules(model, CONFIGURED_LORA["target_modules"])
-    adapted = get_peft_model(model, finetune.lora_config(CONFIGURED_LORA))
+    finetuning.check_target_modules(model, CONFIGURED_LORA["target_modules"])
+    adapted = get_peft_model(model, finetuning.lora_config(CONFIGURED_LORA))
 
     assert _adapted_modules(adapted) == attention_linears
     assert adapted.peft_config["default"].r == 16 and adapted.peft_config["default"].lora_alpha == 32
@@ -64,9 +64,9 @@ def test_configured_lora_targets_exactly_the_attention_projections(architecture)
 
 def test_unknown_target_module_is_named_before_training(tiny_lm):
     with pytest.raises(ValueError, match=r"\['query_key_value'\] do not exist in LlamaForCausalLM"):
-        finetune.check_target_modules(tiny_lm.model, ["q_proj", "query_key_value"])
+        finetuning.check_target_modules(tiny_lm.model, ["q_proj", "query_key_value"])
     with pytest.raises(ValueError, match="list of module names"):
-        finetune.check_target_modules(tiny_lm.model, "q_proj")
+        finetuning.check_target_modules(tiny_lm.model, "q_proj")
 
 
 def _many_examples() -> Dataset:
@@ -76,7 +76,7 @@ def _many_examples() -> Dataset:
 
 def test_shuffled_control_keeps_answers_and_permutes_targets():
     original = _many_examples()
-    shuffled = finetune.shuffle_confidence_targets(original, seed=0)
+    shuffled = finetuning.shuffle_confidence_targets(original, seed=0)
 
     for column in ("prompt", "task", "question_ids", "answers"):
         assert shuffled[column] == original[column]
@@ -98,15 +98,15 @@ def test_shuffled_control_keeps_answers_and_permutes_targets():
             assert text.startswith(f"Answer: {row['answers'][0]}\n")
         else:
             assert parse_preference(text) == row["preferred"]
-    finetune.validate_training_examples(DatasetDict({"train": shuffled, "validation": shuffled}))
+    finetuning.validate_training_examples(DatasetDict({"train": shuffled, "validation": shuffled}))
     # Seeded.
-    assert finetune.shuffle_confidence_targets(original, seed=0)["completion"] == shuffled["completion"]
-    assert finetune.shuffle_confidence_targets(original, seed=1)["completion"] != shuffled["completion"]
+    assert finetuning.shuffle_confidence_targets(original, seed=0)["completion"] == shuffled["completion"]
+    assert finetuning.shuffle_confidence_targets(original, seed=1)["completion"] != shuffled["completion"]
 
 
 def test_metacog_examples_pass_through_unchanged():
     examples = hand_made_examples()
-    assert finetune.variant_examples(examples, shuffle_targets=False, seed=0) is examples
+    assert finetuning.variant_examples(examples, shuffle_targets=False, seed=0) is examples
 
 
 def _with_row(examples: DatasetDict, index: int, **changes) -> DatasetDict:
@@ -144,14 +144,14 @@ def _with_row(examples: DatasetDict, index: int, **changes) -> DatasetDict:
 )
 def test_malformed_training_examples_fail_with_a_clear_error(corrupt, message):
     with pytest.raises(ValueError, match=message):
-        finetune.validate_training_examples(corrupt(hand_made_examples()))
+        finetuning.validate_training_examples(corrupt(hand_made_examples()))
 
 
 def test_model_without_chat_template_fails_before_training(tiny_lm, tmp_path):
     tokenizer = copy.deepcopy(tiny_lm.tokenizer)
     tokenizer.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
-        finetune.train_adapter(
+        finetuning.train_adapter(
             LanguageModel(tiny_lm.model, tokenizer),
             hand_made_examples(),
             TINY_LORA,
@@ -164,7 +164,7 @@ def test_model_without_chat_template_fails_before_training(tiny_lm, tmp_path):
 
 def test_examples_longer_than_max_length_fail_before_training(tiny_lm, tmp_path):
     with pytest.raises(ValueError, match="longer than max_length=32 tokens"):
-        finetune.train_adapter(
+        finetuning.train_adapter(
             tiny_lm, hand_made_examples(), TINY_LORA, {**TINY_TRAINING, "max_length": 32}, tmp_path, 0
         )
 
@@ -175,7 +175,7 @@ def _parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_training_lowers_validation_loss_and_leaves_the_base_model_untouched(tiny_lm, tmp_path):
     before = _parameters(tiny_lm.model)
-    result = finetune.train_adapter(tiny_lm, hand_made_examples(), TINY_LORA, TINY_TRAINING, tmp_path, seed=0)
+    result = finetuning.train_adapter(tiny_lm, hand_made_examples(), TINY_LORA, TINY_TRAINING, tmp_path, seed=0)
 
     validation = result.log["eval_loss"].dropna().tolist()
     assert len(validation) == 1 + TINY_TRAINING["num_train_epochs"]  # before training, then every epoch
@@ -189,11 +189,11 @@ def test_training_lowers_validation_loss_and_leaves_the_base_model_untouched(tin
     assert all(torch.equal(before[name], tensor) for name, tensor in tiny_lm.model.state_dict().items())
 
 
-def _random_adapter(model: torch.nn.Module) -> finetune.Adapter:
+def _random_adapter(model: torch.nn.Module) -> finetuning.Adapter:
     """An adapter with random non-zero weights (a freshly initialised LoRA adapter changes nothing)."""
-    adapted = get_peft_model(copy.deepcopy(model), finetune.lora_config({**TINY_LORA, "init_lora_weights": False}))
+    adapted = get_peft_model(copy.deepcopy(model), finetuning.lora_config({**TINY_LORA, "init_lora_weights": False}))
     weights = {name: 20 * tensor for name, tensor in get_peft_model_state_dict(adapted).items()}
-    return finetune.Adapter(adapted.peft_config["default"], weights)
+    return finetuning.Adapter(adapted.peft_config["default"], weights)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -203,7 +203,7 @@ def test_merged_model_gives_the_adapted_logits(dtype):
     before = _parameters(lm.model)
     prompts = hand_made_examples()["validation"]["prompt"][:3]
 
-    merged, check = finetune.merge_adapter(lm, _random_adapter(lm.model), prompts, tolerance=1e-4)
+    merged, check = finetuning.merge_adapter(lm, _random_adapter(lm.model), prompts, tolerance=1e-4)
 
     # Checked in float32 whatever the dtype: bfloat16 rounding alone would exceed the tolerance.
     assert check["max_abs_logit_diff"] <= 1e-4
@@ -219,7 +219,7 @@ def test_a_merge_that_changes_logits_is_rejected(tiny_lm, monkeypatch):
     # A merge that drops the adapter instead of folding it in.
     monkeypatch.setattr(BaseTuner, "merge_and_unload", BaseTuner.unload)
     with pytest.raises(RuntimeError, match="differ from base\\+adapter"):
-        finetune.merge_adapter(
+        finetuning.merge_adapter(
             tiny_lm, _random_adapter(tiny_lm.model), hand_made_examples()["validation"]["prompt"][:2], 1e-4
         )
 
@@ -227,7 +227,7 @@ def test_a_merge_that_changes_logits_is_rejected(tiny_lm, monkeypatch):
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_lm, tmp_path, monkeypatch):
     examples = hand_made_examples()
     training = {**TINY_TRAINING, "save_strategy": "steps", "save_steps": 2, "max_steps": 5}
-    uninterrupted = finetune.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path / "whole", seed=0)
+    uninterrupted = finetuning.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path / "whole", seed=0)
 
     steps_done = []
     original_step = SFTTrainer.training_step
@@ -240,10 +240,10 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_lm, tmp_path, 
 
     monkeypatch.setattr(SFTTrainer, "training_step", crash_at_step_4)
     with pytest.raises(KeyboardInterrupt):
-        finetune.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path / "interrupted", seed=0)
+        finetuning.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path / "interrupted", seed=0)
     monkeypatch.setattr(SFTTrainer, "training_step", original_step)
 
-    resumed = finetune.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path / "interrupted", seed=0)
+    resumed = finetuning.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path / "interrupted", seed=0)
 
     assert Path(resumed.run["resumed_from_checkpoint"]).name == "checkpoint-2"
     assert resumed.run["optimizer_steps"] == 5
@@ -255,13 +255,13 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_lm, tmp_path, 
 def test_checkpoints_of_another_configuration_are_not_resumed(tiny_lm, tmp_path, caplog):
     examples = hand_made_examples()
     training = {**TINY_TRAINING, "num_train_epochs": 1}
-    finetune.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path, seed=0)
+    finetuning.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path, seed=0)
     assert (tmp_path / "checkpoint-4").is_dir()
 
-    changed = finetune.train_adapter(tiny_lm, examples, TINY_LORA, {**training, "learning_rate": 1e-4}, tmp_path, 0)
+    changed = finetuning.train_adapter(tiny_lm, examples, TINY_LORA, {**training, "learning_rate": 1e-4}, tmp_path, 0)
 
     assert changed.run["resumed_from_checkpoint"] is None
     assert changed.log["loss"].notna().sum() == 4  # all four steps trained again
     assert "come from a run with a different training; deleting them" in caplog.text
-    rerun = finetune.train_adapter(tiny_lm, examples, TINY_LORA, {**training, "learning_rate": 1e-4}, tmp_path, 0)
+    rerun = finetuning.train_adapter(tiny_lm, examples, TINY_LORA, {**training, "learning_rate": 1e-4}, tmp_path, 0)
     assert Path(rerun.run["resumed_from_checkpoint"]).name == "checkpoint-4"

@@ -8,8 +8,10 @@ from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 from transformers.models.gemma3 import modeling_gemma3
 from transformers.models.llama import modeling_llama
 
-from metasyn.generation import generate
-from metasyn.heads import (
+from metasyn.lm.generation import generate
+from metasyn.lm.models import LanguageModel
+from metasyn.lm.prompts import render_prompts
+from metasyn.synergy.heads import (
     HeadActivity,
     ablate_heads,
     head_layout,
@@ -20,8 +22,6 @@ from metasyn.heads import (
     step_log_probs,
     teacher_forced_batch,
 )
-from metasyn.models import LanguageModel
-from metasyn.prompts import render_prompts
 
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
 TINY_CONFIGS = {

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.calibration import calibration_curve
 
-from metasyn.metrics import (
+from metasyn.metacognition.calibration import (
     ALL_DOMAINS,
     Estimate,
     area_under_risk_coverage,

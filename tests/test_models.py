@@ -5,8 +5,13 @@ import importlib.util
 import pytest
 import torch
 
-from metasyn.models import EMBEDDED_MODELS, ModelNotFoundError, load_model, resolve_device, resolve_dtype
-
+from metasyn.lm.models import (
+    EMBEDDED_MODELS,
+    ModelNotFoundError,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+)
 from tests.conftest import EMBEDDED_SPEC
 
 
@@ -20,8 +25,8 @@ def test_embedded_model_loads_with_expected_architecture(embedded_lm):
 
 
 def test_embedded_model_answers_an_easy_question(embedded_lm):
-    from metasyn.generation import generate
-    from metasyn.prompts import answer_messages, render_prompts
+    from metasyn.lm.generation import generate
+    from metasyn.lm.prompts import answer_messages, render_prompts
 
     question = {"domain": "arithmetic", "question": "What is 2 plus 3?", "choices": []}
     prompts = render_prompts(embedded_lm.tokenizer, [answer_messages(question)])

@@ -2,8 +2,8 @@
 
 import pytest
 
-from metasyn.answers import extract_answer, parse_confidence, parse_preference
-from metasyn.prompts import (
+from metasyn.lm.answers import extract_answer, parse_confidence, parse_preference
+from metasyn.lm.prompts import (
     confidence_completion,
     confidence_messages,
     pairwise_completion,

@@ -6,7 +6,11 @@ import pandas as pd
 import pytest
 
 from metasyn.questions import QUESTION_COLUMNS, answer_type, validate_questions
-from metasyn.questions.generated import arithmetic_questions, factual_questions, multiple_choice_questions
+from metasyn.questions.generated import (
+    arithmetic_questions,
+    factual_questions,
+    multiple_choice_questions,
+)
 from metasyn.questions.loaders import load_gsm8k, load_mmlu_pro, load_triviaqa
 from metasyn.questions.sources import load_source
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from metasyn.report import render_report, verdict
+from metasyn.comparison.report import render_report, verdict
 
 
 def _calibration(ece_after: float, ece_change_ci: tuple[float, float]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from metasyn.models import ModelNotFoundError
+from metasyn.lm.models import ModelNotFoundError
 from tests.conftest import PROJECT_ROOT, copy_project
 
 GLOBAL_REFERENCE = re.compile(r"^\$\{globals:([\w.]+)\}$")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from metasyn import stats
+from metasyn.comparison import statistics as stats
 
 
 def test_paired_tests_match_scipy_and_hand_cohens_d():

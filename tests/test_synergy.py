@@ -11,7 +11,14 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from metasyn import synergy
-from metasyn.heads import HeadActivity, ablate_heads, mean_step_divergence, step_log_probs, teacher_forced_batch
+from metasyn.synergy import activity as synergy_activity
+from metasyn.synergy.heads import (
+    HeadActivity,
+    ablate_heads,
+    mean_step_divergence,
+    step_log_probs,
+    teacher_forced_batch,
+)
 
 NAN = np.nan
 # 4 heads = 2 layers x 2 heads. Mean synergy per head 2, 10/3, 4, 14/3; mean redundancy 5, 11/3, 3, 7/3.
@@ -136,7 +143,7 @@ def test_lazy_head_activity_computes_each_batch_once(monkeypatch):
         norms = [torch.full((1, 1, steps), float(len(prompt))) for prompt in prompts]
         return [HeadActivity(norm, torch.tensor([0]), torch.arange(steps), None) for norm in norms]
 
-    monkeypatch.setattr(synergy, "record_head_activity", fake_record)
+    monkeypatch.setattr(synergy_activity, "record_head_activity", fake_record)
     rendered = {"c": "ccc", "a": "a", "e": "eeeee", "b": "bb", "d": "dddd"}
     lazy = synergy.lazy_head_activity(None, rendered, steps=3, batch_size=2)
     assert calls == []

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from metasyn.synergy import head_scores, layer_profile
+from metasyn.synergy.scores import head_scores, layer_profile
 
 
 def paired_tests(before: np.ndarray, after: np.ndarray) -> dict[str, float | str]:

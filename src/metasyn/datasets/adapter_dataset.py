@@ -10,7 +10,7 @@ from peft import PeftConfig
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 from safetensors.torch import load_file, save_file
 
-from metasyn.finetune import Adapter
+from metasyn.metacognition.finetuning import Adapter
 
 
 class AdapterDataset(AbstractDataset[Adapter, Adapter]):

@@ -7,11 +7,11 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from metasyn.models import LanguageModel, check_model_available, load_model
+from metasyn.lm.models import LanguageModel, check_model_available, load_model
 
 
 class ModelDataset(AbstractDataset[LanguageModel, LanguageModel]):
-    """Loads ``LanguageModel(model, tokenizer)`` through ``metasyn.models``; saves with ``save_pretrained``.
+    """Loads ``LanguageModel(model, tokenizer)`` through ``metasyn.lm.models``; saves with ``save_pretrained``.
 
     Give either ``spec`` (any spec the registry resolves: ``embedded:<name>``, a hub id; read-only) or
     ``path`` (a model directory, written by ``save`` and read back by ``load``).

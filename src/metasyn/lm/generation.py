@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from metasyn.models import LanguageModel
+from metasyn.lm.models import LanguageModel
 
 
 @dataclass

@@ -10,9 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from metasyn.questions import answer_type
-
-OPTION_LETTERS = "ABCDEFGHIJ"
+from metasyn.questions import OPTION_LETTERS, answer_type
 
 ANSWER_FORMATS = {
     "number": "Give the final answer as a number.",
@@ -80,7 +78,7 @@ def render_prompts(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[M
     """Render conversations with the model's own chat template, ready for the assistant's turn."""
     if not tokenizer.chat_template:
         raise ValueError(
-            f"Tokenizer {tokenizer.name_or_path!r} has no chat template; set one (see metasyn.models) "
+            f"Tokenizer {tokenizer.name_or_path!r} has no chat template; set one (see metasyn.lm.models) "
             "before formatting prompts."
         )
     return [

@@ -11,7 +11,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from metasyn.metrics import (
+from metasyn.metacognition.calibration import (
     ALL_DOMAINS,
     area_under_risk_coverage,
     calibration_bins,
@@ -36,7 +36,8 @@ METRIC_LABELS = {
 def _parsed_by_model(outputs: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, int]]:
     """Per model (in order of appearance): its parsed outputs and its total number of outputs."""
     return {
-        model: (group[group["parsed"]], len(group)) for model, group in outputs.groupby("model", sort=False)
+        model: (group[group["parsed"]], len(group))
+        for model, group in outputs.groupby("model", sort=False)
     }
 
 
@@ -47,7 +48,14 @@ def reliability_diagrams(outputs: pd.DataFrame, n_bins: int = 10) -> Figure:
     axes = figure.subplots(1, len(models), squeeze=False, sharey=True)[0]
     width = 1 / n_bins
     for ax, (model, (parsed, n_outputs)) in zip(axes, models.items()):
-        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+        ax.plot(
+            [0, 1],
+            [0, 1],
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label="perfect calibration",
+        )
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="stated confidence", aspect="equal")
         if parsed.empty:
             ax.set_title(f"{model}\nno parseable confidence (0/{n_outputs})")
@@ -55,7 +63,14 @@ def reliability_diagrams(outputs: pd.DataFrame, n_bins: int = 10) -> Figure:
         bins = calibration_bins(parsed["confidence"], parsed["correct"], n_bins)
         filled = bins[bins["count"] > 0]
         left = filled["bin"] * width
-        ax.bar(left, filled["accuracy"], width=width, align="edge", edgecolor="black", label="accuracy")
+        ax.bar(
+            left,
+            filled["accuracy"],
+            width=width,
+            align="edge",
+            edgecolor="black",
+            label="accuracy",
+        )
         ax.bar(
             left,
             filled["mean_confidence"] - filled["accuracy"],
@@ -69,7 +84,9 @@ def reliability_diagrams(outputs: pd.DataFrame, n_bins: int = 10) -> Figure:
         )
         for x, count in zip(left + width / 2, filled["count"]):
             ax.annotate(str(count), (x, 0.01), ha="center", fontsize=7)
-        ece = expected_calibration_error(parsed["confidence"], parsed["correct"], n_bins)
+        ece = expected_calibration_error(
+            parsed["confidence"], parsed["correct"], n_bins
+        )
         ax.set_title(f"{model}\nECE {ece:.3f} · parsed {len(parsed)}/{n_outputs}")
     axes[0].set_ylabel("accuracy (bar labels: answers per bin)")
     axes[0].legend(loc="upper left", fontsize=8)
@@ -82,7 +99,9 @@ def risk_coverage_curves(outputs: pd.DataFrame) -> Figure:
     figure = Figure(figsize=(5.5, 4.4), layout="constrained")
     ax = figure.subplots()
     unparsed = []
-    for color, (model, (parsed, n_outputs)) in zip(sns.color_palette(n_colors=len(models)), models.items()):
+    for color, (model, (parsed, n_outputs)) in zip(
+        sns.color_palette(n_colors=len(models)), models.items()
+    ):
         if parsed.empty:
             unparsed.append(model)
             continue
@@ -95,10 +114,21 @@ def risk_coverage_curves(outputs: pd.DataFrame) -> Figure:
             color=color,
             label=f"{model} (AURC {aurc:.3f}, {len(parsed)}/{n_outputs} parsed)",
         )
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="coverage (share of parsed answers kept)", ylabel="risk (error rate)")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="coverage (share of parsed answers kept)",
+        ylabel="risk (error rate)",
+    )
     ax.set_title("Selective prediction by stated confidence")
     if unparsed:
-        ax.text(0.02, 0.02, "no parseable confidence: " + ", ".join(unparsed), transform=ax.transAxes, fontsize=8)
+        ax.text(
+            0.02,
+            0.02,
+            "no parseable confidence: " + ", ".join(unparsed),
+            transform=ax.transAxes,
+            fontsize=8,
+        )
     if len(unparsed) < len(models):
         ax.legend(fontsize=8)
     return figure
@@ -119,7 +149,9 @@ def metrics_by_domain(table: pd.DataFrame) -> Figure:
     for ax, metric in zip(axes, metrics):
         for offset, color, model in zip(offsets, palette, models):
             values = (
-                rows[(rows["metric"] == metric) & (rows["model"] == model)].set_index("domain").reindex(domains)
+                rows[(rows["metric"] == metric) & (rows["model"] == model)]
+                .set_index("domain")
+                .reindex(domains)
             )
             # Percentile intervals need not contain the point estimate; error bars must not be negative.
             below = np.clip(values["value"] - values["ci_low"], 0, None)

@@ -12,13 +12,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from metasyn.prompts import (
-    assistant_message,
-    confidence_completion,
-    confidence_messages,
-    pairwise_completion,
-    pairwise_messages,
-)
+from metasyn.metacognition.binning import equal_width_bin
 
 
 def modal_answer(answers: list[str | None]) -> str | None:
@@ -35,10 +29,14 @@ def question_consistency(samples: pd.DataFrame) -> pd.DataFrame:
     inconsistency too.
     """
     rows = []
-    for question_id, group in samples.sort_values("sample_index").groupby("question_id", sort=True):
+    for question_id, group in samples.sort_values("sample_index").groupby(
+        "question_id", sort=True
+    ):
         answers = [None if pd.isna(answer) else answer for answer in group["answer"]]
         modal = modal_answer(answers)
-        agreeing = group[group["answer"] == modal] if modal is not None else group.iloc[:0]
+        agreeing = (
+            group[group["answer"] == modal] if modal is not None else group.iloc[:0]
+        )
         rows.append(
             {
                 "question_id": question_id,
@@ -46,20 +44,17 @@ def question_consistency(samples: pd.DataFrame) -> pd.DataFrame:
                 "n_unparsed": sum(answer is None for answer in answers),
                 "modal_answer": modal,
                 "consistency": len(agreeing) / len(group),
-                "modal_correct": bool(agreeing["correct"].any()) if modal is not None else False,
+                "modal_correct": bool(agreeing["correct"].any())
+                if modal is not None
+                else False,
             }
         )
     return pd.DataFrame(rows)
 
 
-def consistency_bin(consistency: pd.Series | np.ndarray, n_bins: int) -> np.ndarray:
-    """Equal-width bin index in [0, n_bins - 1]; consistency 1.0 falls in the top bin."""
-    return np.minimum((np.asarray(consistency, dtype=float) * n_bins).astype(int), n_bins - 1)
-
-
 def bin_accuracy(consistency: pd.DataFrame, n_bins: int) -> pd.DataFrame:
     """Per consistency bin: edges, question count and empirical accuracy of the modal answers."""
-    bins = consistency_bin(consistency["consistency"], n_bins)
+    bins = equal_width_bin(consistency["consistency"], n_bins)
     grouped = consistency.assign(bin=bins).groupby("bin")["modal_correct"]
     table = pd.DataFrame({"bin": np.arange(n_bins)})
     table["lower"] = table["bin"] / n_bins
@@ -74,10 +69,12 @@ def target_confidences(
 ) -> pd.DataFrame:
     """Attach ``bin`` and ``target_confidence`` = bin accuracy + U(-noise, noise), clipped to [0, 1]."""
     rng = np.random.default_rng(seed)
-    bin_index = consistency_bin(consistency["consistency"], len(bins))
+    bin_index = equal_width_bin(consistency["consistency"], len(bins))
     accuracy = bins.set_index("bin")["accuracy"].reindex(bin_index).to_numpy()
     jitter = rng.uniform(-noise, noise, size=len(consistency))
-    return consistency.assign(bin=bin_index, target_confidence=np.clip(accuracy + jitter, 0.0, 1.0))
+    return consistency.assign(
+        bin=bin_index, target_confidence=np.clip(accuracy + jitter, 0.0, 1.0)
+    )
 
 
 def balance_bins(targets: pd.DataFrame, max_ratio: float, seed: int) -> pd.DataFrame:
@@ -89,55 +86,3 @@ def balance_bins(targets: pd.DataFrame, max_ratio: float, seed: int) -> pd.DataF
         for _, group in targets.groupby("bin", sort=True)
     ]
     return pd.concat(kept).sort_values("question_id").reset_index(drop=True)
-
-
-def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list[dict]:
-    """One answer-plus-confidence example per question, the answer being the model's own modal answer."""
-    by_id = questions.set_index("id")
-    examples = []
-    for row in targets.itertuples():
-        question = {"id": row.question_id, **by_id.loc[row.question_id].to_dict()}
-        examples.append(
-            {
-                "prompt": confidence_messages(question),
-                "completion": assistant_message(confidence_completion(row.modal_answer, row.target_confidence)),
-                "task": "single",
-                "domain": question["domain"],
-                "question_ids": [row.question_id],
-                "answers": [row.modal_answer],
-                "target_confidence": float(row.target_confidence),
-                "preferred": -1,
-            }
-        )
-    return examples
-
-
-def pairwise_task_examples(
-    targets: pd.DataFrame, questions: pd.DataFrame, n_pairs: int, seed: int
-) -> list[dict]:
-    """Pairs of questions from different bins; the target picks the one with the higher target confidence."""
-    rng = np.random.default_rng(seed)
-    by_id = questions.set_index("id")
-    rows = targets.reset_index(drop=True)
-    examples = []
-    attempts = 0
-    while len(examples) < n_pairs and attempts < 50 * n_pairs and rows["bin"].nunique() > 1:
-        attempts += 1
-        first, second = rows.iloc[rng.choice(len(rows), size=2, replace=False)].itertuples()
-        if first.bin == second.bin:
-            continue
-        questions_pair = [{"id": row.question_id, **by_id.loc[row.question_id].to_dict()} for row in (first, second)]
-        preferred = 1 if first.target_confidence >= second.target_confidence else 2
-        examples.append(
-            {
-                "prompt": pairwise_messages(*questions_pair),
-                "completion": assistant_message(pairwise_completion(preferred, first.modal_answer, second.modal_answer)),
-                "task": "pairwise",
-                "domain": f"{questions_pair[0]['domain']}|{questions_pair[1]['domain']}",
-                "question_ids": [first.question_id, second.question_id],
-                "answers": [first.modal_answer, second.modal_answer],
-                "target_confidence": float("nan"),
-                "preferred": preferred,
-            }
-        )
-    return examples

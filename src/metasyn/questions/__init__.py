@@ -10,6 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 QUESTION_COLUMNS = ["id", "domain", "question", "choices", "answer", "aliases"]
+# Multiple-choice options are lettered in this order, in the questions and in every prompt.
+OPTION_LETTERS = "ABCDEFGHIJ"
 
 # How an answer is read off a model's output, per domain. A domain outside this table is an error:
 # without an answer type its samples cannot be scored.

@@ -12,8 +12,7 @@ from importlib.resources import files
 import numpy as np
 import pandas as pd
 
-from metasyn.prompts import OPTION_LETTERS
-from metasyn.questions import QUESTION_COLUMNS
+from metasyn.questions import OPTION_LETTERS, QUESTION_COLUMNS
 
 # (operation, operand digit counts) per difficulty level, easiest first.
 ARITHMETIC_LEVELS = [("+", 1, 1), ("+", 2, 1), ("+", 2, 2), ("-", 2, 2), ("*", 1, 1), ("*", 2, 1), ("+", 3, 3)]

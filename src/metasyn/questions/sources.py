@@ -6,7 +6,11 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from metasyn.questions.generated import arithmetic_questions, factual_questions, multiple_choice_questions
+from metasyn.questions.generated import (
+    arithmetic_questions,
+    factual_questions,
+    multiple_choice_questions,
+)
 from metasyn.questions.loaders import load_gsm8k, load_mmlu_pro, load_triviaqa
 
 _GENERATED: dict[str, Callable[..., pd.DataFrame]] = {

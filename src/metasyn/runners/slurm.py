@@ -20,10 +20,15 @@ from kedro.framework.project import settings
 from kedro.runner import AbstractRunner
 from kedro.utils import find_kedro_project
 
-from metasyn.runners import job_runner, sbatch
 from metasyn.context import run_config_loader
+from metasyn.runners import job_runner, sbatch
 from metasyn.runners.config import ClusterConfig, load_cluster_config
-from metasyn.runners.plan import Group, groups_to_run, plan_groups, unpersisted_crossings
+from metasyn.runners.plan import (
+    Group,
+    groups_to_run,
+    plan_groups,
+    unpersisted_crossings,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -1,7 +1,7 @@
 """Figures of the synergy analysis: PhiID matrices, per-head scores, the layer profile and ablation curves.
 
 Builders return ``matplotlib.figure.Figure`` objects made without pyplot, so they hold no global state; the
-catalog (``matplotlib.MatplotlibDataset``) writes them. Inputs follow the schemas in ``metasyn.synergy``.
+catalog (``matplotlib.MatplotlibDataset``) writes them. Inputs follow the schemas in ``metasyn.synergy`` (the package docstring).
 """
 
 from __future__ import annotations
@@ -21,19 +21,27 @@ def _layer_ticks(axis, heads_per_layer: int, layers: int) -> None:
     """Mark every few layers along both axes of a head-by-head matrix."""
     step = max(1, layers // 10)
     ticks = np.arange(0, layers, step)
-    for set_ticks, set_labels in ((axis.set_xticks, axis.set_xticklabels), (axis.set_yticks, axis.set_yticklabels)):
+    for set_ticks, set_labels in (
+        (axis.set_xticks, axis.set_xticklabels),
+        (axis.set_yticks, axis.set_yticklabels),
+    ):
         set_ticks(ticks * heads_per_layer)
         set_labels([str(layer) for layer in ticks])
     axis.set_xlabel("layer of source head")
     axis.set_ylabel("layer of target head")
 
 
-def phiid_matrices_figure(synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int) -> Figure:
+def phiid_matrices_figure(
+    synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int
+) -> Figure:
     """Prompt-mean synergy and redundancy between all head pairs, heads ordered by layer."""
     figure = Figure(figsize=(11, 5), layout="constrained")
     layers = len(synergy) // heads_per_layer
     for axis, matrix, name, colormap in zip(
-        figure.subplots(1, 2), (synergy, redundancy), ("synergy (sts)", "redundancy (rtr)"), ("Reds", "Blues")
+        figure.subplots(1, 2),
+        (synergy, redundancy),
+        ("synergy (sts)", "redundancy (rtr)"),
+        ("Reds", "Blues"),
     ):
         image = axis.imshow(matrix, cmap=colormap, interpolation="nearest")
         _layer_ticks(axis, heads_per_layer, layers)
@@ -46,9 +54,19 @@ def head_score_figure(scores: pd.DataFrame) -> Figure:
     """Syn-red score of every head, layers x heads (white: excluded heads)."""
     grid = scores.pivot(index="layer", columns="head", values="syn_red_score")
     limit = np.nanmax(np.abs(grid.to_numpy())) or 1.0
-    figure = Figure(figsize=(0.35 * grid.shape[1] + 3, 0.22 * grid.shape[0] + 2), layout="constrained")
+    figure = Figure(
+        figsize=(0.35 * grid.shape[1] + 3, 0.22 * grid.shape[0] + 2),
+        layout="constrained",
+    )
     axis = figure.subplots()
-    image = axis.imshow(grid.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    image = axis.imshow(
+        grid.to_numpy(),
+        cmap="RdBu_r",
+        vmin=-limit,
+        vmax=limit,
+        aspect="auto",
+        interpolation="nearest",
+    )
     axis.set_xlabel("head")
     axis.set_ylabel("layer")
     axis.set_title("Synergy-redundancy score per head")
@@ -83,8 +101,13 @@ def ablation_curves_figure(curves: pd.DataFrame) -> Figure:
         style = ORDER_STYLES[order]
         axis.plot(rows["fraction"], rows["divergence"], marker="o", **style)
         if rows["repeats"].iloc[0] > 1:
-            low, high = rows["divergence"] - rows["divergence_sd"], rows["divergence"] + rows["divergence_sd"]
-            axis.fill_between(rows["fraction"], low, high, color=style["color"], alpha=0.2)
+            low, high = (
+                rows["divergence"] - rows["divergence_sd"],
+                rows["divergence"] + rows["divergence_sd"],
+            )
+            axis.fill_between(
+                rows["fraction"], low, high, color=style["color"], alpha=0.2
+            )
     axis.set_xlabel("fraction of heads removed")
     axis.set_ylabel("KL(original || ablated), nats")
     axis.set_title("Cumulative head ablation")

@@ -15,10 +15,9 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from transformers import AutoModelForCausalLM
 
-from metasyn.models import LanguageModel
+from metasyn.lm.models import LanguageModel
 from metasyn.pipelines.calibration import create_pipeline, nodes
 from metasyn.settings import CONFIG_LOADER_ARGS
-
 from tests.conftest import declared_variants, tiny_llama_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]

@@ -5,7 +5,11 @@ import pandas as pd
 import pytest
 
 from metasyn.pipelines.data_prep import nodes
-from metasyn.questions.generated import arithmetic_questions, factual_questions, multiple_choice_questions
+from metasyn.questions.generated import (
+    arithmetic_questions,
+    factual_questions,
+    multiple_choice_questions,
+)
 
 
 def _questions() -> pd.DataFrame:

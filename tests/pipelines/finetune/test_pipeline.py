@@ -16,10 +16,10 @@ from kedro.runner import SequentialRunner
 from peft import PeftModel
 
 from metasyn.datasets.adapter_dataset import AdapterDataset
-from metasyn.models import load_model
+from metasyn.lm.models import load_model
 from metasyn.pipelines.finetune import create_pipeline, nodes
+from tests.conftest import copy_project, declared_variants
 from tests.pipelines.finetune.tiny import hand_made_examples, tiny_llama
-from tests.conftest import declared_variants, copy_project
 
 # LoRA r=16 on q, k, v, o of SmolLM2-135M: 30 layers x 16 x (576+576 + 576+192 + 576+192 + 576+576).
 SMOLLM2_TRAINABLE_PARAMETERS = 30 * 16 * (4 * 576 + 2 * 576 + 2 * 192)

@@ -12,15 +12,14 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from metasyn.models import LanguageModel
-from metasyn.prompts import (
+from metasyn.lm.models import LanguageModel
+from metasyn.lm.prompts import (
     assistant_message,
     confidence_completion,
     confidence_messages,
     pairwise_completion,
     pairwise_messages,
 )
-
 from tests.conftest import tiny_llama_config
 
 # Training settings (trl.SFTConfig fields) small enough for a tiny model to learn in seconds.

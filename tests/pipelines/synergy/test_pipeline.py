@@ -13,8 +13,8 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from metasyn import synergy
-from tests.conftest import declared_variants, copy_project, tiny_llama_config
+from metasyn.synergy import activity as synergy_activity
+from tests.conftest import copy_project, declared_variants, tiny_llama_config
 
 # conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps; the tiny model has 2 layers x 4 heads.
 PROMPTS, STEPS, LAYERS, HEADS = 6, 8, 2, 4
@@ -102,13 +102,13 @@ def test_activity_extraction_resumes_where_it_stopped(tiny_project, monkeypatch)
     lost_activity = load_file(folder / lost)
     (folder / lost).unlink()  # as if the run had stopped before the last batch was saved
     recorded = []
-    record = synergy.record_head_activity
+    record = synergy_activity.record_head_activity
 
     def counting_record(lm, prompts, steps, batch_size):
         recorded.append(len(prompts))
         return record(lm, prompts, steps, batch_size)
 
-    monkeypatch.setattr(synergy, "record_head_activity", counting_record)
+    monkeypatch.setattr(synergy_activity, "record_head_activity", counting_record)
     run_synergy(tiny_project, namespaces=["base"])
     assert recorded == [1]
     assert {path.name: path.stat().st_mtime_ns for path in folder.glob("*.safetensors") if path.name != lost} == {

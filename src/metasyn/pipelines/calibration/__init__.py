@@ -3,7 +3,7 @@
 Every evaluated model (``Variants.evaluated_models``: ``base`` and each fine-tune) answers each
 test question with a stated confidence (``prompts.confidence_messages``) and, for seeded same-domain pairs of
 test questions, says which one it is more likely to answer correctly (``prompts.pairwise_messages``), by
-greedy generation in the format the fine-tunes were trained on. Metric definitions: ``metasyn.metrics``.
+greedy generation in the format the fine-tunes were trained on. Metric definitions: ``metasyn.metacognition.calibration``.
 
 Outputs per model ``m``:
 

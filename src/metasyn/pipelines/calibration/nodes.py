@@ -9,10 +9,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from metasyn import calibration_plots
-from metasyn.answers import extract_answer, get_matcher, parse_confidence, parse_preference
-from metasyn.generation import generate
-from metasyn.metrics import (
+from metasyn.lm.answers import (
+    extract_answer,
+    get_matcher,
+    parse_confidence,
+    parse_preference,
+)
+from metasyn.lm.generation import generate
+from metasyn.lm.models import LanguageModel
+from metasyn.lm.prompts import confidence_messages, pairwise_messages, render_prompts
+from metasyn.metacognition import plots as calibration_plots
+from metasyn.metacognition.calibration import (
     ALL_DOMAINS,
     Estimator,
     better_of_pair,
@@ -21,8 +28,6 @@ from metasyn.metrics import (
     pairwise_task_metrics,
     summarize_by_domain,
 )
-from metasyn.models import LanguageModel
-from metasyn.prompts import confidence_messages, pairwise_messages, render_prompts
 from metasyn.questions import answer_type, validate_questions
 
 logger = logging.getLogger(__name__)

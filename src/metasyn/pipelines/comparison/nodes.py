@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from metasyn import comparison_plots, report, stats
+from metasyn.comparison import plots as comparison_plots
+from metasyn.comparison import report, statistics
 
 
 def collect_by_model(**results_by_model: object) -> dict[str, object]:
@@ -42,14 +43,14 @@ def compare_layers(
             },
         }
         for quantity, (before, after) in per_layer.items():
-            rows.append({"variant": variant, "quantity": quantity, **stats.paired_tests(np.asarray(before), np.asarray(after))})
+            rows.append({"variant": variant, "quantity": quantity, **statistics.paired_tests(np.asarray(before), np.asarray(after))})
     return pd.DataFrame(rows)
 
 
 def correlate_rankings(head_scores: dict[str, pd.DataFrame], variants: list[str]) -> pd.DataFrame:
     """Spearman correlation of each variant's per-head syn-red scores with the base model's."""
     return pd.DataFrame(
-        [{"variant": variant, **stats.ranking_correlation(head_scores["base"], head_scores[variant])} for variant in variants]
+        [{"variant": variant, **statistics.ranking_correlation(head_scores["base"], head_scores[variant])} for variant in variants]
     )
 
 
@@ -58,7 +59,7 @@ def bootstrap_band_changes(
 ) -> pd.DataFrame:
     """Depth-band syn-red change per variant and versus the control, with intervals over prompt resamples."""
     heads_per_layer = int(head_scores["base"]["head"].max()) + 1
-    return stats.band_score_changes(
+    return statistics.band_score_changes(
         _per_prompt(phiid), heads_per_layer, tuple(settings["depth_band"]), variants, settings["control"],
         settings["bootstrap_resamples"], settings["seed"],
     )

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from metasyn import comparison_plots
+from metasyn.comparison import plots as comparison_plots
 from metasyn.pipelines import CPU_LARGE_TAG, bind
 from metasyn.pipelines.comparison import nodes
 from metasyn.pipelines.variants import Variants

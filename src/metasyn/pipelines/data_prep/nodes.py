@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from metasyn import consistency as cons
-from metasyn.answers import extract_answer, get_matcher
-from metasyn.generation import generate
-from metasyn.models import LanguageModel
-from metasyn.prompts import answer_messages, render_prompts
+from metasyn.lm.answers import extract_answer, get_matcher
+from metasyn.lm.generation import generate
+from metasyn.lm.models import LanguageModel
+from metasyn.lm.prompts import answer_messages, render_prompts
+from metasyn.metacognition import targets as targets_lib
 from metasyn.questions import answer_type, validate_questions
 from metasyn.questions.sources import load_source
 
@@ -88,21 +88,21 @@ def sample_answers(questions: pd.DataFrame, model: LanguageModel, sampling: dict
 
 def score_consistency(samples: pd.DataFrame, questions: pd.DataFrame) -> pd.DataFrame:
     """Per-question modal answer, consistency and correctness, with the question's domain and split."""
-    table = cons.question_consistency(samples)
+    table = targets_lib.question_consistency(samples)
     return table.merge(questions[["id", "domain", "split"]], left_on="question_id", right_on="id").drop(columns="id")
 
 
 def fit_consistency_bins(consistency: pd.DataFrame, targets: dict) -> pd.DataFrame:
     """Empirical accuracy per consistency bin, on training questions only (no leakage from test)."""
-    return cons.bin_accuracy(consistency[consistency["split"] == "train"], targets["n_bins"])
+    return targets_lib.bin_accuracy(consistency[consistency["split"] == "train"], targets["n_bins"])
 
 
 def assign_targets(consistency: pd.DataFrame, bins: pd.DataFrame, targets: dict, seed: int) -> pd.DataFrame:
     """Target confidences for answerable train/validation questions, with over-full bins subsampled."""
     trainable = consistency[consistency["split"].isin(["train", "validation"]) & consistency["modal_answer"].notna()]
-    with_targets = cons.target_confidences(trainable, bins, targets["noise"], seed)
+    with_targets = targets_lib.target_confidences(trainable, bins, targets["noise"], seed)
     return pd.concat(
-        cons.balance_bins(group, targets["balance_max_ratio"], seed)
+        targets_lib.balance_bins(group, targets["balance_max_ratio"], seed)
         for _, group in with_targets.groupby("split", sort=True)
     ).reset_index(drop=True)
 
@@ -114,9 +114,9 @@ def build_training_examples(
     splits = {}
     for split in ("train", "validation"):
         split_targets = targets[targets["split"] == split]
-        singles = cons.single_task_examples(split_targets, questions)
+        singles = examples.single_task_examples(split_targets, questions)
         n_pairs = int(round(examples["pairwise_per_single"] * len(singles)))
-        pairs = cons.pairwise_task_examples(split_targets, questions, n_pairs, seed)
+        pairs = examples.pairwise_task_examples(split_targets, questions, n_pairs, seed)
         if not singles:
             raise ValueError(f"No {split} examples: every {split} question lacks a parseable modal answer.")
         splits[split] = datasets.Dataset.from_list(singles + pairs).shuffle(seed=seed)

@@ -8,9 +8,9 @@ import pandas as pd
 from datasets import DatasetDict
 from matplotlib.figure import Figure
 
-from metasyn import finetune
-from metasyn.finetune import Adapter
-from metasyn.models import LanguageModel
+from metasyn.lm.models import LanguageModel
+from metasyn.metacognition import finetuning
+from metasyn.metacognition.finetuning import Adapter
 
 
 def prepare_examples(training_examples: DatasetDict, variant_options: dict, seed: int) -> DatasetDict:
@@ -20,7 +20,7 @@ def prepare_examples(training_examples: DatasetDict, variant_options: dict, seed
             f"A fine-tune variant's options {variant_options} lack 'shuffle_targets' (true for a control with "
             "permuted targets); set it under variants.finetuned in conf/base/parameters.yml."
         )
-    return finetune.variant_examples(training_examples, bool(variant_options["shuffle_targets"]), seed)
+    return finetuning.variant_examples(training_examples, bool(variant_options["shuffle_targets"]), seed)
 
 
 def train_adapter(
@@ -32,7 +32,7 @@ def train_adapter(
     seed: int,
 ) -> tuple[Adapter, pd.DataFrame, dict]:
     """Train the variant's LoRA adapter (resuming an interrupted run); return adapter, log and run facts."""
-    return finetune.train_adapter(base_model, examples, lora, training, checkpoint_dir, seed)
+    return finetuning.train_adapter(base_model, examples, lora, training, checkpoint_dir, seed)
 
 
 def merge_adapter(
@@ -40,14 +40,14 @@ def merge_adapter(
 ) -> tuple[LanguageModel, dict]:
     """Merge the adapter into the base weights, checked on the first validation prompts."""
     check_prompts = examples["validation"]["prompt"][: merge_check["prompts"]]
-    return finetune.merge_adapter(base_model, adapter, check_prompts, merge_check["tolerance"])
+    return finetuning.merge_adapter(base_model, adapter, check_prompts, merge_check["tolerance"])
 
 
 def plot_loss_curve(training_log: pd.DataFrame) -> Figure:
     """Training and validation loss over the fine-tune."""
-    return finetune.loss_curve_figure(training_log)
+    return finetuning.loss_curve_figure(training_log)
 
 
 def summarise_training(training_run: dict, training_log: pd.DataFrame, merge_check: dict) -> dict:
     """The fine-tune's summary record (trainable parameters, losses, wall time, device, merge check)."""
-    return finetune.training_summary(training_run, training_log, merge_check)
+    return finetuning.training_summary(training_run, training_log, merge_check)

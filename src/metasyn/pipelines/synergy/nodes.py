@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from metasyn import synergy, synergy_plots
-from metasyn.models import LanguageModel, describe_model, resolve_device
-from metasyn.prompts import render_prompts
+from metasyn import synergy
+from metasyn.lm.models import LanguageModel, describe_model, resolve_device
+from metasyn.lm.prompts import render_prompts
+from metasyn.synergy import plots as synergy_plots
 
 logger = logging.getLogger(__name__)
 

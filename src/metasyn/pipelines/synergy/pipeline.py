@@ -6,10 +6,11 @@ they are the reference for the layer profile, and ablating an untrained model me
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from metasyn import synergy, synergy_plots
+from metasyn import synergy
 from metasyn.pipelines import GPU_TAG
 from metasyn.pipelines.synergy import nodes
 from metasyn.pipelines.variants import Variants
+from metasyn.synergy import plots as synergy_plots
 
 
 def measurement_pipeline() -> Pipeline:

@@ -1,0 +1,7 @@
+"""Metacognition (Steyvers et al. 2025, arXiv 2510.05126): consistency targets, the two training tasks, LoRA
+fine-tuning and merging, calibration metrics and their figures.
+
+Modules: ``targets`` (consistency, bins, target confidences), ``examples`` (the training examples),
+``finetuning`` (LoRA through TRL/PEFT, merge check), ``calibration`` (ECE, Brier, AUROC, AURC, pairwise AUC,
+bootstrap intervals), ``binning`` (the equal-width bins both use), ``plots``.
+"""

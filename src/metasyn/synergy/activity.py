@@ -1,0 +1,152 @@
+"""The synergy prompt set and per-head activity: which prompts to record, recording them lazily, reading them back."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+
+import pandas as pd
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from metasyn.lm.models import LanguageModel
+from metasyn.synergy.heads import (
+    HeadActivity,
+    record_head_activity,
+)
+
+logger = logging.getLogger(__name__)
+
+
+PROMPT_COLUMNS = ["id", "category", "prompt"]
+
+
+# Prompt ids name the per-prompt activity files.
+PROMPT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def select_prompts(prompts: pd.DataFrame, per_category: int | None) -> pd.DataFrame:
+    """Check a prompt table and keep the first ``per_category`` prompts of each category (all when None)."""
+    missing = [column for column in PROMPT_COLUMNS if column not in prompts.columns]
+    if missing:
+        raise ValueError(
+            f"The synergy prompt table lacks columns {missing}; it needs {PROMPT_COLUMNS}."
+        )
+    if prompts.empty:
+        raise ValueError("The synergy prompt table is empty.")
+    bad_ids = [
+        value
+        for value in prompts["id"].astype(str)
+        if not PROMPT_ID_PATTERN.fullmatch(value)
+    ]
+    if bad_ids:
+        raise ValueError(
+            f"Prompt ids become file names: use letters, digits, '_', '.', '-' only. Bad: {bad_ids[:5]}."
+        )
+    repeated = prompts["id"][prompts["id"].duplicated()].unique()
+    if len(repeated):
+        raise ValueError(f"Prompt ids must be unique; repeated: {list(repeated[:5])}.")
+    if per_category is not None and per_category < 1:
+        raise ValueError(
+            f"prompts_per_category must be at least 1 (or null for all), got {per_category}."
+        )
+    table = prompts[PROMPT_COLUMNS].astype(str)
+    if per_category is not None:
+        table = table.groupby("category", sort=False).head(per_category)
+    return table.reset_index(drop=True)
+
+
+def prompt_token_ids(
+    tokenizer: PreTrainedTokenizerBase, rendered: Sequence[str]
+) -> list[torch.Tensor]:
+    """Token ids of rendered prompts, exactly as generation encodes them."""
+    return [
+        torch.tensor(ids)
+        for ids in tokenizer(list(rendered), add_special_tokens=False)["input_ids"]
+    ]
+
+
+def prompts_to_record(
+    prompt_ids: Sequence[str],
+    token_ids: Sequence[torch.Tensor],
+    saved: Mapping[str, Mapping[str, torch.Tensor]],
+    steps: int,
+) -> list[str]:
+    """Prompts without a saved activity of the same prompt tokens and step count (those are reused)."""
+    todo = []
+    for prompt_id, tokens in zip(prompt_ids, token_ids):
+        previous = saved.get(prompt_id)
+        reusable = (
+            previous is not None
+            and len(previous["completion_token_ids"]) == steps
+            and torch.equal(previous["prompt_token_ids"], tokens)
+        )
+        if not reusable:
+            todo.append(prompt_id)
+    return todo
+
+
+def lazy_head_activity(
+    lm: LanguageModel, rendered: Mapping[str, str], steps: int, batch_size: int
+) -> dict[str, Callable[[], dict[str, torch.Tensor]]]:
+    """One callable per prompt id giving its activity tensors, computed a batch at a time on first call.
+
+    Batches follow sorted prompt ids, the order in which a ``PartitionedDataset`` saves lazy partitions, so each
+    batch is computed once and its prompts are written before the next batch starts.
+    """
+    ordered = sorted(rendered)
+    batches = [
+        ordered[start : start + batch_size]
+        for start in range(0, len(ordered), batch_size)
+    ]
+
+    @cache
+    def run(batch: int) -> dict[str, dict[str, torch.Tensor]]:
+        ids = batches[batch]
+        logger.info(
+            "Head activity: batch %d of %d (%d prompts, %d steps)",
+            batch + 1,
+            len(batches),
+            len(ids),
+            steps,
+        )
+        activity = record_head_activity(
+            lm, [rendered[prompt_id] for prompt_id in ids], steps, batch_size
+        )
+        return {
+            prompt_id: record.to_tensors() for prompt_id, record in zip(ids, activity)
+        }
+
+    def loader(batch: int, prompt_id: str) -> Callable[[], dict[str, torch.Tensor]]:
+        return lambda: run(batch)[prompt_id]
+
+    return {
+        prompt_id: loader(index, prompt_id)
+        for index, ids in enumerate(batches)
+        for prompt_id in ids
+    }
+
+
+def load_activity(
+    partitions: Mapping[str, Callable[[], dict[str, torch.Tensor]]],
+    prompt_ids: Sequence[str],
+) -> list[HeadActivity]:
+    """The selected prompts' activity from per-prompt partitions, checked for one shape."""
+    missing = [prompt_id for prompt_id in prompt_ids if prompt_id not in partitions]
+    if missing:
+        raise ValueError(
+            f"No head activity saved for prompts {missing[:5]}: its extraction did not run or was interrupted. Run "
+            "the extract_head_activity node again (without --only-missing-outputs); it records only missing prompts."
+        )
+    activity = [
+        HeadActivity.from_tensors(partitions[prompt_id]()) for prompt_id in prompt_ids
+    ]
+    shapes = {tuple(record.head_output_norms.shape) for record in activity}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"Saved head activity has mixed shapes {sorted(shapes)} (layers, heads, steps): it comes from different "
+            "models or step counts. Delete the model's head_activity folder and run again."
+        )
+    return activity
