@@ -126,3 +126,32 @@ def test_a_variant_list_override_rebuilds_the_pipelines(project: Path) -> None:
     assert declared == set(_load_yaml(PROJECT_ROOT / "conf" / "base" / "parameters.yml")["variants"]["finetuned"])
     assert overridden == {"solo"}
     assert synergy_models == {"base", "solo"}
+
+
+def test_a_runtime_params_variant_list_reaches_pipelines_and_nodes(project: Path) -> None:
+    bootstrap_project(project)
+    override = {"variants": {"finetuned": {"metacog": {"shuffle_targets": False}}, "baselines": []}}
+    with KedroSession.create(project_path=project, env="smoke", runtime_params=override) as s:
+        s.load_context()
+        synergy_models = {node.namespace.split(".")[0] for node in pipelines["synergy"].nodes if node.namespace}
+        report = next(node for node in pipelines["comparison"].nodes if node.name.endswith("compose_report"))
+    assert synergy_models == {"base", "metacog"}
+    assert report.func.keywords == {"variants": ["metacog"], "baselines": []}
+    assert not any(name.startswith("random_init.") for name in pipelines["comparison"].inputs())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"variants": {"finetuned": 5}}, r"variants\.finetuned must map each variant name"),
+        ({"variants": {"finetuned": {"metacog": {"shufle_targets": True}}}}, r"variants\.finetuned\.metacog"),
+        ({"variants": {"finetuned": {"metacog": {}}, "baselines": ["metacog"]}}, r"repeated: \[.metacog.\]"),
+    ],
+)
+def test_a_bad_variant_list_is_refused_before_anything_is_built(project: Path, override: dict, message: str) -> None:
+    from metasyn.pipelines.variants import VariantsError
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="smoke", runtime_params=override) as session:
+        with pytest.raises(VariantsError, match=message):
+            session.load_context()

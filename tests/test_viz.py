@@ -44,7 +44,7 @@ EXPECTED_ON_PAGE = {
                     "calibration_metrics_table"],
     "synergy": ["extract_head_activity", "compute_phiid", "ablate_heads_cumulatively", "base.phiid_synergy",
                 "random_init.head_scores"],
-    "comparison": ["compare_layers", "write_report", "calibration_metrics_table", "layer_profiles_figure", "report"],
+    "comparison": ["compare_layers", "compose_report", "calibration_metrics_table", "layer_profiles_figure", "report"],
 }
 # A preview of each kind the issue asks for: parquet tables, JSON metrics, figures.
 PREVIEW_TYPES = {

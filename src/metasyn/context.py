@@ -16,6 +16,8 @@ from kedro.framework.context import KedroContext
 from metasyn.pipelines.variants import Variants
 
 _run_config_loader: AbstractConfigLoader | None = None
+# The variants of the last context created, which ``pipelines`` (built lazily, once) was or will be built for.
+_built_for: Variants | None = None
 
 
 class NoRunConfigurationError(RuntimeError):
@@ -47,9 +49,11 @@ class ProjectContext(KedroContext):
         super().__init__(*args, **kwargs)
         from kedro.framework.project import PACKAGE_NAME, pipelines
 
-        previous = None if _run_config_loader is None else run_variants()
+        global _built_for
         _run_config_loader = self.config_loader
+        variants = run_variants()  # a bad variant list is refused here, before anything is built or run
         # ``pipelines`` is built once per process; a later session (a test, a notebook reload) with another
         # variant list must not reuse pipelines built for the first one.
-        if previous is not None and previous != run_variants() and PACKAGE_NAME:
+        if _built_for is not None and _built_for != variants and PACKAGE_NAME:
             pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
+        _built_for = variants

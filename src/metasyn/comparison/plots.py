@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 
-def layer_profiles_figure(profiles: Mapping[str, pd.DataFrame]) -> plt.Figure:
+def layer_profiles_figure(profiles: Mapping[str, pd.DataFrame]) -> Figure:
     """Layer profiles (syn-red score against normalised depth) of every model on one axis."""
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure = Figure(figsize=(7, 4))
+    axis = figure.subplots()
     for model, profile in profiles.items():
         axis.plot(profile["depth"], profile["score"], marker="o", markersize=3, label=model,
                   linestyle="--" if model == "random_init" else "-")
@@ -28,12 +29,13 @@ def score_grid(scores: pd.DataFrame) -> np.ndarray:
     return scores.pivot(index="layer", columns="head", values="syn_red_score").to_numpy()
 
 
-def delta_heatmaps_figure(base: pd.DataFrame, variants: Mapping[str, pd.DataFrame]) -> plt.Figure:
+def delta_heatmaps_figure(base: pd.DataFrame, variants: Mapping[str, pd.DataFrame]) -> Figure:
     """Per-head syn-red score change (variant - base), layers x heads, on one symmetric colour scale."""
     deltas = {name: score_grid(scores) - score_grid(base) for name, scores in variants.items()}
     limit = max((np.nanmax(np.abs(delta)) for delta in deltas.values()), default=1.0)
     limit = limit if np.isfinite(limit) and limit > 0 else 1.0
-    figure, axes = plt.subplots(1, len(deltas), figsize=(4.5 * len(deltas), 6), squeeze=False)
+    figure = Figure(figsize=(4.5 * len(deltas), 6))
+    axes = figure.subplots(1, len(deltas), squeeze=False)
     for axis, (name, delta) in zip(axes[0], deltas.items()):
         sns.heatmap(delta, ax=axis, cmap="RdBu_r", vmin=-limit, vmax=limit, center=0,
                     cbar_kws={"label": "syn-red score change (ranks)"})
@@ -42,10 +44,11 @@ def delta_heatmaps_figure(base: pd.DataFrame, variants: Mapping[str, pd.DataFram
     return figure
 
 
-def ablation_overlay_figure(curves: Mapping[str, pd.DataFrame]) -> plt.Figure:
+def ablation_overlay_figure(curves: Mapping[str, pd.DataFrame]) -> Figure:
     """Ablation curves of every model: synergistic-first, redundant-first and random orders."""
     orders = ["synergistic_first", "redundant_first", "random"]
-    figure, axes = plt.subplots(1, len(orders), figsize=(14, 4), sharey=True)
+    figure = Figure(figsize=(14, 4))
+    axes = figure.subplots(1, len(orders), sharey=True)
     for axis, order in zip(axes, orders):
         for model, table in curves.items():
             rows = table[table["order"] == order]
@@ -60,9 +63,10 @@ def ablation_overlay_figure(curves: Mapping[str, pd.DataFrame]) -> plt.Figure:
     return figure
 
 
-def calibration_vs_synergy_figure(changes: pd.DataFrame) -> plt.Figure:
+def calibration_vs_synergy_figure(changes: pd.DataFrame) -> Figure:
     """Per variant: calibration change (ECE, AUROC) against the synergy band-score change."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure = Figure(figsize=(10, 4))
+    axes = figure.subplots(1, 2)
     for axis, metric in zip(axes, ["ece", "auroc"]):
         for row in changes.itertuples():
             x, y = row.synergy_change, getattr(row, f"{metric}_change")

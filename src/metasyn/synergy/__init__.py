@@ -46,6 +46,7 @@ from metasyn.synergy.activity import (
 from metasyn.synergy.scores import (
     degenerate_heads,
     head_scores,
+    heads_per_layer,
     layer_profile,
     nanmean,
     network_measures,
@@ -62,6 +63,7 @@ __all__ = [
     "ablation_orders",
     "degenerate_heads",
     "head_scores",
+    "heads_per_layer",
     "layer_profile",
     "lazy_head_activity",
     "load_activity",

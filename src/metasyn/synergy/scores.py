@@ -91,6 +91,11 @@ def nanmean(values: np.ndarray, axis: int) -> np.ndarray:
         return np.where(counts > 0, np.nansum(values, axis) / counts, np.nan)
 
 
+def heads_per_layer(head_numbers: np.ndarray | torch.Tensor | pd.Series) -> int:
+    """Heads per layer, from the within-layer head numbers (0-based) of a layer-major head table."""
+    return int(head_numbers.max()) + 1
+
+
 def head_scores(
     synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int
 ) -> pd.DataFrame:

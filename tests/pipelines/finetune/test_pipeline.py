@@ -81,7 +81,7 @@ def test_both_variants_run_through_the_catalog_on_hand_made_examples(project):
 
 def test_variant_without_shuffle_flag_is_a_clear_error():
     with pytest.raises(ValueError, match="lack 'shuffle_targets'"):
-        nodes.prepare_examples(hand_made_examples(), {"shuffle_target": True}, seed=0)
+        nodes.prepare_examples(hand_made_examples(), seed=0, variant_options={"shuffle_target": True})
 
 
 @pytest.mark.slow

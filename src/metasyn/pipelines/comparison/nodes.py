@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
+from metasyn import synergy
 from metasyn.comparison import plots as comparison_plots
 from metasyn.comparison import report, statistics
 
@@ -58,7 +59,7 @@ def bootstrap_band_changes(
     phiid: dict[str, dict], head_scores: dict[str, pd.DataFrame], settings: dict, variants: list[str]
 ) -> pd.DataFrame:
     """Depth-band syn-red change per variant and versus the control, with intervals over prompt resamples."""
-    heads_per_layer = int(head_scores["base"]["head"].max()) + 1
+    heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return statistics.band_score_changes(
         _per_prompt(phiid), heads_per_layer, tuple(settings["depth_band"]), variants, settings["control"],
         settings["bootstrap_resamples"], settings["seed"],
@@ -84,20 +85,35 @@ def join_calibration_and_synergy(calibration: pd.DataFrame, band_changes: pd.Dat
     return pd.DataFrame(rows)
 
 
-def plot_delta_heatmaps(head_scores: dict[str, pd.DataFrame], variants: list[str]) -> plt.Figure:
+def plot_layer_profiles(profiles: dict[str, pd.DataFrame]) -> Figure:
+    """Every model's layer profile on one axis."""
+    return comparison_plots.layer_profiles_figure(profiles)
+
+
+def plot_ablation_overlay(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Every model's ablation curves, per order."""
+    return comparison_plots.ablation_overlay_figure(curves)
+
+
+def plot_calibration_vs_synergy(changes: pd.DataFrame) -> Figure:
+    """Calibration change against synergy band-score change, per variant."""
+    return comparison_plots.calibration_vs_synergy_figure(changes)
+
+
+def plot_delta_heatmaps(head_scores: dict[str, pd.DataFrame], variants: list[str]) -> Figure:
     """Per-head score change from base for each variant, on one symmetric colour scale."""
     fine_tuned = {variant: head_scores[variant] for variant in variants}
     return comparison_plots.delta_heatmaps_figure(head_scores["base"], fine_tuned)
 
 
-def write_verdict(
+def compose_verdict(
     calibration: pd.DataFrame, band_changes: pd.DataFrame, layer_tests: pd.DataFrame, settings: dict, variants: list[str]
 ) -> str:
     """The plain-language verdict, computed from the statistics."""
     return report.verdict(calibration, band_changes, layer_tests, variants, settings["band_name"])
 
 
-def write_report(
+def compose_report(
     model_descriptions: dict[str, dict],
     settings: dict,
     verdict_text: str,

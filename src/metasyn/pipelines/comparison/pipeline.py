@@ -2,7 +2,6 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from metasyn.comparison import plots as comparison_plots
 from metasyn.pipelines import CPU_LARGE_TAG, bind
 from metasyn.pipelines.comparison import nodes
 from metasyn.pipelines.variants import Variants
@@ -10,9 +9,9 @@ from metasyn.pipelines.variants import Variants
 
 def _collect(dataset: str, models: list[str], output: str) -> node:
     return node(
-        nodes.collect_by_model,
-        {model: f"{model}.{dataset}" for model in models},
-        output,
+        func=nodes.collect_by_model,
+        inputs={model: f"{model}.{dataset}" for model in models},
+        outputs=output,
         name=f"collect_{dataset}",
     )
 
@@ -29,33 +28,33 @@ def create_pipeline(variants: Variants) -> Pipeline:
             _collect("phiid_synergy", evaluated_models, "phiid_synergy_by_model"),
             _collect("phiid_redundancy", evaluated_models, "phiid_redundancy_by_model"),
             _collect("ablation_curves", evaluated_models, "ablation_curves_by_model"),
-            node(nodes.pair_phiid, ["phiid_synergy_by_model", "phiid_redundancy_by_model"], "phiid_by_model",
+            node(func=nodes.pair_phiid, inputs=["phiid_synergy_by_model", "phiid_redundancy_by_model"], outputs="phiid_by_model",
                  name="pair_phiid"),
             _collect("model_description", synergy_models, "model_descriptions_by_model"),
-            node(bind(nodes.compare_layers, variants=fine_tuned), ["layer_profiles_by_model", "head_scores_by_model"],
-                 "layer_change_tests", name="compare_layers"),
-            node(bind(nodes.correlate_rankings, variants=fine_tuned), "head_scores_by_model", "ranking_correlations",
+            node(func=bind(nodes.compare_layers, variants=fine_tuned), inputs=["layer_profiles_by_model", "head_scores_by_model"],
+                 outputs="layer_change_tests", name="compare_layers"),
+            node(func=bind(nodes.correlate_rankings, variants=fine_tuned), inputs="head_scores_by_model", outputs="ranking_correlations",
                  name="correlate_rankings"),
-            node(bind(nodes.bootstrap_band_changes, variants=fine_tuned),
-                 ["phiid_by_model", "head_scores_by_model", "params:comparison"],
-                 "band_score_changes", name="bootstrap_band_changes", tags=[CPU_LARGE_TAG]),
-            node(nodes.join_calibration_and_synergy, ["calibration_metrics_table", "band_score_changes"],
-                 "calibration_synergy_changes", name="join_calibration_and_synergy"),
-            node(comparison_plots.layer_profiles_figure, "layer_profiles_by_model", "layer_profiles_figure",
+            node(func=bind(nodes.bootstrap_band_changes, variants=fine_tuned),
+                 inputs=["phiid_by_model", "head_scores_by_model", "params:comparison"],
+                 outputs="band_score_changes", name="bootstrap_band_changes", tags=[CPU_LARGE_TAG]),
+            node(func=nodes.join_calibration_and_synergy, inputs=["calibration_metrics_table", "band_score_changes"],
+                 outputs="calibration_synergy_changes", name="join_calibration_and_synergy"),
+            node(func=nodes.plot_layer_profiles, inputs="layer_profiles_by_model", outputs="layer_profiles_figure",
                  name="plot_layer_profiles"),
-            node(bind(nodes.plot_delta_heatmaps, variants=fine_tuned), "head_scores_by_model", "delta_heatmaps_figure",
+            node(func=bind(nodes.plot_delta_heatmaps, variants=fine_tuned), inputs="head_scores_by_model", outputs="delta_heatmaps_figure",
                  name="plot_delta_heatmaps"),
-            node(comparison_plots.ablation_overlay_figure, "ablation_curves_by_model", "ablation_overlay_figure",
+            node(func=nodes.plot_ablation_overlay, inputs="ablation_curves_by_model", outputs="ablation_overlay_figure",
                  name="plot_ablation_overlay"),
-            node(comparison_plots.calibration_vs_synergy_figure, "calibration_synergy_changes",
-                 "calibration_vs_synergy_figure", name="plot_calibration_vs_synergy"),
-            node(bind(nodes.write_verdict, variants=fine_tuned),
-                 ["calibration_metrics_table", "band_score_changes", "layer_change_tests", "params:comparison"],
-                 "verdict", name="write_verdict"),
-            node(bind(nodes.write_report, variants=fine_tuned, baselines=list(variants.baselines)),
-                 ["model_descriptions_by_model", "params:comparison", "verdict",
+            node(func=nodes.plot_calibration_vs_synergy, inputs="calibration_synergy_changes",
+                 outputs="calibration_vs_synergy_figure", name="plot_calibration_vs_synergy"),
+            node(func=bind(nodes.compose_verdict, variants=fine_tuned),
+                 inputs=["calibration_metrics_table", "band_score_changes", "layer_change_tests", "params:comparison"],
+                 outputs="verdict", name="compose_verdict"),
+            node(func=bind(nodes.compose_report, variants=fine_tuned, baselines=list(variants.baselines)),
+                 inputs=["model_descriptions_by_model", "params:comparison", "verdict",
                   "calibration_metrics_table", "band_score_changes", "layer_change_tests", "ranking_correlations"],
-                 "report", name="write_report"),
+                 outputs="report", name="compose_report"),
         ],
         # One namespace: a kedro-viz group and one SLURM job; dataset names stay unprefixed.
         namespace="comparison",

@@ -13,7 +13,7 @@ from metasyn.metacognition import finetuning
 from metasyn.metacognition.finetuning import Adapter
 
 
-def prepare_examples(training_examples: DatasetDict, variant_options: dict, seed: int) -> DatasetDict:
+def prepare_examples(training_examples: DatasetDict, seed: int, variant_options: dict) -> DatasetDict:
     """Validate the training examples and, for a control variant, shuffle its confidence targets."""
     if "shuffle_targets" not in variant_options:
         raise ValueError(
@@ -48,6 +48,6 @@ def plot_loss_curve(training_log: pd.DataFrame) -> Figure:
     return finetuning.loss_curve_figure(training_log)
 
 
-def summarise_training(training_run: dict, training_log: pd.DataFrame, merge_check: dict) -> dict:
+def summarize_training(training_run: dict, training_log: pd.DataFrame, merge_check: dict) -> dict:
     """The fine-tune's summary record (trainable parameters, losses, wall time, device, merge check)."""
     return finetuning.training_summary(training_run, training_log, merge_check)

@@ -1,28 +1,28 @@
 """finetune pipeline: one template, instantiated per fine-tune variant as a Kedro namespace."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from kedro.pipeline import Pipeline, node, pipeline
 
-from metasyn.pipelines import GPU_TAG
+from metasyn.pipelines import GPU_TAG, bind, per_model
 from metasyn.pipelines.finetune import nodes
 from metasyn.pipelines.variants import Variants
 
-# Shared across variants: left out of each variant's namespace.
-SHARED_PARAMETERS = ["finetune.lora", "finetune.training", "finetune.merge_check", "finetune.seed"]
 
-
-def create_template() -> Pipeline:
+def create_template(variant_options: Mapping[str, Any]) -> Pipeline:
     """One variant's fine-tune, before namespacing: examples -> adapter -> merged model -> summary."""
     return pipeline(
         [
             node(
-                nodes.prepare_examples,
-                ["training_examples", "params:variant_options", "params:finetune.seed"],
-                "sft_examples",
+                func=bind(nodes.prepare_examples, variant_options=dict(variant_options)),
+                inputs=["training_examples", "params:finetune.seed"],
+                outputs="sft_examples",
                 name="prepare_examples",
             ),
             node(
-                nodes.train_adapter,
-                [
+                func=nodes.train_adapter,
+                inputs=[
                     "sft_examples",
                     "base.model",
                     "params:finetune.lora",
@@ -30,23 +30,23 @@ def create_template() -> Pipeline:
                     "adapter_checkpoints",
                     "params:finetune.seed",
                 ],
-                ["adapter", "training_log", "training_run"],
+                outputs=["adapter", "training_log", "training_run"],
                 name="train_adapter",
                 tags=[GPU_TAG],
             ),
             node(
-                nodes.merge_adapter,
-                ["base.model", "adapter", "sft_examples", "params:finetune.merge_check"],
-                ["model", "merge_check"],
+                func=nodes.merge_adapter,
+                inputs=["base.model", "adapter", "sft_examples", "params:finetune.merge_check"],
+                outputs=["model", "merge_check"],
                 name="merge_adapter",
                 tags=[GPU_TAG],
             ),
-            node(nodes.plot_loss_curve, "training_log", "loss_curve", name="plot_loss_curve"),
+            node(func=nodes.plot_loss_curve, inputs="training_log", outputs="loss_curve", name="plot_loss_curve"),
             node(
-                nodes.summarise_training,
-                ["training_run", "training_log", "merge_check"],
-                "training_summary",
-                name="summarise_training",
+                func=nodes.summarize_training,
+                inputs=["training_run", "training_log", "merge_check"],
+                outputs="training_summary",
+                name="summarize_training",
             ),
         ]
     )
@@ -54,19 +54,8 @@ def create_template() -> Pipeline:
 
 def create_pipeline(variants: Variants) -> Pipeline:
     """The fine-tune template once per variant in ``variants.finetuned`` (metacog, control_shuffled, ...)."""
-    template = create_template()
-    return sum(
-        (
-            pipeline(
-                template,
-                namespace=variant,
-                inputs={"training_examples", "base.model"},
-                parameters={
-                    "variant_options": f"variants.finetuned.{variant}",
-                    **{p: p for p in SHARED_PARAMETERS},
-                },
-            )
-            for variant in variants.finetuned_names
-        ),
-        Pipeline([]),
+    return per_model(
+        lambda variant: create_template(variants.finetuned[variant]),
+        variants.finetuned_names,
+        shared_inputs={"training_examples", "base.model"},
     )

@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 Tensors = dict[str, torch.Tensor]
 
 
+def select_synergy_prompts(prompts: pd.DataFrame, per_category: int | None) -> pd.DataFrame:
+    """The first ``per_category`` prompts of each category (all when None), checked."""
+    return synergy.select_prompts(prompts, per_category)
+
+
 def describe_measured_model(model: LanguageModel) -> dict:
     """The loaded model's origin, architecture, size, dtype and device, for the report."""
     return describe_model(model)
@@ -80,8 +85,13 @@ def compute_phiid(
 
 def score_heads(phiid_synergy: Tensors, phiid_redundancy: Tensors) -> pd.DataFrame:
     """Per-head synergy, redundancy, ranks and syn-red score from the prompt-mean matrices."""
-    heads_per_layer = int(phiid_synergy["head"].max()) + 1
+    heads_per_layer = synergy.heads_per_layer(phiid_synergy["head"])
     return synergy.head_scores(phiid_synergy["mean"].numpy(), phiid_redundancy["mean"].numpy(), heads_per_layer)
+
+
+def summarize_layer_profile(head_scores: pd.DataFrame) -> pd.DataFrame:
+    """Per layer: depth and the mean min-max scaled syn-red score of its heads."""
+    return synergy.layer_profile(head_scores)
 
 
 def measure_networks(phiid_synergy: Tensors, phiid_redundancy: Tensors, head_scores: pd.DataFrame, graph: dict) -> dict:
@@ -113,7 +123,22 @@ def ablate_heads_cumulatively(
 
 def plot_phiid_matrices(phiid_synergy: Tensors, phiid_redundancy: Tensors) -> Figure:
     """Prompt-mean synergy and redundancy matrices, heads ordered by layer."""
-    heads_per_layer = int(phiid_synergy["head"].max()) + 1
+    heads_per_layer = synergy.heads_per_layer(phiid_synergy["head"])
     return synergy_plots.phiid_matrices_figure(
         phiid_synergy["mean"].numpy(), phiid_redundancy["mean"].numpy(), heads_per_layer
     )
+
+
+def plot_head_scores(head_scores: pd.DataFrame) -> Figure:
+    """Per-head syn-red score as a layer x head grid."""
+    return synergy_plots.head_score_figure(head_scores)
+
+
+def plot_layer_profile(layer_profile: pd.DataFrame) -> Figure:
+    """The layer profile against normalised depth."""
+    return synergy_plots.layer_profile_figure(layer_profile)
+
+
+def plot_ablation_curves(ablation_curves: pd.DataFrame) -> Figure:
+    """Divergence against the fraction of heads removed, per order."""
+    return synergy_plots.ablation_curves_figure(ablation_curves)
