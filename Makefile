@@ -12,7 +12,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup demo test viz viz-build slurm-up slurm-down
+.PHONY: setup demo test lint viz viz-build slurm-up slurm-down
 
 VIZ_PORT ?= 4141
 
@@ -32,6 +32,11 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(VENV)/bin/pytest
+
+# ruff (configured in pyproject.toml): seconds, so CI runs it before the tests and fails early.
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 # kedro-viz on http://127.0.0.1:$(VIZ_PORT) (docs/viz.md); Ctrl-C stops it.
 viz: $(INSTALLED)

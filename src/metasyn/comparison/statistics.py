@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from metasyn.metacognition.calibration import bootstrap_indices
 from metasyn.synergy.scores import head_scores, layer_profile
 
 
@@ -80,8 +81,7 @@ def bootstrap_prompts(
     statistic: Callable[[np.ndarray], float], n_prompts: int, n_resamples: int, seed: int
 ) -> np.ndarray:
     """``statistic(prompt_indices)`` over seeded resamples of prompts with replacement."""
-    rng = np.random.default_rng(seed)
-    return np.array([statistic(rng.integers(0, n_prompts, n_prompts)) for _ in range(n_resamples)])
+    return np.array([statistic(prompts) for prompts in bootstrap_indices(n_prompts, n_resamples, seed)])
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
