@@ -114,7 +114,8 @@ def test_a_variant_list_override_rebuilds_the_pipelines(project: Path) -> None:
         session.load_context()
         declared = {node.namespace.split(".")[0] for node in pipelines["finetune"].nodes}
     override = project / "conf" / "local" / "parameters.yml"
-    override.write_text(yaml.safe_dump({"variants": {"finetuned": {"solo": {"shuffle_targets": False}},
+    dropped = {"metacog": None, "control_shuffled": None}
+    override.write_text(yaml.safe_dump({"variants": {"finetuned": {"solo": {"shuffle_targets": False}, **dropped},
                                                      "baselines": []}}))
     try:
         with KedroSession.create(project_path=project) as session:
@@ -130,7 +131,7 @@ def test_a_variant_list_override_rebuilds_the_pipelines(project: Path) -> None:
 
 def test_a_runtime_params_variant_list_reaches_pipelines_and_nodes(project: Path) -> None:
     bootstrap_project(project)
-    override = {"variants": {"finetuned": {"metacog": {"shuffle_targets": False}}, "baselines": []}}
+    override = {"variants": {"finetuned": {"control_shuffled": None}, "baselines": []}}
     with KedroSession.create(project_path=project, env="smoke", runtime_params=override) as s:
         s.load_context()
         synergy_models = {node.namespace.split(".")[0] for node in pipelines["synergy"].nodes if node.namespace}

@@ -18,4 +18,6 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "custom_resolvers": {"package_file": _package_file},
+    # Environments are overlays: conf/smoke and conf/slurm hold only the keys that differ from conf/base.
+    "merge_strategy": {"parameters": "soft", "globals": "soft"},
 }

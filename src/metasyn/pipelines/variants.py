@@ -42,6 +42,8 @@ class Variants:
             raise VariantsError(f"variants.finetuned must map each variant name to its options; got {finetuned!r}.")
         if isinstance(baselines, str) or not all(isinstance(name, str) for name in baselines):
             raise VariantsError(f"variants.baselines must be a list of names; got {baselines!r}.")
+        # null drops a variant: environments merge softly, so an overlay cannot delete conf/base's entries.
+        finetuned = {name: options for name, options in finetuned.items() if options is not None}
         for name, options in finetuned.items():
             if not isinstance(options, Mapping) or set(options) - FINETUNE_OPTIONS:
                 raise VariantsError(

@@ -65,7 +65,7 @@ def test_whole_pipeline_on_tiny_models(tmp_path, monkeypatch, tiny_lm, test_ques
     pairs = pd.read_parquet("data/05_model_input/calibration_question_pairs.parquet")
     assert pairs.groupby("domain").size().to_dict() == {"arithmetic": 2, "factual": 1, "multiple_choice": 1}
     for model in declared_variants().evaluated_models:
-        outputs = pd.read_parquet(MODEL_OUTPUT / model / "confidence_outputs.parquet")
+        outputs = pd.read_parquet(MODEL_OUTPUT / model / "calibration_outputs.parquet")
         assert outputs["question_id"].tolist() == test_questions["id"].tolist()
         assert (outputs["model"] == model).all()
         assert outputs["raw_output"].str.len().gt(0).all()
@@ -108,7 +108,7 @@ def test_embedded_model_answers_hand_made_questions(embedded_lm, test_questions)
 def test_smoke_run_writes_every_output(run_smoke):
     data = run_smoke("calibration") / "data"
     for model in declared_variants().evaluated_models:
-        outputs = pd.read_parquet(data / "07_model_output" / "calibration" / model / "confidence_outputs.parquet")
+        outputs = pd.read_parquet(data / "07_model_output" / "calibration" / model / "calibration_outputs.parquet")
         assert set(outputs.columns) >= {"question_id", "domain", "model", "raw_output", "answer", "confidence"}
         assert (data / "07_model_output" / "calibration" / model / "pairwise_outputs.parquet").is_file()
         assert (data / "08_reporting" / "calibration" / model / "metrics.parquet").is_file()

@@ -39,8 +39,15 @@ def test_too_few_samples_fail_before_any_model_is_loaded():
 def test_unknown_domain_and_empty_sources_fail_early():
     with pytest.raises(ValueError, match="Unknown question source"):
         nodes.assemble_questions({"astrology": {"count": 3}}, seed=0)
-    with pytest.raises(ValueError, match="sources is empty"):
+    with pytest.raises(ValueError, match="enables no source"):
         nodes.assemble_questions({}, seed=0)
+    with pytest.raises(ValueError, match="enables no source"):
+        nodes.assemble_questions({"arithmetic": None}, seed=0)
+
+
+def test_a_null_source_is_disabled_so_an_overlay_can_drop_a_base_source():
+    questions = nodes.assemble_questions({"arithmetic": None, "multiple_choice": {"count": 5}}, seed=0)
+    assert set(questions["domain"]) == {"multiple_choice"} and len(questions) == 5
 
 
 @pytest.mark.slow

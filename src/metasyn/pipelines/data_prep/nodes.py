@@ -29,10 +29,12 @@ def check_sampling(sampling: dict) -> dict:
 
 
 def assemble_questions(sources: dict, seed: int) -> pd.DataFrame:
-    """Collect every enabled question source into one validated table."""
-    if not sources:
-        raise ValueError("data_prep.sources is empty: enable at least one question source.")
-    frames = [load_source(name, options or {}, seed) for name, options in sources.items()]
+    """Collect every enabled question source (options not null) into one validated table."""
+    # null disables a source: environments are overlays, so conf/slurm cannot remove conf/base's sets.
+    enabled = {name: options for name, options in (sources or {}).items() if options is not None}
+    if not enabled:
+        raise ValueError("data_prep.sources enables no source: give at least one source its options (not null).")
+    frames = [load_source(name, options, seed) for name, options in enabled.items()]
     return validate_questions(pd.concat(frames, ignore_index=True))
 
 
