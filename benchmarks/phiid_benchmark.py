@@ -106,24 +106,33 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="phiid_all_pairs workers (default: torch threads)")
     args = parser.parse_args()
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads, workers={args.workers or torch.get_num_threads()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, workers={args.workers or torch.get_num_threads()}"
+    )
     print("load average at start (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     series = norm_like_series(args.prompts, args.heads, args.steps)
     n_pairs = args.heads * (args.heads - 1) // 2
     total = n_pairs * args.prompts
-    print(f"series: {args.prompts} prompts x {args.heads} heads x {args.steps} steps, float64, tau=1; "
-          f"{n_pairs} pairs per prompt, {total} pair-series in all")
+    print(
+        f"series: {args.prompts} prompts x {args.heads} heads x {args.steps} steps, float64, tau=1; "
+        f"{n_pairs} pairs per prompt, {total} pair-series in all"
+    )
     for redundancy in ("MMI", "CCS"):
         times = time_all_pairs(series, redundancy, args.repeats, args.workers)
         per_pair = time_pair_loop(series, redundancy, args.sample)
         loop = per_pair * total
         walls = [wall for wall, _ in times]
         best = min(walls)
-        print(f"{redundancy} phiid_all_pairs (sts, rtr): " + ", ".join(f"{w:.2f} s (CPU {c:.2f} s)" for w, c in times)
-              + f"; best {best:.2f} s, median {statistics.median(walls):.2f} s")
-        print(f"{redundancy} one-pair loop (phiid_pair, all 16 atoms): {per_pair * 1e3:.2f} ms/pair on {args.sample} "
-              f"sampled pairs, extrapolated to {total} pairs: {loop:.0f} s ({loop / 3600:.2f} h)")
+        print(
+            f"{redundancy} phiid_all_pairs (sts, rtr): "
+            + ", ".join(f"{w:.2f} s (CPU {c:.2f} s)" for w, c in times)
+            + f"; best {best:.2f} s, median {statistics.median(walls):.2f} s"
+        )
+        print(
+            f"{redundancy} one-pair loop (phiid_pair, all 16 atoms): {per_pair * 1e3:.2f} ms/pair on {args.sample} "
+            f"sampled pairs, extrapolated to {total} pairs: {loop:.0f} s ({loop / 3600:.2f} h)"
+        )
         print(f"{redundancy} speed-up (extrapolated loop / best all-pairs): {loop / best:.0f}x")
 
     if args.big_heads:
@@ -137,10 +146,12 @@ def main() -> None:
         big_pairs = args.big_heads * (args.big_heads - 1) // 2 * args.big_prompts
         mib = 2**20
         size = f"{args.big_prompts} prompts x {args.big_heads} heads x {args.steps} steps ({big_pairs} pair-series)"
-        print(f"MMI {size}: "
-              f"{seconds:.2f} s; RSS before the call {before / mib:.0f} MiB, peak during it {peak / mib:.0f} MiB "
-              f"(+{(peak - before) / mib:.0f} MiB, of which result arrays {output / mib:.0f} MiB); "
-              f"process lifetime peak {lifetime_peak / mib:.0f} MiB; invalid pairs {invalid}")
+        print(
+            f"MMI {size}: "
+            f"{seconds:.2f} s; RSS before the call {before / mib:.0f} MiB, peak during it {peak / mib:.0f} MiB "
+            f"(+{(peak - before) / mib:.0f} MiB, of which result arrays {output / mib:.0f} MiB); "
+            f"process lifetime peak {lifetime_peak / mib:.0f} MiB; invalid pairs {invalid}"
+        )
     print("load average at end (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 

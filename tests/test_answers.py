@@ -12,6 +12,7 @@ from metasyn.lm.answers import (
     normalize_text,
     parse_confidence,
     parse_preference,
+    score_answer,
 )
 
 
@@ -120,3 +121,17 @@ def test_normalisation_and_matching():
     assert get_matcher("exact") is exact_match
     with pytest.raises(ValueError, match="registered matchers"):
         get_matcher("nli")
+
+
+def test_score_answer_reads_by_the_domains_answer_type_and_applies_the_matcher():
+    factual = {"domain": "factual", "answer": "Paris", "aliases": ["Paris"]}
+    assert score_answer("Answer: the capital is Paris", factual, get_matcher("exact")) == ("capital is paris", False)
+    assert score_answer("Answer: the capital is Paris", factual, get_matcher("contains")) == ("capital is paris", True)
+    arithmetic = {"domain": "arithmetic", "answer": "1,200", "aliases": []}
+    assert score_answer("Answer: 1200.0\nConfidence: 0.9", arithmetic, exact_match) == ("1200", True)
+    assert score_answer("I don't know", {"domain": "multiple_choice", "answer": "B", "aliases": []}, exact_match) == (
+        None,
+        False,
+    )
+    with pytest.raises(ValueError, match="Unknown question domain"):
+        score_answer("Answer: 3", {"domain": "astrology", "answer": "3", "aliases": []}, exact_match)

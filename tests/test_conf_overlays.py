@@ -70,3 +70,24 @@ def test_soft_merge_keeps_base_keys_an_overlay_does_not_set() -> None:
 def test_slurm_measures_the_real_question_sets_only() -> None:
     sources = _resolved("slurm", "parameters")["data_prep"]["sources"]
     assert {name for name, options in sources.items() if options is not None} == {"mmlu_pro", "gsm8k", "triviaqa"}
+
+
+@pytest.mark.parametrize("env", ["smoke", "slurm"])
+def test_soft_merge_keeps_every_base_key(env: str) -> None:
+    base, resolved = _resolved("base", "parameters"), _resolved(env, "parameters")
+    overlay = _merged(CONF / env, "parameters*.yml")
+    # a key the overlay sets to null (a dropped question source) takes its base subtree with it
+    dropped = [path for path, value in _leaves(overlay) if value is None]
+    missing = [
+        ".".join(path)
+        for path, _ in _leaves(base)
+        if _lookup(resolved, path) is KeyError and not any(path[: len(d)] == d for d in dropped)
+    ]
+    assert not missing, f"--env {env} lost conf/base's keys {missing}"
+    if env == "smoke":  # no globals of its own: every key it does not set keeps conf/base's resolved value
+        changed = [
+            ".".join(path)
+            for path, value in _leaves(base)
+            if _lookup(overlay, path) is KeyError and _lookup(resolved, path) != value
+        ]
+        assert not changed, f"--env smoke changed conf/base's values for {changed} without setting them"

@@ -14,7 +14,12 @@ def _samples(answers_by_question: dict[str, list], gold: dict[str, str]) -> pd.D
     for question_id, answers in answers_by_question.items():
         for index, answer in enumerate(answers):
             rows.append(
-                {"question_id": question_id, "sample_index": index, "answer": answer, "correct": answer == gold[question_id]}
+                {
+                    "question_id": question_id,
+                    "sample_index": index,
+                    "answer": answer,
+                    "correct": answer == gold[question_id],
+                }
             )
     return pd.DataFrame(rows)
 
@@ -61,8 +66,11 @@ def test_bin_accuracy_known_values():
 
 def test_targets_are_bin_accuracy_within_noise_clipped_and_seeded():
     table = pd.DataFrame(
-        {"question_id": [f"q{i}" for i in range(200)], "consistency": [1.0] * 100 + [0.0] * 100,
-         "modal_correct": [True] * 100 + [False] * 100}
+        {
+            "question_id": [f"q{i}" for i in range(200)],
+            "consistency": [1.0] * 100 + [0.0] * 100,
+            "modal_correct": [True] * 100 + [False] * 100,
+        }
     )
     bins = targets_lib.bin_accuracy(table, 10)
     targets = targets_lib.target_confidences(table, bins, noise=0.05, seed=3)
@@ -74,9 +82,7 @@ def test_targets_are_bin_accuracy_within_noise_clipped_and_seeded():
 
 
 def test_balance_caps_overfull_bins_at_ratio_of_median():
-    targets = pd.DataFrame(
-        {"question_id": [f"q{i:03d}" for i in range(60)], "bin": [9] * 40 + [5] * 10 + [2] * 10}
-    )
+    targets = pd.DataFrame({"question_id": [f"q{i:03d}" for i in range(60)], "bin": [9] * 40 + [5] * 10 + [2] * 10})
     balanced = targets_lib.balance_bins(targets, max_ratio=2.0, seed=0)
     counts = balanced["bin"].value_counts()
     assert counts[9] == 20 and counts[5] == 10 and counts[2] == 10
@@ -85,12 +91,22 @@ def test_balance_caps_overfull_bins_at_ratio_of_median():
 
 def test_pairwise_examples_come_from_different_bins_and_prefer_higher_target():
     questions = pd.DataFrame(
-        {"id": ["a", "b", "c"], "domain": ["arithmetic"] * 3, "question": ["1+1?", "2+2?", "3+3?"],
-         "choices": [[], [], []], "answer": ["2", "4", "6"], "aliases": [[], [], []]}
+        {
+            "id": ["a", "b", "c"],
+            "domain": ["arithmetic"] * 3,
+            "question": ["1+1?", "2+2?", "3+3?"],
+            "choices": [[], [], []],
+            "answer": ["2", "4", "6"],
+            "aliases": [[], [], []],
+        }
     )
     targets = pd.DataFrame(
-        {"question_id": ["a", "b", "c"], "bin": [1, 1, 8], "target_confidence": [0.1, 0.12, 0.85],
-         "modal_answer": ["2", "5", "6"]}
+        {
+            "question_id": ["a", "b", "c"],
+            "bin": [1, 1, 8],
+            "target_confidence": [0.1, 0.12, 0.85],
+            "modal_answer": ["2", "5", "6"],
+        }
     )
     pairs = examples.pairwise_task_examples(targets, questions, n_pairs=20, seed=0)
     assert len(pairs) == 20

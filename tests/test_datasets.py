@@ -13,7 +13,10 @@ from tests.conftest import tiny_llama_config
 def test_tensor_dataset_round_trip(tmp_path):
     dataset = TensorDataset(filepath=str(tmp_path / "nested" / "activity.safetensors"))
     assert not dataset.exists()
-    data = {"head_output_norms": torch.randn(3, 8, 5, dtype=torch.float64), "token_ids": torch.arange(12).view(3, 4).t()}
+    data = {
+        "head_output_norms": torch.randn(3, 8, 5, dtype=torch.float64),
+        "token_ids": torch.arange(12).view(3, 4).t(),
+    }
     dataset.save(data)
     loaded = dataset.load()
     assert dataset.exists()

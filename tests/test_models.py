@@ -41,7 +41,9 @@ def test_random_init_keeps_architecture_but_changes_weights(embedded_lm):
     untrained = random_lm.model.model.layers[0].self_attn.o_proj.weight
     assert trained.shape == untrained.shape
     assert not torch.allclose(trained, untrained)
-    again = load_model(EMBEDDED_SPEC, device="cpu", random_init=True, seed=1).model.model.layers[0].self_attn.o_proj.weight
+    again = (
+        load_model(EMBEDDED_SPEC, device="cpu", random_init=True, seed=1).model.model.layers[0].self_attn.o_proj.weight
+    )
     assert torch.equal(untrained, again)
 
 

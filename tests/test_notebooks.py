@@ -55,10 +55,7 @@ def test_notebook_runs_on_a_smoke_run(path, run_smoke, monkeypatch):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, ARTIFACTS / path.name)
     images = [
-        output
-        for cell in _code_cells(notebook)
-        for output in cell.outputs
-        if "image/png" in output.get("data", {})
+        output for cell in _code_cells(notebook) for output in cell.outputs if "image/png" in output.get("data", {})
     ]
     assert len(images) == FIGURES[path.name]  # each figure shown once
     printed = "".join(output.get("text", "") for cell in _code_cells(notebook) for output in cell.outputs)

@@ -19,7 +19,9 @@ def test_arithmetic_answers_are_correct_and_seeded():
     questions = arithmetic_questions(30, seed=1)
     for text, answer in zip(questions["question"], questions["answer"]):
         left, word, right = text.removeprefix("What is ").removesuffix("?").split(" ")
-        expected = {"plus": int(left) + int(right), "minus": int(left) - int(right), "times": int(left) * int(right)}[word]
+        expected = {"plus": int(left) + int(right), "minus": int(left) - int(right), "times": int(left) * int(right)}[
+            word
+        ]
         assert int(answer) == expected >= 0
     assert questions.equals(arithmetic_questions(30, seed=1))
 
@@ -66,9 +68,15 @@ def test_triviaqa_loader_uses_aliases(tmp_path):
         "question_source": "http://www.triviacountry.com/",
         "entity_pages": {"doc_source": [], "filename": [], "title": [], "wiki_context": []},
         "search_results": {"description": [], "filename": [], "rank": [], "title": [], "url": [], "search_context": []},
-        "answer": {"aliases": ["Sunset Blvd", "Sunset Boulevard"], "normalized_aliases": ["sunset boulevard", "sunset blvd"],
-                   "matched_wiki_entity_name": "", "normalized_matched_wiki_entity_name": "",
-                   "normalized_value": "sunset boulevard", "type": "WikipediaEntity", "value": "Sunset Boulevard"},
+        "answer": {
+            "aliases": ["Sunset Blvd", "Sunset Boulevard"],
+            "normalized_aliases": ["sunset boulevard", "sunset blvd"],
+            "matched_wiki_entity_name": "",
+            "normalized_matched_wiki_entity_name": "",
+            "normalized_value": "sunset boulevard",
+            "type": "WikipediaEntity",
+            "value": "Sunset Boulevard",
+        },
     }
     questions = load_triviaqa(_write_jsonl(tmp_path / "tqa.jsonl", [record]))
     assert list(questions.columns) == QUESTION_COLUMNS
@@ -86,9 +94,16 @@ def test_gsm8k_loader_reads_final_answer(tmp_path):
 
 
 def test_mmlu_pro_loader_keeps_ten_options(tmp_path):
-    record = {"question_id": 70, "question": "Typical advertising regulatory bodies suggest...",
-              "options": [f"option {i}" for i in range(10)], "answer": "I", "answer_index": 8,
-              "cot_content": "", "category": "business", "src": "ori_mmlu-business_ethics"}
+    record = {
+        "question_id": 70,
+        "question": "Typical advertising regulatory bodies suggest...",
+        "options": [f"option {i}" for i in range(10)],
+        "answer": "I",
+        "answer_index": 8,
+        "cot_content": "",
+        "category": "business",
+        "src": "ori_mmlu-business_ethics",
+    }
     questions = load_mmlu_pro(_write_jsonl(tmp_path / "mmlu.jsonl", [record]))
     row = questions.iloc[0]
     assert row["answer"] == "I" and len(row["choices"]) == 10 and row["domain"] == "mmlu_pro"

@@ -34,7 +34,9 @@ def _load_yaml(path: Path) -> dict:
 def _merge(base: dict, overlay: dict) -> dict:
     merged = dict(base)
     for key, value in overlay.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -102,9 +104,9 @@ def test_every_global_takes_the_environments_value_after_the_pipelines_are_built
 
 def test_slurm_run_stops_before_any_work_when_its_model_is_not_cached(project: Path) -> None:
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env="slurm") as session:
-        with pytest.raises(ModelNotFoundError, match=r"google/gemma-3-4b-it.*hf download google/gemma-3-4b-it"):
-            session.run(pipeline_names=["synergy"], namespaces=["base"])
+    missing = pytest.raises(ModelNotFoundError, match=r"google/gemma-3-4b-it.*hf download google/gemma-3-4b-it")
+    with KedroSession.create(project_path=project, env="slurm") as session, missing:
+        session.run(pipeline_names=["synergy"], namespaces=["base"])
     assert not any((project / "data").rglob("*.*")), "nothing may be written before the model check"
 
 
@@ -115,8 +117,9 @@ def test_a_variant_list_override_rebuilds_the_pipelines(project: Path) -> None:
         declared = {node.namespace.split(".")[0] for node in pipelines["finetune"].nodes}
     override = project / "conf" / "local" / "parameters.yml"
     dropped = {"metacog": None, "control_shuffled": None}
-    override.write_text(yaml.safe_dump({"variants": {"finetuned": {"solo": {"shuffle_targets": False}, **dropped},
-                                                     "baselines": []}}))
+    override.write_text(
+        yaml.safe_dump({"variants": {"finetuned": {"solo": {"shuffle_targets": False}, **dropped}, "baselines": []}})
+    )
     try:
         with KedroSession.create(project_path=project) as session:
             session.load_context()
@@ -153,6 +156,6 @@ def test_a_bad_variant_list_is_refused_before_anything_is_built(project: Path, o
     from metasyn.pipelines.variants import VariantsError
 
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env="smoke", runtime_params=override) as session:
-        with pytest.raises(VariantsError, match=message):
-            session.load_context()
+    session = KedroSession.create(project_path=project, env="smoke", runtime_params=override)
+    with session, pytest.raises(VariantsError, match=message):
+        session.load_context()

@@ -66,8 +66,13 @@ def test_band_score_changes_detect_a_mid_layer_boost_and_are_zero_for_identical_
     boosted[0][:, 4:8, :] += 1.0
     boosted[0][:, :, 4:8] += 1.0
     table = stats.band_score_changes(
-        {"base": base, "metacog": boosted, "control": base}, heads_per_layer=2, band=(0.3, 0.7),
-        variants=["metacog", "control"], control="control", n_resamples=100, seed=0,
+        {"base": base, "metacog": boosted, "control": base},
+        heads_per_layer=2,
+        band=(0.3, 0.7),
+        variants=["metacog", "control"],
+        control="control",
+        n_resamples=100,
+        seed=0,
     ).set_index("contrast")
     assert table.loc["metacog - base", "estimate"] > 0
     assert table.loc["metacog - base", "ci_low"] > 0  # interval excludes 0

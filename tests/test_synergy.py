@@ -187,8 +187,12 @@ def tiny_model():
 def test_ablation_curves_start_at_zero_and_meet_when_all_heads_are_removed(tiny_model):
     generator = torch.Generator().manual_seed(0)
     activity = [
-        HeadActivity(torch.ones(2, 4, 5), torch.randint(1, 64, (length,), generator=generator),
-                     torch.randint(1, 64, (5,), generator=generator), None)  # fmt: skip
+        HeadActivity(
+            torch.ones(2, 4, 5),
+            torch.randint(1, 64, (length,), generator=generator),
+            torch.randint(1, 64, (5,), generator=generator),
+            None,
+        )  # fmt: skip
         for length in (3, 6, 4)
     ]
     scores = pd.DataFrame({"head_index": range(8), "syn_red_score": [3.0, -1, 2, 0, -2, 1, -3, 4]})

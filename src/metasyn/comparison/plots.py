@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.figure import Figure
 
 
 def layer_profiles_figure(profiles: Mapping[str, pd.DataFrame]) -> Figure:
@@ -15,10 +15,19 @@ def layer_profiles_figure(profiles: Mapping[str, pd.DataFrame]) -> Figure:
     figure = Figure(figsize=(7, 4))
     axis = figure.subplots()
     for model, profile in profiles.items():
-        axis.plot(profile["depth"], profile["score"], marker="o", markersize=3, label=model,
-                  linestyle="--" if model == "random_init" else "-")
-    axis.set(xlabel="normalised depth", ylabel="syn-red score (min-max scaled, layer mean)",
-             title="Layer profiles: does the inverted U shift?")
+        axis.plot(
+            profile["depth"],
+            profile["score"],
+            marker="o",
+            markersize=3,
+            label=model,
+            linestyle="--" if model == "random_init" else "-",
+        )
+    axis.set(
+        xlabel="normalised depth",
+        ylabel="syn-red score (min-max scaled, layer mean)",
+        title="Layer profiles: does the inverted U shift?",
+    )
     axis.legend()
     figure.tight_layout()
     return figure
@@ -37,8 +46,15 @@ def delta_heatmaps_figure(base: pd.DataFrame, variants: Mapping[str, pd.DataFram
     figure = Figure(figsize=(4.5 * len(deltas), 6))
     axes = figure.subplots(1, len(deltas), squeeze=False)
     for axis, (name, delta) in zip(axes[0], deltas.items()):
-        sns.heatmap(delta, ax=axis, cmap="RdBu_r", vmin=-limit, vmax=limit, center=0,
-                    cbar_kws={"label": "syn-red score change (ranks)"})
+        sns.heatmap(
+            delta,
+            ax=axis,
+            cmap="RdBu_r",
+            vmin=-limit,
+            vmax=limit,
+            center=0,
+            cbar_kws={"label": "syn-red score change (ranks)"},
+        )
         axis.set(title=f"{name} - base", xlabel="head", ylabel="layer")
     figure.tight_layout()
     return figure
@@ -54,8 +70,12 @@ def ablation_overlay_figure(curves: Mapping[str, pd.DataFrame]) -> Figure:
             rows = table[table["order"] == order]
             axis.plot(rows["fraction"], rows["divergence"], marker="o", markersize=3, label=model)
             if rows["divergence_sd"].notna().any():
-                axis.fill_between(rows["fraction"], rows["divergence"] - rows["divergence_sd"],
-                                  rows["divergence"] + rows["divergence_sd"], alpha=0.15)
+                axis.fill_between(
+                    rows["fraction"],
+                    rows["divergence"] - rows["divergence_sd"],
+                    rows["divergence"] + rows["divergence_sd"],
+                    alpha=0.15,
+                )
         axis.set(title=order.replace("_", " "), xlabel="fraction of heads ablated")
     axes[0].set_ylabel("KL(original || ablated), nats")
     axes[-1].legend()
@@ -70,13 +90,22 @@ def calibration_vs_synergy_figure(changes: pd.DataFrame) -> Figure:
     for axis, metric in zip(axes, ["ece", "auroc"]):
         for row in changes.itertuples():
             x, y = row.synergy_change, getattr(row, f"{metric}_change")
-            axis.errorbar(x, y, xerr=[[x - row.synergy_ci_low], [row.synergy_ci_high - x]],
-                          yerr=[[y - getattr(row, f"{metric}_ci_low")], [getattr(row, f"{metric}_ci_high") - y]],
-                          fmt="o", capsize=3, label=row.variant)
+            axis.errorbar(
+                x,
+                y,
+                xerr=[[x - row.synergy_ci_low], [row.synergy_ci_high - x]],
+                yerr=[[y - getattr(row, f"{metric}_ci_low")], [getattr(row, f"{metric}_ci_high") - y]],
+                fmt="o",
+                capsize=3,
+                label=row.variant,
+            )
         axis.axhline(0, color="grey", linewidth=0.8)
         axis.axvline(0, color="grey", linewidth=0.8)
-        axis.set(xlabel="mid-layer syn-red score change (variant - base)", ylabel=f"{metric.upper()} change",
-                 title=f"{metric.upper()} vs synergy change")
+        axis.set(
+            xlabel="mid-layer syn-red score change (variant - base)",
+            ylabel=f"{metric.upper()} change",
+            title=f"{metric.upper()} vs synergy change",
+        )
     axes[1].legend()
     figure.tight_layout()
     return figure

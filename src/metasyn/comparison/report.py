@@ -10,6 +10,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from metasyn.metacognition.calibration import ALL_DOMAINS
+
 
 def _number(value: float, digits: int = 3) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
@@ -25,6 +27,7 @@ def _excludes_zero(low: float, high: float) -> bool:
 
 def _undefined_change(pooled: pd.DataFrame, metric: str, variant: str, before: float, after: float) -> str:
     """Why a calibration change cannot be computed, with whatever value is defined and the parse rates."""
+
     def parse_rate(model: str) -> str:
         key = (model, "parse_rate")
         return _number(pooled.loc[key, "value"]) if key in pooled.index else "n/a"
@@ -39,7 +42,7 @@ def _undefined_change(pooled: pd.DataFrame, metric: str, variant: str, before: f
 
 def calibration_sentence(calibration: pd.DataFrame, variant: str) -> str:
     """How the pooled ECE and AUROC of a variant moved from base, and whether the interval excludes zero."""
-    pooled = calibration[calibration["domain"] == "all"].set_index(["model", "metric"])
+    pooled = calibration[calibration["domain"] == ALL_DOMAINS].set_index(["model", "metric"])
     parts = []
     for metric, better in (("ece", "fell"), ("auroc", "rose")):
         try:
@@ -53,8 +56,14 @@ def calibration_sentence(calibration: pd.DataFrame, variant: str) -> str:
             continue
         direction = "did not change" if after == before else ("fell" if after < before else "rose")
         reliable = _excludes_zero(change["ci_low"], change["ci_high"])
-        qualifier = "" if direction == "did not change" else (
-            " (95% CI of the change excludes 0)" if reliable else " (95% CI of the change includes 0: not distinguishable from no change)"
+        qualifier = (
+            ""
+            if direction == "did not change"
+            else (
+                " (95% CI of the change excludes 0)"
+                if reliable
+                else " (95% CI of the change includes 0: not distinguishable from no change)"
+            )
         )
         good = " an improvement" if reliable and direction == better else ""
         parts.append(
@@ -126,11 +135,13 @@ def render_report(
 ) -> str:
     """The whole report as Markdown; ``models`` describes each loaded model (one row per model name);
     ``figures`` maps a caption to a path relative to the report."""
-    pooled = calibration[calibration["domain"] == "all"]
+    pooled = calibration[calibration["domain"] == ALL_DOMAINS]
     calibration_view = pooled.pivot_table(index="metric", columns="model", values="value", aggfunc="first")
     calibration_view = calibration_view.reset_index()
     intervals = pooled.assign(interval=[_interval(low, high) for low, high in zip(pooled["ci_low"], pooled["ci_high"])])
-    interval_view = intervals.pivot_table(index="metric", columns="model", values="interval", aggfunc="first").reset_index()
+    interval_view = intervals.pivot_table(
+        index="metric", columns="model", values="interval", aggfunc="first"
+    ).reset_index()
     sections = [
         "# metasyn report",
         "Does fine-tuning a language model to state calibrated confidence change the synergistic structure "

@@ -30,13 +30,30 @@ def paired_tests(before: np.ndarray, after: np.ndarray) -> dict[str, float | str
         raise ValueError(f"Paired samples need equal shapes, got {before.shape} and {after.shape}.")
     keep = np.isfinite(before) & np.isfinite(after)
     difference = after[keep] - before[keep]
-    result: dict[str, float | str] = {"n": int(keep.sum()), "mean_difference": float(np.mean(difference)) if keep.any() else np.nan}
+    result: dict[str, float | str] = {
+        "n": int(keep.sum()),
+        "mean_difference": float(np.mean(difference)) if keep.any() else np.nan,
+    }
     if keep.sum() < 2:
-        return {**result, "t": np.nan, "t_p": np.nan, "wilcoxon_w": np.nan, "wilcoxon_p": np.nan,
-                "cohens_d": np.nan, "note": "fewer than 2 paired values"}
+        return {
+            **result,
+            "t": np.nan,
+            "t_p": np.nan,
+            "wilcoxon_w": np.nan,
+            "wilcoxon_p": np.nan,
+            "cohens_d": np.nan,
+            "note": "fewer than 2 paired values",
+        }
     if np.allclose(difference, 0.0, atol=0.0):
-        return {**result, "t": 0.0, "t_p": 1.0, "wilcoxon_w": 0.0, "wilcoxon_p": 1.0, "cohens_d": 0.0,
-                "note": "identical inputs: no difference to test"}
+        return {
+            **result,
+            "t": 0.0,
+            "t_p": 1.0,
+            "wilcoxon_w": 0.0,
+            "wilcoxon_p": 1.0,
+            "cohens_d": 0.0,
+            "note": "identical inputs: no difference to test",
+        }
     with warnings.catch_warnings():
         # scipy warns about ties/zero differences in small samples; the p-value is still the documented one.
         warnings.simplefilter("ignore", category=RuntimeWarning)
@@ -113,7 +130,9 @@ def band_score_changes(
         synergy, redundancy = per_prompt[model]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN slices of degenerate heads
-            return band_score(np.nanmean(synergy[prompts], 0), np.nanmean(redundancy[prompts], 0), heads_per_layer, band)
+            return band_score(
+                np.nanmean(synergy[prompts], 0), np.nanmean(redundancy[prompts], 0), heads_per_layer, band
+            )
 
     n_prompts = per_prompt["base"][0].shape[0]
     everything = np.arange(n_prompts)
@@ -129,6 +148,16 @@ def band_score_changes(
                 return band_for(left, prompts) - band_for(right, prompts)
 
             low, high = percentile_interval(bootstrap_prompts(change, n_prompts, n_resamples, seed))
-            rows.append({"contrast": label, "variant": variant, "reference": right, "estimate": change(everything), "ci_low": low,
-                         "ci_high": high, "n_prompts": n_prompts, "n_resamples": n_resamples})
+            rows.append(
+                {
+                    "contrast": label,
+                    "variant": variant,
+                    "reference": right,
+                    "estimate": change(everything),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n_prompts": n_prompts,
+                    "n_resamples": n_resamples,
+                }
+            )
     return pd.DataFrame(rows)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+from metasyn.questions import answer_type as domain_answer_type
 
 _ANSWER_LINE = re.compile(r"answer\s*(?:\d\s*)?[:=]\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?")
@@ -109,6 +111,17 @@ def get_matcher(name: str) -> Matcher:
     if name not in MATCHERS:
         raise ValueError(f"Unknown answer matcher {name!r}; registered matchers: {sorted(MATCHERS)}.")
     return MATCHERS[name]
+
+
+def score_answer(output: str, question: Mapping, matcher: Matcher) -> tuple[str | None, bool]:
+    """The answer read off ``output`` (by the type of the question's domain) and whether ``matcher`` accepts it.
+
+    ``question`` is a row of the question schema (``domain``, ``answer``, ``aliases``); an unreadable answer is
+    None, which the registered matchers score as wrong.
+    """
+    kind = domain_answer_type(question["domain"])
+    answer = extract_answer(output, kind)
+    return answer, matcher(answer, question["answer"], list(question["aliases"]), kind)
 
 
 def parse_confidence(output: str) -> float | None:

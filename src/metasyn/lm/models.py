@@ -236,4 +236,3 @@ def describe_model(language_model: LanguageModel) -> dict:
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": str(model.device),
     }
-

@@ -3,5 +3,6 @@ fine-tuning and merging, calibration metrics and their figures.
 
 Modules: ``targets`` (consistency, bins, target confidences), ``examples`` (the training examples),
 ``finetuning`` (LoRA through TRL/PEFT, merge check), ``calibration`` (ECE, Brier, AUROC, AURC, pairwise AUC,
-bootstrap intervals), ``binning`` (the equal-width bins both use), ``plots``.
+bootstrap intervals), ``evaluation`` (question pairs, scoring outputs, per-model metric tables, paired
+differences from base), ``binning`` (the equal-width bins both use), ``plots``.
 """

@@ -67,20 +67,15 @@ class RiskCoverage(NamedTuple):
 # ----------------------------------------------------------------------------------------- single task
 
 
-def _checked(
-    confidence: Sequence[float], correct: Sequence[bool]
-) -> tuple[np.ndarray, np.ndarray]:
+def _checked(confidence: Sequence[float], correct: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
     confidence = np.asarray(confidence, dtype=float)
     labels = np.asarray(correct)
     if confidence.ndim != 1 or confidence.shape != labels.shape:
         raise ValueError(
-            f"confidence and correct must be 1-D and of equal length; got shapes {confidence.shape} and "
-            f"{labels.shape}."
+            f"confidence and correct must be 1-D and of equal length; got shapes {confidence.shape} and {labels.shape}."
         )
     if len(confidence) == 0:
-        raise ValueError(
-            "Calibration metrics need at least one answer with a stated confidence; got none."
-        )
+        raise ValueError("Calibration metrics need at least one answer with a stated confidence; got none.")
     if not np.all((confidence >= 0) & (confidence <= 1)):
         raise ValueError(
             f"confidence must lie in [0, 1] (no NaN); got values from {np.nanmin(confidence)} to "
@@ -99,9 +94,7 @@ def bin_index(confidence: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:
         edges = np.quantile(confidence, np.linspace(0, 1, n_bins + 1))
         # side="right": like the equal-width bins, a confidence on an edge opens the upper bin.
         return np.searchsorted(edges[1:-1], confidence, side="right")
-    raise ValueError(
-        f"Unknown binning strategy {strategy!r}; use one of {BIN_STRATEGIES}."
-    )
+    raise ValueError(f"Unknown binning strategy {strategy!r}; use one of {BIN_STRATEGIES}.")
 
 
 def calibration_bins(
@@ -115,12 +108,8 @@ def calibration_bins(
     bins = bin_index(confidence, n_bins, strategy)
     count = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_confidence = (
-            np.bincount(bins, weights=confidence, minlength=n_bins) / count
-        )
-        accuracy = (
-            np.bincount(bins, weights=correct.astype(float), minlength=n_bins) / count
-        )
+        mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / count
+        accuracy = np.bincount(bins, weights=correct.astype(float), minlength=n_bins) / count
     return pd.DataFrame(
         {
             "bin": np.arange(n_bins),
@@ -142,9 +131,9 @@ def expected_calibration_error(
     confidence, correct = _checked(confidence, correct)
     bins = bin_index(confidence, n_bins, strategy)
     # |B|/N * |acc(B) - conf(B)| = |sum of correct in B - sum of confidence in B| / N
-    gaps = np.bincount(
-        bins, weights=correct.astype(float), minlength=n_bins
-    ) - np.bincount(bins, weights=confidence, minlength=n_bins)
+    gaps = np.bincount(bins, weights=correct.astype(float), minlength=n_bins) - np.bincount(
+        bins, weights=confidence, minlength=n_bins
+    )
     return float(np.abs(gaps).sum() / len(confidence))
 
 
@@ -182,22 +171,16 @@ def risk_coverage(confidence: Sequence[float], correct: Sequence[bool]) -> RiskC
     # Equal confidences are kept or dropped together: evaluate at the end of each run of ties.
     ends = np.append(np.flatnonzero(np.diff(ranked)), len(ranked) - 1)
     kept = ends + 1
-    return RiskCoverage(
-        threshold=ranked[ends], coverage=kept / len(ranked), risk=errors[ends] / kept
-    )
+    return RiskCoverage(threshold=ranked[ends], coverage=kept / len(ranked), risk=errors[ends] / kept)
 
 
-def area_under_risk_coverage(
-    confidence: Sequence[float], correct: Sequence[bool]
-) -> float:
+def area_under_risk_coverage(confidence: Sequence[float], correct: Sequence[bool]) -> float:
     """AURC: risk integrated over coverage as a step function (lower is better)."""
     curve = risk_coverage(confidence, correct)
     return float(np.sum(np.diff(curve.coverage, prepend=0.0) * curve.risk))
 
 
-def confidence_task_metrics(
-    confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10
-) -> dict[str, Estimate]:
+def confidence_task_metrics(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> dict[str, Estimate]:
     """Single-question metrics. ``confidence`` is NaN where the output was unparseable.
 
     Accuracy and parse rate count every output (an unparseable answer is wrong); the calibration metrics use
@@ -213,9 +196,7 @@ def confidence_task_metrics(
     }
     calibration: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
         "ece": lambda c, y: expected_calibration_error(c, y, n_bins, "equal_width"),
-        "ece_equal_mass": lambda c, y: expected_calibration_error(
-            c, y, n_bins, "equal_mass"
-        ),
+        "ece_equal_mass": lambda c, y: expected_calibration_error(c, y, n_bins, "equal_mass"),
         "brier": brier_score,
         "auroc": auroc,
         "aurc": area_under_risk_coverage,
@@ -243,16 +224,12 @@ def pairwise_agreement(choice: Sequence[int], better: Sequence[int]) -> float:
     """Share of pairs with a better side (``better`` 1 or 2) where ``choice`` picks it; no choice (0) counts 1/2."""
     choice, better = np.asarray(choice), np.asarray(better)
     if not np.isin(choice, [0, 1, 2]).all() or not np.isin(better, [0, 1, 2]).all():
-        raise ValueError(
-            "Pairwise choices and references must be 1, 2, or 0 (no choice / tie)."
-        )
+        raise ValueError("Pairwise choices and references must be 1, 2, or 0 (no choice / tie).")
     eligible = better != 0
     if not eligible.any():
         return float("nan")
     picked, reference = choice[eligible], better[eligible]
-    return float(
-        np.where(picked == reference, 1.0, np.where(picked == 0, 0.5, 0.0)).mean()
-    )
+    return float(np.where(picked == reference, 1.0, np.where(picked == 0, 0.5, 0.0)).mean())
 
 
 def pairwise_task_metrics(
@@ -269,9 +246,7 @@ def pairwise_task_metrics(
         "auc_a": Estimate(
             pairwise_agreement(choice, better_by_accuracy),
             n_accuracy,
-            ""
-            if n_accuracy
-            else "no pair with exactly one question answered correctly",
+            "" if n_accuracy else "no pair with exactly one question answered correctly",
         ),
         "auc_c": Estimate(
             pairwise_agreement(choice, better_by_consistency),
@@ -281,9 +256,7 @@ def pairwise_task_metrics(
     }
 
 
-def paired_difference(
-    treated: Estimator, reference: Estimator, suffix: str = "_minus_base"
-) -> Estimator:
+def paired_difference(treated: Estimator, reference: Estimator, suffix: str = "_minus_base") -> Estimator:
     """An estimator of ``treated - reference`` per metric, both evaluated on the same items."""
 
     def difference(items: np.ndarray) -> dict[str, Estimate]:
@@ -292,9 +265,7 @@ def paired_difference(
             name + suffix: Estimate(
                 ours[name].value - theirs[name].value,
                 min(ours[name].n, theirs[name].n),
-                "; ".join(
-                    note for note in (ours[name].note, theirs[name].note) if note
-                ),
+                "; ".join(note for note in (ours[name].note, theirs[name].note) if note),
             )
             for name in ours
         }
@@ -326,13 +297,9 @@ def estimate_with_intervals(
     # Written by hand rather than with scipy.stats.bootstrap: its interval is NaN as soon as a single
     # resample is undefined, and it cannot share one set of resamples across models and metrics.
     if not 0 < confidence_level < 1:
-        raise ValueError(
-            f"confidence_level must lie in (0, 1), e.g. 0.95; got {confidence_level}."
-        )
+        raise ValueError(f"confidence_level must lie in (0, 1), e.g. 0.95; got {confidence_level}.")
     if n_resamples < 1:
-        raise ValueError(
-            f"n_resamples must be at least 1 (1000 or more for a 95% interval); got {n_resamples}."
-        )
+        raise ValueError(f"n_resamples must be at least 1 (1000 or more for a 95% interval); got {n_resamples}.")
     point = estimate(np.arange(n_items))
     resampled = pd.DataFrame(
         [
@@ -343,12 +310,8 @@ def estimate_with_intervals(
     )
     tail = 50 * (1 - confidence_level)
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", RuntimeWarning
-        )  # all-NaN columns: an undefined metric stays NaN
-        low, high = np.nanpercentile(
-            resampled.to_numpy(dtype=float), [tail, 100 - tail], axis=0
-        )
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: an undefined metric stays NaN
+        low, high = np.nanpercentile(resampled.to_numpy(dtype=float), [tail, 100 - tail], axis=0)
     table = pd.DataFrame(
         {
             "metric": list(point),
@@ -372,14 +335,12 @@ def summarize_by_domain(
     confidence_level: float,
     seed: int,
 ) -> pd.DataFrame:
-    """``estimate_with_intervals`` for each domain's rows and for all rows (domain ``"all"``).
+    """``estimate_with_intervals`` for each domain's rows and for all rows (domain ``ALL_DOMAINS``).
 
     ``estimate`` takes row positions into the table that ``domains`` labels.
     """
     domains = np.asarray(domains, dtype=object)
-    groups = {
-        domain: np.flatnonzero(domains == domain) for domain in sorted(set(domains))
-    }
+    groups = {domain: np.flatnonzero(domains == domain) for domain in sorted(set(domains))}
     groups[ALL_DOMAINS] = np.arange(len(domains))
     frames = [
         estimate_with_intervals(

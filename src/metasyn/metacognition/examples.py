@@ -23,9 +23,7 @@ def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list
         examples.append(
             {
                 "prompt": confidence_messages(question),
-                "completion": assistant_message(
-                    confidence_completion(row.modal_answer, row.target_confidence)
-                ),
+                "completion": assistant_message(confidence_completion(row.modal_answer, row.target_confidence)),
                 "task": "single",
                 "domain": question["domain"],
                 "question_ids": [row.question_id],
@@ -37,38 +35,25 @@ def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list
     return examples
 
 
-def pairwise_task_examples(
-    targets: pd.DataFrame, questions: pd.DataFrame, n_pairs: int, seed: int
-) -> list[dict]:
+def pairwise_task_examples(targets: pd.DataFrame, questions: pd.DataFrame, n_pairs: int, seed: int) -> list[dict]:
     """Pairs of questions from different bins; the target picks the one with the higher target confidence."""
     rng = np.random.default_rng(seed)
     by_id = questions.set_index("id")
     rows = targets.reset_index(drop=True)
     examples = []
     attempts = 0
-    while (
-        len(examples) < n_pairs
-        and attempts < 50 * n_pairs
-        and rows["bin"].nunique() > 1
-    ):
+    while len(examples) < n_pairs and attempts < 50 * n_pairs and rows["bin"].nunique() > 1:
         attempts += 1
-        first, second = rows.iloc[
-            rng.choice(len(rows), size=2, replace=False)
-        ].itertuples()
+        first, second = rows.iloc[rng.choice(len(rows), size=2, replace=False)].itertuples()
         if first.bin == second.bin:
             continue
-        questions_pair = [
-            {"id": row.question_id, **by_id.loc[row.question_id].to_dict()}
-            for row in (first, second)
-        ]
+        questions_pair = [{"id": row.question_id, **by_id.loc[row.question_id].to_dict()} for row in (first, second)]
         preferred = 1 if first.target_confidence >= second.target_confidence else 2
         examples.append(
             {
                 "prompt": pairwise_messages(*questions_pair),
                 "completion": assistant_message(
-                    pairwise_completion(
-                        preferred, first.modal_answer, second.modal_answer
-                    )
+                    pairwise_completion(preferred, first.modal_answer, second.modal_answer)
                 ),
                 "task": "pairwise",
                 "domain": f"{questions_pair[0]['domain']}|{questions_pair[1]['domain']}",

@@ -78,9 +78,7 @@ class TrainingResult(NamedTuple):
 def target_completion(example: Mapping) -> str:
     """The completion text that an example's answers and targets call for, in the prompts module's wording."""
     if example["task"] == "single":
-        return confidence_completion(
-            example["answers"][0], example["target_confidence"]
-        )
+        return confidence_completion(example["answers"][0], example["target_confidence"])
     return pairwise_completion(example["preferred"], *example["answers"])
 
 
@@ -89,10 +87,7 @@ def _is_conversation(messages: object, roles: set[str]) -> bool:
         isinstance(messages, list)
         and len(messages) > 0
         and all(
-            isinstance(m, Mapping)
-            and m.get("role") in roles
-            and isinstance(m.get("content"), str)
-            for m in messages
+            isinstance(m, Mapping) and m.get("role") in roles and isinstance(m.get("content"), str) for m in messages
         )
     )
 
@@ -102,17 +97,9 @@ def _example_problem(example: Mapping) -> str | None:
     task = example["task"]
     if task not in TASK_ANSWER_COUNTS:
         return f"task {task!r} is not one of {sorted(TASK_ANSWER_COUNTS)}"
-    if (
-        not _is_conversation(example["prompt"], {"system", "user"})
-        or example["prompt"][-1]["role"] != "user"
-    ):
-        return (
-            "prompt is not a list of {role, content} messages ending with the user turn"
-        )
-    if (
-        not _is_conversation(example["completion"], {"assistant"})
-        or len(example["completion"]) != 1
-    ):
+    if not _is_conversation(example["prompt"], {"system", "user"}) or example["prompt"][-1]["role"] != "user":
+        return "prompt is not a list of {role, content} messages ending with the user turn"
+    if not _is_conversation(example["completion"], {"assistant"}) or len(example["completion"]) != 1:
         return "completion is not a list of exactly one assistant message"
     if len(example["answers"] or []) != TASK_ANSWER_COUNTS[task]:
         return f"a {task} example needs {TASK_ANSWER_COUNTS[task]} answer(s), has {example['answers']}"
@@ -130,9 +117,7 @@ def _example_problem(example: Mapping) -> str | None:
 def validate_training_examples(examples: DatasetDict) -> None:
     """Check splits, columns and every example; raise a ValueError that says what is wrong and how to fix it."""
     splits = list(examples) if isinstance(examples, Mapping) else []
-    if not isinstance(examples, DatasetDict) or any(
-        split not in splits for split in SPLITS
-    ):
+    if not isinstance(examples, DatasetDict) or any(split not in splits for split in SPLITS):
         raise ValueError(
             f"training_examples must be a datasets.DatasetDict with splits {list(SPLITS)} (data_prep writes it); "
             f"got {type(examples).__name__} with splits {splits}."
@@ -144,9 +129,7 @@ def validate_training_examples(examples: DatasetDict) -> None:
                 f"The {split!r} split of training_examples is empty: give data_prep more questions "
                 "(data_prep.sources in parameters_data_prep.yml) and run it again."
             )
-        missing = [
-            column for column in EXAMPLE_COLUMNS if column not in dataset.column_names
-        ]
+        missing = [column for column in EXAMPLE_COLUMNS if column not in dataset.column_names]
         if missing:
             raise ValueError(
                 f"The {split!r} split of training_examples lacks columns {missing}; expected {list(EXAMPLE_COLUMNS)} "
@@ -154,9 +137,7 @@ def validate_training_examples(examples: DatasetDict) -> None:
             )
         rows = dataset.select_columns(list(EXAMPLE_COLUMNS))
         problems = [
-            f"{split}[{index}]: {problem}"
-            for index, row in enumerate(rows)
-            if (problem := _example_problem(row))
+            f"{split}[{index}]: {problem}" for index, row in enumerate(rows) if (problem := _example_problem(row))
         ]
         if problems:
             raise ValueError(
@@ -197,24 +178,15 @@ def shuffle_confidence_targets(examples: Dataset, seed: int) -> Dataset:
             "completion": assistant_message(target_completion(shuffled)),
         }
 
-    return examples.map(
-        retarget, with_indices=True, desc="Shuffling confidence targets"
-    )
+    return examples.map(retarget, with_indices=True, desc="Shuffling confidence targets")
 
 
-def variant_examples(
-    examples: DatasetDict, shuffle_targets: bool, seed: int
-) -> DatasetDict:
+def variant_examples(examples: DatasetDict, shuffle_targets: bool, seed: int) -> DatasetDict:
     """The examples a fine-tune variant trains on: validated, with targets shuffled within each split if asked."""
     validate_training_examples(examples)
     if not shuffle_targets:
         return examples
-    return DatasetDict(
-        {
-            split: shuffle_confidence_targets(dataset, seed)
-            for split, dataset in examples.items()
-        }
-    )
+    return DatasetDict({split: shuffle_confidence_targets(dataset, seed) for split, dataset in examples.items()})
 
 
 def lora_config(settings: Mapping) -> LoraConfig:
@@ -225,13 +197,9 @@ def lora_config(settings: Mapping) -> LoraConfig:
 def check_target_modules(model: torch.nn.Module, target_modules: Sequence[str]) -> None:
     """Fail unless every LoRA target names linear layers of the model (PEFT only fails when none match)."""
     if isinstance(target_modules, str):
-        raise ValueError(
-            f"LoRA target_modules must be a list of module names, got the string {target_modules!r}."
-        )
+        raise ValueError(f"LoRA target_modules must be a list of module names, got the string {target_modules!r}.")
     linear_names = {
-        name.rsplit(".", 1)[-1]
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
+        name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
     }
     missing = sorted(set(target_modules) - linear_names)
     if missing:
@@ -242,22 +210,14 @@ def check_target_modules(model: torch.nn.Module, target_modules: Sequence[str]) 
         )
 
 
-def check_sequence_lengths(
-    tokenizer: PreTrainedTokenizerBase, examples: DatasetDict, max_length: int | None
-) -> None:
+def check_sequence_lengths(tokenizer: PreTrainedTokenizerBase, examples: DatasetDict, max_length: int | None) -> None:
     """Fail when a prompt plus completion exceeds ``max_length``: truncation would cut off the target."""
     if max_length is None:
         return
     for split, dataset in examples.items():
         lengths = [
-            len(
-                tokenizer.apply_chat_template(
-                    prompt + completion, tokenize=True, return_dict=False
-                )
-            )
-            for prompt, completion in zip(
-                dataset["prompt"], dataset["completion"], strict=True
-            )
+            len(tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=False))
+            for prompt, completion in zip(dataset["prompt"], dataset["completion"], strict=True)
         ]
         too_long = sum(length > max_length for length in lengths)
         if too_long:
@@ -268,10 +228,7 @@ def check_sequence_lengths(
 
 
 def _examples_digest(examples: DatasetDict) -> str:
-    content = {
-        split: dataset.select_columns(["prompt", "completion"]).to_list()
-        for split, dataset in examples.items()
-    }
+    content = {split: dataset.select_columns(["prompt", "completion"]).to_list() for split, dataset in examples.items()}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -289,11 +246,7 @@ def resumable_checkpoint(checkpoint_dir: Path, run_config: Mapping) -> str | Non
         logger.info("Resuming from %s, the last checkpoint of this run", last)
         return last
     if last is not None:
-        changed = sorted(
-            key
-            for key in current.keys() | recorded.keys()
-            if current.get(key) != recorded.get(key)
-        )
+        changed = sorted(key for key in current.keys() | recorded.keys() if current.get(key) != recorded.get(key))
         logger.warning(
             "Checkpoints in %s come from a run with a different %s; deleting them and starting afresh",
             checkpoint_dir,
@@ -328,9 +281,7 @@ def train_adapter(
         **training,
     )
     check_target_modules(lm.model, lora["target_modules"])
-    render_prompts(
-        lm.tokenizer, examples["train"]["prompt"][:1]
-    )  # a clear error when there is no chat template
+    render_prompts(lm.tokenizer, examples["train"]["prompt"][:1])  # a clear error when there is no chat template
     check_sequence_lengths(lm.tokenizer, examples, args.max_length)
     run_config = {
         "base_model": lm.model.name_or_path,
@@ -360,10 +311,7 @@ def train_adapter(
     )
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
-    weights = {
-        name: tensor.detach().cpu().clone()
-        for name, tensor in get_peft_model_state_dict(trainer.model).items()
-    }
+    weights = {name: tensor.detach().cpu().clone() for name, tensor in get_peft_model_state_dict(trainer.model).items()}
     return TrainingResult(
         adapter=Adapter(trainer.model.peft_config["default"], weights),
         log=pd.DataFrame(trainer.state.log_history),
@@ -412,9 +360,7 @@ def merge_adapter(
     (must not exceed ``tolerance``) and, for scale, the largest change the adapter makes to the base logits.
     """
     texts = render_prompts(lm.tokenizer, check_prompts)
-    inputs = lm.tokenizer(
-        texts, return_tensors="pt", padding=True, add_special_tokens=False
-    ).to(lm.model.device)
+    inputs = lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.model.device)
     real = inputs["attention_mask"].bool()
     adapted = attach_adapter(lm.model, adapter).float()
     with adapted.disable_adapter():
@@ -425,9 +371,7 @@ def merge_adapter(
     check = {
         "max_abs_logit_diff": float((merged_logits - adapted_logits).abs().max()),
         "tolerance": tolerance,
-        "adapter_max_abs_logit_change": float(
-            (adapted_logits - base_logits).abs().max()
-        ),
+        "adapter_max_abs_logit_change": float((adapted_logits - base_logits).abs().max()),
         "prompts": len(texts),
     }
     logger.info(
@@ -448,10 +392,7 @@ def merge_adapter(
 
 def training_summary(run: Mapping, log: pd.DataFrame, merge_check: Mapping) -> dict:
     """One JSON-ready record of a fine-tune: size, losses, time, device and the merge check."""
-    train, validation = (
-        log[column].dropna().tolist() if column in log else []
-        for column in ("loss", "eval_loss")
-    )
+    train, validation = (log[column].dropna().tolist() if column in log else [] for column in ("loss", "eval_loss"))
     return {
         **run,
         "final_train_loss": train[-1] if train else None,

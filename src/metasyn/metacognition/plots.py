@@ -1,4 +1,5 @@
-"""Figures of the calibration pipeline: reliability diagrams, risk-coverage curves, metrics by domain.
+"""Metacognition figures: the consistency behind the training targets (data_prep), and the calibration
+pipeline's reliability diagrams, risk-coverage curves and metrics by domain.
 
 Figures are built on ``matplotlib.figure.Figure`` directly (not pyplot), so building many of them in a run
 leaves no global state behind.
@@ -33,12 +34,39 @@ METRIC_LABELS = {
 }
 
 
+def consistency_figure(consistency: pd.DataFrame, bins: pd.DataFrame) -> Figure:
+    """Consistency histogram per domain, and empirical accuracy per consistency bin (the targets' source).
+
+    ``consistency`` holds ``domain, consistency`` per question; ``bins`` the ``lower, upper, accuracy,
+    n_questions`` of each bin (``metasyn.metacognition.targets.bin_accuracy``).
+    """
+    figure = Figure(figsize=(11, 4))
+    left, right = figure.subplots(1, 2)
+    for domain, group in consistency.groupby("domain"):
+        left.hist(group["consistency"], bins=np.linspace(0, 1, 11), alpha=0.5, label=domain)
+    left.set(xlabel="consistency with the modal answer", ylabel="questions", title="Consistency by domain")
+    left.legend()
+    centres = (bins["lower"] + bins["upper"]) / 2
+    right.bar(centres, bins["accuracy"], width=0.09, color="tab:blue", alpha=0.7, label="bin accuracy (train)")
+    right.plot([0, 1], [0, 1], "k--", linewidth=1, label="accuracy = consistency")
+    for centre, accuracy, count in zip(centres, bins["accuracy"], bins["n_questions"]):
+        if count:
+            right.annotate(f"n={count}", (centre, np.nan_to_num(accuracy)), ha="center", va="bottom", fontsize=7)
+    right.set(
+        xlabel="consistency bin",
+        ylabel="accuracy of modal answer",
+        xlim=(0, 1),
+        ylim=(0, 1.05),
+        title="Target confidence source",
+    )
+    right.legend(loc="upper left")
+    figure.tight_layout()
+    return figure
+
+
 def _parsed_by_model(outputs: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, int]]:
     """Per model (in order of appearance): its parsed outputs and its total number of outputs."""
-    return {
-        model: (group[group["parsed"]], len(group))
-        for model, group in outputs.groupby("model", sort=False)
-    }
+    return {model: (group[group["parsed"]], len(group)) for model, group in outputs.groupby("model", sort=False)}
 
 
 def reliability_diagrams(outputs: pd.DataFrame, n_bins: int = 10) -> Figure:
@@ -84,9 +112,7 @@ def reliability_diagrams(outputs: pd.DataFrame, n_bins: int = 10) -> Figure:
         )
         for x, count in zip(left + width / 2, filled["count"]):
             ax.annotate(str(count), (x, 0.01), ha="center", fontsize=7)
-        ece = expected_calibration_error(
-            parsed["confidence"], parsed["correct"], n_bins
-        )
+        ece = expected_calibration_error(parsed["confidence"], parsed["correct"], n_bins)
         ax.set_title(f"{model}\nECE {ece:.3f} · parsed {len(parsed)}/{n_outputs}")
     axes[0].set_ylabel("accuracy (bar labels: answers per bin)")
     axes[0].legend(loc="upper left", fontsize=8)
@@ -99,9 +125,7 @@ def risk_coverage_curves(outputs: pd.DataFrame) -> Figure:
     figure = Figure(figsize=(5.5, 4.4), layout="constrained")
     ax = figure.subplots()
     unparsed = []
-    for color, (model, (parsed, n_outputs)) in zip(
-        sns.color_palette(n_colors=len(models)), models.items()
-    ):
+    for color, (model, (parsed, n_outputs)) in zip(sns.color_palette(n_colors=len(models)), models.items()):
         if parsed.empty:
             unparsed.append(model)
             continue
@@ -148,11 +172,7 @@ def metrics_by_domain(table: pd.DataFrame) -> Figure:
     palette = sns.color_palette(n_colors=len(models))
     for ax, metric in zip(axes, metrics):
         for offset, color, model in zip(offsets, palette, models):
-            values = (
-                rows[(rows["metric"] == metric) & (rows["model"] == model)]
-                .set_index("domain")
-                .reindex(domains)
-            )
+            values = rows[(rows["metric"] == metric) & (rows["model"] == model)].set_index("domain").reindex(domains)
             # Percentile intervals need not contain the point estimate; error bars must not be negative.
             below = np.clip(values["value"] - values["ci_low"], 0, None)
             above = np.clip(values["ci_high"] - values["value"], 0, None)

@@ -29,14 +29,10 @@ def question_consistency(samples: pd.DataFrame) -> pd.DataFrame:
     inconsistency too.
     """
     rows = []
-    for question_id, group in samples.sort_values("sample_index").groupby(
-        "question_id", sort=True
-    ):
+    for question_id, group in samples.sort_values("sample_index").groupby("question_id", sort=True):
         answers = [None if pd.isna(answer) else answer for answer in group["answer"]]
         modal = modal_answer(answers)
-        agreeing = (
-            group[group["answer"] == modal] if modal is not None else group.iloc[:0]
-        )
+        agreeing = group[group["answer"] == modal] if modal is not None else group.iloc[:0]
         rows.append(
             {
                 "question_id": question_id,
@@ -44,9 +40,7 @@ def question_consistency(samples: pd.DataFrame) -> pd.DataFrame:
                 "n_unparsed": sum(answer is None for answer in answers),
                 "modal_answer": modal,
                 "consistency": len(agreeing) / len(group),
-                "modal_correct": bool(agreeing["correct"].any())
-                if modal is not None
-                else False,
+                "modal_correct": bool(agreeing["correct"].any()) if modal is not None else False,
             }
         )
     return pd.DataFrame(rows)
@@ -64,25 +58,18 @@ def bin_accuracy(consistency: pd.DataFrame, n_bins: int) -> pd.DataFrame:
     return table
 
 
-def target_confidences(
-    consistency: pd.DataFrame, bins: pd.DataFrame, noise: float, seed: int
-) -> pd.DataFrame:
+def target_confidences(consistency: pd.DataFrame, bins: pd.DataFrame, noise: float, seed: int) -> pd.DataFrame:
     """Attach ``bin`` and ``target_confidence`` = bin accuracy + U(-noise, noise), clipped to [0, 1]."""
     rng = np.random.default_rng(seed)
     bin_index = equal_width_bin(consistency["consistency"], len(bins))
     accuracy = bins.set_index("bin")["accuracy"].reindex(bin_index).to_numpy()
     jitter = rng.uniform(-noise, noise, size=len(consistency))
-    return consistency.assign(
-        bin=bin_index, target_confidence=np.clip(accuracy + jitter, 0.0, 1.0)
-    )
+    return consistency.assign(bin=bin_index, target_confidence=np.clip(accuracy + jitter, 0.0, 1.0))
 
 
 def balance_bins(targets: pd.DataFrame, max_ratio: float, seed: int) -> pd.DataFrame:
     """Subsample bins holding more than ``max_ratio`` x the median non-empty bin count."""
     counts = targets["bin"].value_counts()
     cap = max(1, int(np.ceil(max_ratio * counts.median())))
-    kept = [
-        group.sample(n=min(len(group), cap), random_state=seed)
-        for _, group in targets.groupby("bin", sort=True)
-    ]
+    kept = [group.sample(n=min(len(group), cap), random_state=seed) for _, group in targets.groupby("bin", sort=True)]
     return pd.concat(kept).sort_values("question_id").reset_index(drop=True)

@@ -17,7 +17,9 @@ def bind(func: Callable, **values: object) -> Callable:
     return update_wrapper(partial(func, **values), func)
 
 
-def per_model(template_for: Callable[[str], Pipeline], models: Iterable[str], shared_inputs: Iterable[str] = ()) -> Pipeline:
+def per_model(
+    template_for: Callable[[str], Pipeline], models: Iterable[str], shared_inputs: Iterable[str] = ()
+) -> Pipeline:
     """``template_for(model)`` once per model, in the model's namespace (``<model>.<dataset>``).
 
     ``shared_inputs`` and every parameter stay outside the namespaces: all models read the same ones.

@@ -21,18 +21,12 @@ from metasyn.synergy.heads import (
 )
 
 
-def ablation_orders(
-    scores: pd.DataFrame, random_orders: int, seed: int
-) -> dict[str, list[np.ndarray]]:
+def ablation_orders(scores: pd.DataFrame, random_orders: int, seed: int) -> dict[str, list[np.ndarray]]:
     """Scored heads in decreasing and increasing syn-red score, and ``random_orders`` seeded permutations."""
     scored = scores.dropna(subset=["syn_red_score"])
     # Ties broken by head index, so the orders are reproducible.
-    ascending = scored.sort_values(["syn_red_score", "head_index"], kind="stable")[
-        "head_index"
-    ].to_numpy()
-    descending = scored.sort_values(
-        ["syn_red_score", "head_index"], ascending=[False, True], kind="stable"
-    )
+    ascending = scored.sort_values(["syn_red_score", "head_index"], kind="stable")["head_index"].to_numpy()
+    descending = scored.sort_values(["syn_red_score", "head_index"], ascending=[False, True], kind="stable")
     rng = np.random.default_rng(seed)
     return {
         "synergistic_first": [descending["head_index"].to_numpy()],
@@ -45,9 +39,7 @@ def ablation_fractions(step: float) -> np.ndarray:
     """Fractions of heads removed: 0, step, 2 step, ..., 1."""
     intervals = round(1 / step) if 0 < step <= 1 else 0
     if not intervals or not math.isclose(intervals * step, 1.0):
-        raise ValueError(
-            f"The ablation fraction step must divide 1 (e.g. 0.05 = every 5%), got {step}."
-        )
+        raise ValueError(f"The ablation fraction step must divide 1 (e.g. 0.05 = every 5%), got {step}.")
     return np.linspace(0.0, 1.0, intervals + 1)
 
 
@@ -72,9 +64,7 @@ def ablation_curves(
     mean over its generation steps of KL(original || ablated) next-token distributions.
     """
     if not all(0 <= fraction <= 1 for fraction in fractions):
-        raise ValueError(
-            f"Ablation fractions must lie in [0, 1], got {list(fractions)}."
-        )
+        raise ValueError(f"Ablation fractions must lie in [0, 1], got {list(fractions)}.")
     layout = head_layout(model)
     scored = len(next(iter(orders.values()))[0])
     removed = {
@@ -84,14 +74,10 @@ def ablation_curves(
         for fraction in fractions
     }
     # Orders share prefixes (none removed, all removed); each distinct head set is evaluated once.
-    distinct = sorted(
-        set(removed.values()), key=lambda heads: (len(heads), sorted(heads))
-    )
+    distinct = sorted(set(removed.values()), key=lambda heads: (len(heads), sorted(heads)))
     divergence_sum = dict.fromkeys(distinct, 0.0)
     batches = range(0, len(activity), batch_size)
-    with tqdm(
-        total=len(batches) * len(distinct), desc="Head ablation", unit="forward"
-    ) as bar:
+    with tqdm(total=len(batches) * len(distinct), desc="Head ablation", unit="forward") as bar:
         for start in batches:
             records = activity[start : start + batch_size]
             steps = len(records[0].completion_token_ids)
@@ -107,26 +93,19 @@ def ablation_curves(
                     removal_mask(np.fromiter(heads, int), layout.layers, layout.heads),
                 ):
                     ablated = step_log_probs(model, batch, steps)
-                divergence_sum[heads] += float(
-                    mean_step_divergence(reference, ablated).sum()
-                )
+                divergence_sum[heads] += float(mean_step_divergence(reference, ablated).sum())
                 bar.update()
     rows = []
     for name, repeats in orders.items():
         for fraction in fractions:
-            values = [
-                divergence_sum[removed[name, repeat, fraction]] / len(activity)
-                for repeat in range(len(repeats))
-            ]
+            values = [divergence_sum[removed[name, repeat, fraction]] / len(activity) for repeat in range(len(repeats))]
             rows.append(
                 {
                     "order": name,
                     "fraction": float(fraction),
                     "heads_removed": round(fraction * scored),
                     "divergence": float(np.mean(values)),
-                    "divergence_sd": float(np.std(values, ddof=1))
-                    if len(values) > 1
-                    else math.nan,
+                    "divergence_sd": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
                     "repeats": len(values),
                 }
             )

@@ -31,41 +31,26 @@ def select_prompts(prompts: pd.DataFrame, per_category: int | None) -> pd.DataFr
     """Check a prompt table and keep the first ``per_category`` prompts of each category (all when None)."""
     missing = [column for column in PROMPT_COLUMNS if column not in prompts.columns]
     if missing:
-        raise ValueError(
-            f"The synergy prompt table lacks columns {missing}; it needs {PROMPT_COLUMNS}."
-        )
+        raise ValueError(f"The synergy prompt table lacks columns {missing}; it needs {PROMPT_COLUMNS}.")
     if prompts.empty:
         raise ValueError("The synergy prompt table is empty.")
-    bad_ids = [
-        value
-        for value in prompts["id"].astype(str)
-        if not PROMPT_ID_PATTERN.fullmatch(value)
-    ]
+    bad_ids = [value for value in prompts["id"].astype(str) if not PROMPT_ID_PATTERN.fullmatch(value)]
     if bad_ids:
-        raise ValueError(
-            f"Prompt ids become file names: use letters, digits, '_', '.', '-' only. Bad: {bad_ids[:5]}."
-        )
+        raise ValueError(f"Prompt ids become file names: use letters, digits, '_', '.', '-' only. Bad: {bad_ids[:5]}.")
     repeated = prompts["id"][prompts["id"].duplicated()].unique()
     if len(repeated):
         raise ValueError(f"Prompt ids must be unique; repeated: {list(repeated[:5])}.")
     if per_category is not None and per_category < 1:
-        raise ValueError(
-            f"prompts_per_category must be at least 1 (or null for all), got {per_category}."
-        )
+        raise ValueError(f"prompts_per_category must be at least 1 (or null for all), got {per_category}.")
     table = prompts[PROMPT_COLUMNS].astype(str)
     if per_category is not None:
         table = table.groupby("category", sort=False).head(per_category)
     return table.reset_index(drop=True)
 
 
-def prompt_token_ids(
-    tokenizer: PreTrainedTokenizerBase, rendered: Sequence[str]
-) -> list[torch.Tensor]:
+def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, rendered: Sequence[str]) -> list[torch.Tensor]:
     """Token ids of rendered prompts, exactly as generation encodes them."""
-    return [
-        torch.tensor(ids)
-        for ids in tokenizer(list(rendered), add_special_tokens=False)["input_ids"]
-    ]
+    return [torch.tensor(ids) for ids in tokenizer(list(rendered), add_special_tokens=False)["input_ids"]]
 
 
 def prompts_to_record(
@@ -97,10 +82,7 @@ def lazy_head_activity(
     batch is computed once and its prompts are written before the next batch starts.
     """
     ordered = sorted(rendered)
-    batches = [
-        ordered[start : start + batch_size]
-        for start in range(0, len(ordered), batch_size)
-    ]
+    batches = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
 
     @cache
     def run(batch: int) -> dict[str, dict[str, torch.Tensor]]:
@@ -112,21 +94,13 @@ def lazy_head_activity(
             len(ids),
             steps,
         )
-        activity = record_head_activity(
-            lm, [rendered[prompt_id] for prompt_id in ids], steps, batch_size
-        )
-        return {
-            prompt_id: record.to_tensors() for prompt_id, record in zip(ids, activity)
-        }
+        activity = record_head_activity(lm, [rendered[prompt_id] for prompt_id in ids], steps, batch_size)
+        return {prompt_id: record.to_tensors() for prompt_id, record in zip(ids, activity)}
 
     def loader(batch: int, prompt_id: str) -> Callable[[], dict[str, torch.Tensor]]:
         return lambda: run(batch)[prompt_id]
 
-    return {
-        prompt_id: loader(index, prompt_id)
-        for index, ids in enumerate(batches)
-        for prompt_id in ids
-    }
+    return {prompt_id: loader(index, prompt_id) for index, ids in enumerate(batches) for prompt_id in ids}
 
 
 def load_activity(
@@ -140,9 +114,7 @@ def load_activity(
             f"No head activity saved for prompts {missing[:5]}: its extraction did not run or was interrupted. Run "
             "the extract_head_activity node again (without --only-missing-outputs); it records only missing prompts."
         )
-    activity = [
-        HeadActivity.from_tensors(partitions[prompt_id]()) for prompt_id in prompt_ids
-    ]
+    activity = [HeadActivity.from_tensors(partitions[prompt_id]()) for prompt_id in prompt_ids]
     shapes = {tuple(record.head_output_norms.shape) for record in activity}
     if len(shapes) != 1:
         raise ValueError(

@@ -39,21 +39,14 @@ class HeadLayout(NamedTuple):
 def head_layout(model: PreTrainedModel) -> HeadLayout:
     """Layer count, heads per layer and head width from the model's text config."""
     config = model.config.get_text_config()
-    head_dim = (
-        getattr(config, "head_dim", None)
-        or config.hidden_size // config.num_attention_heads
-    )
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return HeadLayout(config.num_hidden_layers, config.num_attention_heads, head_dim)
 
 
 def o_proj_modules(model: PreTrainedModel) -> list[nn.Module]:
     """The attention output projection of every layer, in layer order; a clear error for other architectures."""
     layout = head_layout(model)
-    modules = [
-        module
-        for name, module in model.named_modules()
-        if name.rsplit(".", 1)[-1] == "o_proj"
-    ]
+    modules = [module for name, module in model.named_modules() if name.rsplit(".", 1)[-1] == "o_proj"]
     if len(modules) != layout.layers:
         raise ValueError(
             f"Found {len(modules)} attention output projections named 'o_proj' in {type(model).__name__}, but its "
@@ -70,9 +63,7 @@ def o_proj_modules(model: PreTrainedModel) -> list[nn.Module]:
 
 
 @contextmanager
-def record_head_norms(
-    model: PreTrainedModel, last_positions: int | None = None
-) -> Iterator[list[list[torch.Tensor]]]:
+def record_head_norms(model: PreTrainedModel, last_positions: int | None = None) -> Iterator[list[list[torch.Tensor]]]:
     """Record the L2 norm of every head's output at each forward pass, while the context is open.
 
     Yields ``records``: ``records[layer]`` is a list with one ``(batch, positions, heads)`` float32 tensor per
@@ -90,10 +81,7 @@ def record_head_norms(
 
         return record
 
-    handles = [
-        module.register_forward_pre_hook(recorder(layer))
-        for layer, module in enumerate(o_proj_modules(model))
-    ]
+    handles = [module.register_forward_pre_hook(recorder(layer)) for layer, module in enumerate(o_proj_modules(model))]
     try:
         yield records
     finally:
@@ -106,9 +94,7 @@ def ablate_heads(model: PreTrainedModel, removed: torch.Tensor) -> Iterator[None
     """Zero the output of the heads marked in ``removed`` (bool, ``layers x heads``) while the context is open."""
     layout = head_layout(model)
     if tuple(removed.shape) != (layout.layers, layout.heads):
-        raise ValueError(
-            f"Ablation mask has shape {tuple(removed.shape)}; expected {(layout.layers, layout.heads)}."
-        )
+        raise ValueError(f"Ablation mask has shape {tuple(removed.shape)}; expected {(layout.layers, layout.heads)}.")
 
     def zeroer(kept: torch.Tensor):
         def zero(module: nn.Module, args: tuple) -> tuple:
@@ -135,12 +121,8 @@ class HeadActivity:
 
     head_output_norms: torch.Tensor  # float32 (layers, heads, steps)
     prompt_token_ids: torch.Tensor  # int64 (prompt length,)
-    completion_token_ids: (
-        torch.Tensor
-    )  # int64 (steps,): generated with end-of-sequence suppressed
-    natural_end: (
-        int | None
-    )  # step at which the model chose end-of-sequence, None if it never did
+    completion_token_ids: torch.Tensor  # int64 (steps,): generated with end-of-sequence suppressed
+    natural_end: int | None  # step at which the model chose end-of-sequence, None if it never did
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         """As a flat dict of tensors (``natural_end`` -1 for None), for ``TensorDataset``."""
@@ -172,13 +154,8 @@ def teacher_forced_batch(
     """Left-padded ``prompt + completion[:-1]`` per row, so the generation steps are the last positions."""
     steps = {len(completion) for completion in completion_ids}
     if len(steps) != 1:
-        raise ValueError(
-            f"Completions in one batch must have the same length; got lengths {sorted(steps)}."
-        )
-    sequences = [
-        torch.cat([prompt, completion[:-1]])
-        for prompt, completion in zip(prompt_ids, completion_ids)
-    ]
+        raise ValueError(f"Completions in one batch must have the same length; got lengths {sorted(steps)}.")
+    sequences = [torch.cat([prompt, completion[:-1]]) for prompt, completion in zip(prompt_ids, completion_ids)]
     width = max(len(sequence) for sequence in sequences)
     input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -195,9 +172,7 @@ def teacher_forced_batch(
 
 
 @torch.inference_mode()
-def teacher_forced_head_norms(
-    model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int
-) -> torch.Tensor:
+def teacher_forced_head_norms(model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
     """Per-head output norms at the last ``steps`` positions: float32 ``(batch, layers, heads, steps)``."""
     with record_head_norms(model, last_positions=steps) as records:
         model(
@@ -205,15 +180,11 @@ def teacher_forced_head_norms(
             logits_to_keep=1,
         )
     # records[layer] holds one (batch, steps, heads) tensor from the single forward pass.
-    return torch.stack(
-        [layer_records[0] for layer_records in records], dim=1
-    ).transpose(2, 3)
+    return torch.stack([layer_records[0] for layer_records in records], dim=1).transpose(2, 3)
 
 
 @torch.inference_mode()
-def step_log_probs(
-    model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int
-) -> torch.Tensor:
+def step_log_probs(model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
     """Next-token log-probabilities at the last ``steps`` positions: float32 ``(batch, steps, vocab)``."""
     inputs = {name: tensor.to(model.device) for name, tensor in batch.items()}
     return model(**inputs, logits_to_keep=steps).logits.float().log_softmax(-1)
@@ -221,18 +192,12 @@ def step_log_probs(
 
 def mean_step_divergence(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """KL(reference || other) of next-token distributions (log-probs), averaged over steps: ``(batch,)``."""
-    return (
-        F.kl_div(other, reference, log_target=True, reduction="none").sum(-1).mean(-1)
-    )
+    return F.kl_div(other, reference, log_target=True, reduction="none").sum(-1).mean(-1)
 
 
-def record_head_activity(
-    lm: LanguageModel, prompts: Sequence[str], steps: int, batch_size: int
-) -> list[HeadActivity]:
+def record_head_activity(lm: LanguageModel, prompts: Sequence[str], steps: int, batch_size: int) -> list[HeadActivity]:
     """Greedy-generate ``steps`` tokens per rendered prompt (end-of-sequence suppressed) and record head norms."""
-    generations = generate(
-        lm, prompts, steps, do_sample=False, batch_size=batch_size, suppress_eos=True
-    )
+    generations = generate(lm, prompts, steps, do_sample=False, batch_size=batch_size, suppress_eos=True)
     activity = []
     for start in range(0, len(prompts), batch_size):
         rows = slice(start, start + batch_size)
@@ -240,9 +205,7 @@ def record_head_activity(
             generations.prompt_ids[rows],
             generations.completion_ids[rows],
         )
-        batch = teacher_forced_batch(
-            prompt_ids, completion_ids, lm.tokenizer.pad_token_id
-        )
+        batch = teacher_forced_batch(prompt_ids, completion_ids, lm.tokenizer.pad_token_id)
         norms = teacher_forced_head_norms(lm.model, batch, steps)
         activity += [
             HeadActivity(norm, prompt, completion, natural_end)

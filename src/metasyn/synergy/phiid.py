@@ -64,9 +64,7 @@ _FUTURE = {"x": (2,), "y": (3,), "s": (2, 3)}
 # Knowns that are mutual informations, and the monomials z_p z_q of each one's local quadratic form.
 _MI_KEYS = tuple((a, b) for a in "xys" for b in "xys")
 _MI_TERMS = tuple(
-    (key, pq)
-    for key in _MI_KEYS
-    for pq in combinations_with_replacement(_PAST[key[0]] + _FUTURE[key[1]], 2)
+    (key, pq) for key in _MI_KEYS for pq in combinations_with_replacement(_PAST[key[0]] + _FUTURE[key[1]], 2)
 )
 # Mobius function of the two-source (diamond) lattice, _MOBIUS[upper][lower]; it inverts the sums above.
 _MOBIUS = {
@@ -104,12 +102,8 @@ _GRAM_BYTES = 1 << 28  # per prompt group: three (heads x heads) Gram matrices
 class PhiIDResult:
     """Time-mean PhiID atoms for every ordered head pair, and the pairs that could not be computed."""
 
-    atoms: dict[
-        str, np.ndarray
-    ]  # atom -> (prompts, heads, heads) float64; [p, i, j] has src=i, trg=j
-    invalid_pairs: (
-        pd.DataFrame
-    )  # prompt, source, target, reason; one row per degenerate unordered pair
+    atoms: dict[str, np.ndarray]  # atom -> (prompts, heads, heads) float64; [p, i, j] has src=i, trg=j
+    invalid_pairs: pd.DataFrame  # prompt, source, target, reason; one row per degenerate unordered pair
 
 
 def phiid_pair(
@@ -126,15 +120,11 @@ def phiid_pair(
     trg_t = torch.as_tensor(trg, dtype=torch.float64).detach().cpu()
     if src_t.ndim != 1 or src_t.shape != trg_t.shape:
         shapes = f"{tuple(src_t.shape)} and {tuple(trg_t.shape)}"
-        raise ValueError(
-            f"src and trg must be 1-D of equal length, got shapes {shapes}."
-        )
+        raise ValueError(f"src and trg must be 1-D of equal length, got shapes {shapes}.")
     steps = max(src_t.shape[0] - tau, 0)
     code = _TOO_SHORT
     if steps >= 3:
-        z_past, z_future, head_code = _standardise(
-            torch.stack([src_t, trg_t])[None], tau
-        )
+        z_past, z_future, head_code = _standardise(torch.stack([src_t, trg_t])[None], tau)
         src_i, trg_i = torch.tensor([0]), torch.tensor([1])
         rho = _pair_correlations(*_grams(z_past, z_future), src_i, trg_i)
         dets = _minor_dets(rho)
@@ -151,9 +141,7 @@ def phiid_pair(
         )
         return {atom: np.full(steps, np.nan) if local else math.nan for atom in ATOMS}
     z = [z_past[:, src_i], z_past[:, trg_i], z_future[:, src_i], z_future[:, trg_i]]
-    atoms = _atoms_from_knowns(
-        _local_knowns(_local_mis(*_mi_forms(rho, dets), z), redundancy), ATOMS
-    )
+    atoms = _atoms_from_knowns(_local_knowns(_local_mis(*_mi_forms(rho, dets), z), redundancy), ATOMS)
     if local:
         return {atom: value[0, 0].numpy().copy() for atom, value in atoms.items()}
     return {atom: float(value[0, 0].mean()) for atom, value in atoms.items()}
@@ -175,33 +163,19 @@ def phiid_all_pairs(
     _check_redundancy(redundancy)
     names = (atoms,) if isinstance(atoms, str) else tuple(atoms)
     if not names or any(name not in ATOMS for name in names):
-        raise ValueError(
-            f"atoms must be a non-empty selection of {ATOMS}, got {names!r}."
-        )
+        raise ValueError(f"atoms must be a non-empty selection of {ATOMS}, got {names!r}.")
     for option, value in (("pair_chunk", pair_chunk), ("workers", workers)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ValueError(
-                f"{option} must be a positive integer or None, got {value!r}."
-            )
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{option} must be a positive integer or None, got {value!r}.")
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype}.")
     if device is None:
-        device = (
-            series.device
-            if isinstance(series, torch.Tensor)
-            else "cuda"
-            if torch.cuda.is_available()
-            else "cpu"
-        )
+        device = series.device if isinstance(series, torch.Tensor) else "cuda" if torch.cuda.is_available() else "cpu"
     x = torch.as_tensor(series, dtype=dtype, device=device).detach()
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3:
-        raise ValueError(
-            f"series must be (prompts, heads, time) or (heads, time), got shape {tuple(x.shape)}."
-        )
+        raise ValueError(f"series must be (prompts, heads, time) or (heads, time), got shape {tuple(x.shape)}.")
     n_prompts, n_heads, n_time = x.shape
     out = {name: np.full((n_prompts, n_heads, n_heads), np.nan) for name in names}
     src_idx, trg_idx = torch.triu_indices(n_heads, n_heads, offset=1, device=x.device)
@@ -252,12 +226,8 @@ def phiid_all_pairs(
             bad = code > 0
             i_np, j_np = i.cpu().numpy(), j.cpu().numpy()
             for name, twin in twins.items():
-                out[name][prompts, i_np, j_np] = (
-                    values[name].masked_fill(bad, math.nan).cpu().numpy()
-                )
-                out[name][prompts, j_np, i_np] = (
-                    values[twin].masked_fill(bad, math.nan).cpu().numpy()
-                )
+                out[name][prompts, i_np, j_np] = values[name].masked_fill(bad, math.nan).cpu().numpy()
+                out[name][prompts, j_np, i_np] = values[twin].masked_fill(bad, math.nan).cpu().numpy()
             prompt_bad, pair_bad = bad.nonzero(as_tuple=True)
             if prompt_bad.numel():
                 found = (
@@ -281,11 +251,7 @@ def phiid_all_pairs(
             # when other processes hold the cores.
             n_workers = min(workers or torch.get_num_threads(), len(starts))
             stack.enter_context(_intra_op_threads(1))
-            pool = stack.enter_context(
-                ThreadPoolExecutor(
-                    n_workers, initializer=torch.set_num_threads, initargs=(1,)
-                )
-            )
+            pool = stack.enter_context(ThreadPoolExecutor(n_workers, initializer=torch.set_num_threads, initargs=(1,)))
             results = pool.map(run_group, starts)
         for done, rows in enumerate(results, start=1):
             invalid_rows.extend(rows)
@@ -319,14 +285,10 @@ def _check_tau(tau: int) -> int:
 
 def _check_redundancy(redundancy: str) -> None:
     if redundancy not in REDUNDANCIES:
-        raise ValueError(
-            f"redundancy must be one of {REDUNDANCIES}, got {redundancy!r}."
-        )
+        raise ValueError(f"redundancy must be one of {REDUNDANCIES}, got {redundancy!r}.")
 
 
-def _standardise(
-    x: torch.Tensor, tau: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _standardise(x: torch.Tensor, tau: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Past and future windows scaled and centred as phyid does, invalid heads zeroed, and per-head codes."""
     steps = x.shape[-1] - tau
     code = torch.zeros(x.shape[:-1], dtype=torch.int8, device=x.device)
@@ -337,8 +299,7 @@ def _standardise(
         spread = window.amax(-1) - window.amin(-1)
         code = torch.maximum(
             code,
-            (spread <= constant_rtol * window.abs().amax(-1)).to(torch.int8)
-            * _CONSTANT,
+            (spread <= constant_rtol * window.abs().amax(-1)).to(torch.int8) * _CONSTANT,
         )
         scaled = window / window.std(-1, correction=1, keepdim=True)
         windows.append(scaled - scaled.mean(-1, keepdim=True))
@@ -348,9 +309,7 @@ def _standardise(
     return windows[0].where(valid, 0.0), windows[1].where(valid, 0.0), code
 
 
-def _grams(
-    z_past: torch.Tensor, z_future: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _grams(z_past: torch.Tensor, z_future: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample correlations past-past, future-future and past-future between all heads of each prompt."""
     scale = 1.0 / (z_past.shape[-1] - 1)
     return (
@@ -382,9 +341,7 @@ def _pair_correlations(
     }
 
 
-def _adjugate(
-    rho: dict[tuple[int, int], torch.Tensor], subset: tuple[int, ...], a: int, b: int
-) -> torch.Tensor:
+def _adjugate(rho: dict[tuple[int, int], torch.Tensor], subset: tuple[int, ...], a: int, b: int) -> torch.Tensor:
     """Off-diagonal entry (a, b) of the adjugate of a unit-diagonal correlation matrix of up to 4 variables."""
     r = lambda p, q: rho[(p, q) if p < q else (q, p)]  # noqa: E731
     rest = [k for k in subset if k not in (a, b)]
@@ -417,15 +374,11 @@ def _minor_dets(
         ab, ac, bc = rho[(a, b)], rho[(a, c)], rho[(b, c)]
         dets[(a, b, c)] = 1 + 2 * ab * ac * bc - ab**2 - ac**2 - bc**2
     full = (0, 1, 2, 3)
-    dets[full] = dets[(1, 2, 3)] + sum(
-        rho[(0, k)] * _adjugate(rho, full, 0, k) for k in (1, 2, 3)
-    )
+    dets[full] = dets[(1, 2, 3)] + sum(rho[(0, k)] * _adjugate(rho, full, 0, k) for k in (1, 2, 3))
     return dets
 
 
-def _nonsingular(
-    dets: dict[tuple[int, ...], torch.Tensor | float], tol: float
-) -> torch.Tensor:
+def _nonsingular(dets: dict[tuple[int, ...], torch.Tensor | float], tol: float) -> torch.Tensor:
     """Whether no variable is (numerically) a linear function of others, checked on every principal minor."""
     # det(S) / det(S without k) is k's residual variance given the rest of S; the full 4x4 one is within a
     # factor 4 of the smallest eigenvalue, and the smaller minors catch collinearities that leave it noisy.
@@ -436,9 +389,7 @@ def _nonsingular(
     return ok
 
 
-def _mutual_info(
-    dets: dict[tuple[int, ...], torch.Tensor | float], a: str, b: str
-) -> torch.Tensor:
+def _mutual_info(dets: dict[tuple[int, ...], torch.Tensor | float], a: str, b: str) -> torch.Tensor:
     """I(past of node a; future of node b) from log-determinants (nats)."""
     past, future = _PAST[a], _FUTURE[b]
     return 0.5 * torch.log(dets[past] * dets[future] / dets[past + future])
@@ -470,18 +421,14 @@ def _mean_knowns_ccs(
 ) -> dict[tuple[str, str], torch.Tensor]:
     """Time-means of the 16 lattice knowns under CCS redundancy, for pairs (i, j) of a prompt group."""
     consts, weights = _mi_forms(rho, dets)
-    redundancies = (
-        [("r", node) for node in "xys"] + [(node, "r") for node in "xys"] + [("r", "r")]
-    )
+    redundancies = [("r", node) for node in "xys"] + [(node, "r") for node in "xys"] + [("r", "r")]
     sums = {key: torch.empty_like(consts[0]) for key in redundancies}
     for c0 in range(0, i.numel(), local_chunk):
         part = slice(c0, c0 + local_chunk)
         ii, jj = i[part], j[part]
         z = [z_past.index_select(1, ii), z_past.index_select(1, jj)]
         z += [z_future.index_select(1, ii), z_future.index_select(1, jj)]
-        local = _local_knowns(
-            _local_mis(consts[:, :, part], weights[:, :, part], z), "CCS"
-        )
+        local = _local_knowns(_local_mis(consts[:, :, part], weights[:, :, part], z), "CCS")
         for key in redundancies:
             sums[key][:, part] = local[key].sum(-1)
     steps = z_past.shape[-1]
@@ -503,12 +450,7 @@ def _mi_forms(
         if subset not in inverses:
             det = dets[subset]
             inverses[subset] = {
-                (a, b): (
-                    dets[tuple(v for v in subset if v != a)]
-                    if a == b
-                    else _adjugate(rho, subset, a, b)
-                )
-                / det
+                (a, b): (dets[tuple(v for v in subset if v != a)] if a == b else _adjugate(rho, subset, a, b)) / det
                 for a, b in combinations_with_replacement(subset, 2)
             }
         return inverses[subset].get((p, q), 0.0)
@@ -517,9 +459,7 @@ def _mi_forms(
     for (a, b), (p, q) in _MI_TERMS:
         # i_t = 0.5 log(det A det B / det AB) + 0.5 (q_A + q_B - q_AB), q_S = z_S' inv(Sigma_S) z_S.
         past, future = _PAST[a], _FUTURE[b]
-        weight = (
-            inverse(past, p, q) + inverse(future, p, q) - inverse(past + future, p, q)
-        )
+        weight = inverse(past, p, q) + inverse(future, p, q) - inverse(past + future, p, q)
         weights.append(0.5 * weight if p == q else weight)
     consts = torch.stack([_mutual_info(dets, a, b) for a, b in _MI_KEYS])
     return consts, torch.stack(weights)
@@ -529,47 +469,33 @@ def _local_mis(
     consts: torch.Tensor, weights: torch.Tensor, z: list[torch.Tensor]
 ) -> dict[tuple[str, str], torch.Tensor]:
     """The nine local mutual informations per time step, (prompts, pairs, steps) each, from _mi_forms' output."""
-    products = {
-        (p, q): z[p] * z[q] for p, q in combinations_with_replacement(range(4), 2)
-    }
+    products = {(p, q): z[p] * z[q] for p, q in combinations_with_replacement(range(4), 2)}
     mis: dict[tuple[str, str], torch.Tensor] = {}
     for (key, pq), weight in zip(_MI_TERMS, weights[..., None].unbind()):
         if key in mis:
             mis[key].addcmul_(weight, products[pq])
         else:
-            mis[key] = torch.addcmul(
-                consts[_MI_KEYS.index(key), ..., None], weight, products[pq]
-            )
+            mis[key] = torch.addcmul(consts[_MI_KEYS.index(key), ..., None], weight, products[pq])
     return mis
 
 
-def _local_knowns(
-    mis: dict[tuple[str, str], torch.Tensor], redundancy: str
-) -> dict[tuple[str, str], torch.Tensor]:
+def _local_knowns(mis: dict[tuple[str, str], torch.Tensor], redundancy: str) -> dict[tuple[str, str], torch.Tensor]:
     """All 16 lattice knowns per time step, the redundancies formed from the local mutual informations as phyid does."""
     knowns = dict(mis)
     if redundancy == "MMI":
         for node in "xys":
             knowns["r", node] = _redundancy_mmi(mis["x", node], mis["y", node])
             knowns[node, "r"] = _redundancy_mmi(mis[node, "x"], mis[node, "y"])
-        knowns["r", "r"] = _double_redundancy_mmi(
-            [mis["x", "x"], mis["x", "y"], mis["y", "x"], mis["y", "y"]]
-        )
+        knowns["r", "r"] = _double_redundancy_mmi([mis["x", "x"], mis["x", "y"], mis["y", "x"], mis["y", "y"]])
         return knowns
 
     signs = {key: torch.sign(value) for key, value in mis.items()}
 
-    def ccs(
-        key_1: tuple[str, str], key_2: tuple[str, str], key_12: tuple[str, str]
-    ) -> torch.Tensor:
+    def ccs(key_1: tuple[str, str], key_2: tuple[str, str], key_12: tuple[str, str]) -> torch.Tensor:
         # Local co-information, summed as phyid's -(mi_12 - mi_1 - mi_2), kept where all four signs agree.
         coinfo = mis[key_1] - mis[key_12]
         coinfo += mis[key_2]
-        return coinfo.mul_(
-            _all_same_sign(
-                [signs[key_1], signs[key_2], signs[key_12], torch.sign(coinfo)]
-            )
-        )
+        return coinfo.mul_(_all_same_sign([signs[key_1], signs[key_2], signs[key_12], torch.sign(coinfo)]))
 
     for node in "xys":
         knowns["r", node] = ccs(("x", node), ("y", node), ("s", node))
@@ -578,9 +504,7 @@ def _local_knowns(
     for coefficient, key in _DOUBLE_COINFO[1:]:
         double_coinfo.add_(knowns[key], alpha=coefficient)
     singles = [signs["x", "x"], signs["x", "y"], signs["y", "x"], signs["y", "y"]]
-    knowns["r", "r"] = double_coinfo.mul_(
-        _all_same_sign([*singles, torch.sign(double_coinfo)])
-    )
+    knowns["r", "r"] = double_coinfo.mul_(_all_same_sign([*singles, torch.sign(double_coinfo)]))
     return knowns
 
 
@@ -596,9 +520,7 @@ def _all_same_sign(signs: list[torch.Tensor]) -> torch.Tensor:
 
 def _redundancy_mmi(mi_1: torch.Tensor, mi_2: torch.Tensor) -> torch.Tensor:
     """The local mutual information with the smaller time-mean (the second on ties, as phyid)."""
-    return torch.where(
-        mi_1.mean(-1, keepdim=True) < mi_2.mean(-1, keepdim=True), mi_1, mi_2
-    )
+    return torch.where(mi_1.mean(-1, keepdim=True) < mi_2.mean(-1, keepdim=True), mi_1, mi_2)
 
 
 def _double_redundancy_mmi(mis: list[torch.Tensor]) -> torch.Tensor:
@@ -614,9 +536,7 @@ def _double_redundancy_mmi(mis: list[torch.Tensor]) -> torch.Tensor:
     return best
 
 
-def _atoms_from_knowns(
-    knowns: dict[tuple[str, str], torch.Tensor], names: Sequence[str]
-) -> dict[str, torch.Tensor]:
+def _atoms_from_knowns(knowns: dict[tuple[str, str], torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
     """Mobius inversion of the lattice knowns into the requested atoms."""
     atoms = {}
     for name in names:

@@ -31,9 +31,7 @@ def _layer_ticks(axis, heads_per_layer: int, layers: int) -> None:
     axis.set_ylabel("layer of target head")
 
 
-def phiid_matrices_figure(
-    synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int
-) -> Figure:
+def phiid_matrices_figure(synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int) -> Figure:
     """Prompt-mean synergy and redundancy between all head pairs, heads ordered by layer."""
     figure = Figure(figsize=(11, 5), layout="constrained")
     layers = len(synergy) // heads_per_layer
@@ -105,9 +103,7 @@ def ablation_curves_figure(curves: pd.DataFrame) -> Figure:
                 rows["divergence"] - rows["divergence_sd"],
                 rows["divergence"] + rows["divergence_sd"],
             )
-            axis.fill_between(
-                rows["fraction"], low, high, color=style["color"], alpha=0.2
-            )
+            axis.fill_between(rows["fraction"], low, high, color=style["color"], alpha=0.2)
     axis.set_xlabel("fraction of heads removed")
     axis.set_ylabel("KL(original || ablated), nats")
     axis.set_title("Cumulative head ablation")

@@ -25,9 +25,7 @@ def phiid_matrices(
     device: str | torch.device,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Synergy and redundancy ``(prompts, heads, heads)`` of all head pairs, and the undefined pairs."""
-    series = torch.stack(
-        [record.head_output_norms.flatten(0, 1) for record in activity]
-    )
+    series = torch.stack([record.head_output_norms.flatten(0, 1) for record in activity])
     with tqdm(desc="PhiID", unit="chunk") as bar:
 
         def advance(done: int, total: int) -> None:
@@ -55,12 +53,8 @@ def degenerate_heads(
     total = layers * heads_per_layer
     ends = pd.concat(
         [
-            invalid_pairs[["prompt", "source", "reason"]].rename(
-                columns={"source": "head_index"}
-            ),
-            invalid_pairs[["prompt", "target", "reason"]].rename(
-                columns={"target": "head_index"}
-            ),
+            invalid_pairs[["prompt", "source", "reason"]].rename(columns={"source": "head_index"}),
+            invalid_pairs[["prompt", "target", "reason"]].rename(columns={"target": "head_index"}),
         ]
     )
     grouped = ends.groupby(["prompt", "head_index"])["reason"]
@@ -73,9 +67,7 @@ def degenerate_heads(
     degenerate = summary[summary["pairs"] == total - 1].reset_index()
     return pd.DataFrame(
         {
-            "prompt_id": np.asarray(prompt_ids, dtype=object)[
-                degenerate["prompt"].to_numpy(dtype=int)
-            ],
+            "prompt_id": np.asarray(prompt_ids, dtype=object)[degenerate["prompt"].to_numpy(dtype=int)],
             "head_index": degenerate["head_index"].astype(np.int64),
             "layer": (degenerate["head_index"] // heads_per_layer).astype(np.int64),
             "head": (degenerate["head_index"] % heads_per_layer).astype(np.int64),
@@ -96,9 +88,7 @@ def heads_per_layer(head_numbers: np.ndarray | torch.Tensor | pd.Series) -> int:
     return int(head_numbers.max()) + 1
 
 
-def head_scores(
-    synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int
-) -> pd.DataFrame:
+def head_scores(synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int) -> pd.DataFrame:
     """Per-head mean synergy and redundancy over its pairs, their ranks and the syn-red score."""
     off_diagonal = ~np.eye(len(synergy), dtype=bool)
     per_head = {
@@ -150,30 +140,20 @@ def top_edge_graph(matrix: np.ndarray, edge_fraction: float) -> nx.Graph:
     """Graph of the heads with a finite value, keeping the strongest ``edge_fraction`` of positive pair weights."""
     if not 0 < edge_fraction <= 1:
         raise ValueError(f"edge_fraction must be in (0, 1], got {edge_fraction}.")
-    nodes = np.flatnonzero(
-        np.isfinite(np.where(np.eye(len(matrix), dtype=bool), np.nan, matrix)).any(1)
-    )
+    nodes = np.flatnonzero(np.isfinite(np.where(np.eye(len(matrix), dtype=bool), np.nan, matrix)).any(1))
     source, target = np.triu_indices(len(matrix), 1)
     weights = matrix[source, target]
     finite = np.flatnonzero(np.isfinite(weights))
-    keep = finite[
-        np.argsort(-weights[finite], kind="stable")[
-            : math.ceil(edge_fraction * len(finite))
-        ]
-    ]
+    keep = finite[np.argsort(-weights[finite], kind="stable")[: math.ceil(edge_fraction * len(finite))]]
     # Modularity needs non-negative weights; a negative atom is not a connection.
     keep = keep[weights[keep] > 0]
     graph = nx.Graph()
     graph.add_nodes_from(nodes.tolist())
-    graph.add_weighted_edges_from(
-        zip(source[keep].tolist(), target[keep].tolist(), weights[keep].tolist())
-    )
+    graph.add_weighted_edges_from(zip(source[keep].tolist(), target[keep].tolist(), weights[keep].tolist()))
     return graph
 
 
-def network_measures(
-    matrix: np.ndarray, edge_fraction: float, seed: int
-) -> dict[str, float]:
+def network_measures(matrix: np.ndarray, edge_fraction: float, seed: int) -> dict[str, float]:
     """Global efficiency (binary) and Louvain modularity (weighted) of a top-edge graph."""
     graph = top_edge_graph(matrix, edge_fraction)
     if graph.number_of_edges() == 0:

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from metasyn import synergy
 from metasyn.comparison import plots as comparison_plots
 from metasyn.comparison import report, statistics
+from metasyn.metacognition.calibration import ALL_DOMAINS
 
 
 def collect_by_model(**results_by_model: object) -> dict[str, object]:
@@ -19,7 +20,10 @@ def collect_by_model(**results_by_model: object) -> dict[str, object]:
 
 def _per_prompt(phiid: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {
-        model: (matrices["synergy"]["per_prompt"].double().numpy(), matrices["redundancy"]["per_prompt"].double().numpy())
+        model: (
+            matrices["synergy"]["per_prompt"].double().numpy(),
+            matrices["redundancy"]["per_prompt"].double().numpy(),
+        )
         for model, matrices in phiid.items()
     }
 
@@ -38,20 +42,31 @@ def compare_layers(
         per_layer = {
             "syn_red_score": (profiles["base"]["score"], profiles[variant]["score"]),
             **{
-                quantity: (head_scores["base"].groupby("layer")[quantity].mean(),
-                           head_scores[variant].groupby("layer")[quantity].mean())
+                quantity: (
+                    head_scores["base"].groupby("layer")[quantity].mean(),
+                    head_scores[variant].groupby("layer")[quantity].mean(),
+                )
                 for quantity in ("synergy", "redundancy")
             },
         }
         for quantity, (before, after) in per_layer.items():
-            rows.append({"variant": variant, "quantity": quantity, **statistics.paired_tests(np.asarray(before), np.asarray(after))})
+            rows.append(
+                {
+                    "variant": variant,
+                    "quantity": quantity,
+                    **statistics.paired_tests(np.asarray(before), np.asarray(after)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def correlate_rankings(head_scores: dict[str, pd.DataFrame], variants: list[str]) -> pd.DataFrame:
     """Spearman correlation of each variant's per-head syn-red scores with the base model's."""
     return pd.DataFrame(
-        [{"variant": variant, **statistics.ranking_correlation(head_scores["base"], head_scores[variant])} for variant in variants]
+        [
+            {"variant": variant, **statistics.ranking_correlation(head_scores["base"], head_scores[variant])}
+            for variant in variants
+        ]
     )
 
 
@@ -61,18 +76,27 @@ def bootstrap_band_changes(
     """Depth-band syn-red change per variant and versus the control, with intervals over prompt resamples."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return statistics.band_score_changes(
-        _per_prompt(phiid), heads_per_layer, tuple(settings["depth_band"]), variants, settings["control"],
-        settings["bootstrap_resamples"], settings["seed"],
+        _per_prompt(phiid),
+        heads_per_layer,
+        tuple(settings["depth_band"]),
+        variants,
+        settings["control"],
+        settings["bootstrap_resamples"],
+        settings["seed"],
     )
 
 
 def join_calibration_and_synergy(calibration: pd.DataFrame, band_changes: pd.DataFrame) -> pd.DataFrame:
     """Per variant: pooled ECE and AUROC change from base next to the band syn-red change, with intervals."""
-    pooled = calibration[calibration["domain"] == "all"].set_index(["model", "metric"])
+    pooled = calibration[calibration["domain"] == ALL_DOMAINS].set_index(["model", "metric"])
     rows = []
     for change in band_changes[band_changes["reference"] == "base"].itertuples():
-        row = {"variant": change.variant, "synergy_change": change.estimate,
-               "synergy_ci_low": change.ci_low, "synergy_ci_high": change.ci_high}
+        row = {
+            "variant": change.variant,
+            "synergy_change": change.estimate,
+            "synergy_ci_low": change.ci_low,
+            "synergy_ci_high": change.ci_high,
+        }
         for metric in ("ece", "auroc"):
             key = (change.variant, f"{metric}_minus_base")
             found = pooled.loc[key] if key in pooled.index else None
@@ -107,7 +131,11 @@ def plot_delta_heatmaps(head_scores: dict[str, pd.DataFrame], variants: list[str
 
 
 def compose_verdict(
-    calibration: pd.DataFrame, band_changes: pd.DataFrame, layer_tests: pd.DataFrame, settings: dict, variants: list[str]
+    calibration: pd.DataFrame,
+    band_changes: pd.DataFrame,
+    layer_tests: pd.DataFrame,
+    settings: dict,
+    variants: list[str],
 ) -> str:
     """The plain-language verdict, computed from the statistics."""
     return report.verdict(calibration, band_changes, layer_tests, variants, settings["band_name"])
@@ -131,5 +159,13 @@ def compose_report(
         "depth band": f"{settings['band_name']} {tuple(settings['depth_band'])}",
         "bootstrap resamples": settings["bootstrap_resamples"],
     }
-    return report.render_report(configuration, pd.DataFrame.from_dict(model_descriptions, orient="index"),
-                                verdict_text, calibration, band_changes, layer_tests, rankings, settings["figures"])
+    return report.render_report(
+        configuration,
+        pd.DataFrame.from_dict(model_descriptions, orient="index"),
+        verdict_text,
+        calibration,
+        band_changes,
+        layer_tests,
+        rankings,
+        settings["figures"],
+    )

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import datasets
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
-from metasyn.lm.answers import extract_answer, get_matcher
+from metasyn.lm.answers import get_matcher, score_answer
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel
 from metasyn.lm.prompts import answer_messages, render_prompts
+from metasyn.metacognition import examples as examples_lib
+from metasyn.metacognition import plots as metacognition_plots
 from metasyn.metacognition import targets as targets_lib
-from metasyn.questions import answer_type, validate_questions
+from metasyn.questions import validate_questions
 from metasyn.questions.sources import load_source
 
 
@@ -44,9 +45,7 @@ def split_questions(questions: pd.DataFrame, split: dict, seed: int) -> pd.DataF
         questions, test_size=split["test_fraction"], stratify=questions["domain"], random_state=seed
     )
     validation_share = split["validation_fraction"] / (1 - split["test_fraction"])
-    train, validation = train_test_split(
-        rest, test_size=validation_share, stratify=rest["domain"], random_state=seed
-    )
+    train, validation = train_test_split(rest, test_size=validation_share, stratify=rest["domain"], random_state=seed)
     labels = pd.concat(
         [pd.Series("train", train.index), pd.Series("validation", validation.index), pd.Series("test", test.index)]
     )
@@ -72,8 +71,7 @@ def sample_answers(questions: pd.DataFrame, model: LanguageModel, sampling: dict
     rows = []
     for index, output in enumerate(generations.texts):
         question = records[index // sampling["n_samples"]]
-        kind = answer_type(question["domain"])
-        answer = extract_answer(output, kind)
+        answer, correct = score_answer(output, question, matcher)
         rows.append(
             {
                 "question_id": question["id"],
@@ -82,7 +80,7 @@ def sample_answers(questions: pd.DataFrame, model: LanguageModel, sampling: dict
                 "output": output,
                 "answer": answer,
                 "parsed": answer is not None,
-                "correct": matcher(answer, question["answer"], list(question["aliases"]), kind),
+                "correct": correct,
             }
         )
     return pd.DataFrame(rows)
@@ -116,9 +114,9 @@ def build_training_examples(
     splits = {}
     for split in ("train", "validation"):
         split_targets = targets[targets["split"] == split]
-        singles = examples.single_task_examples(split_targets, questions)
+        singles = examples_lib.single_task_examples(split_targets, questions)
         n_pairs = int(round(examples["pairwise_per_single"] * len(singles)))
-        pairs = examples.pairwise_task_examples(split_targets, questions, n_pairs, seed)
+        pairs = examples_lib.pairwise_task_examples(split_targets, questions, n_pairs, seed)
         if not singles:
             raise ValueError(f"No {split} examples: every {split} question lacks a parseable modal answer.")
         splits[split] = datasets.Dataset.from_list(singles + pairs).shuffle(seed=seed)
@@ -132,21 +130,6 @@ def select_test_questions(questions: pd.DataFrame, consistency: pd.DataFrame) ->
     return test.merge(consistency[columns], left_on="id", right_on="question_id").drop(columns="question_id")
 
 
-def plot_consistency(consistency: pd.DataFrame, bins: pd.DataFrame) -> plt.Figure:
+def plot_consistency(consistency: pd.DataFrame, bins: pd.DataFrame) -> Figure:
     """Consistency histogram per domain, and empirical accuracy per bin (the targets' source)."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for domain, group in consistency.groupby("domain"):
-        left.hist(group["consistency"], bins=np.linspace(0, 1, 11), alpha=0.5, label=domain)
-    left.set(xlabel="consistency with the modal answer", ylabel="questions", title="Consistency by domain")
-    left.legend()
-    centres = (bins["lower"] + bins["upper"]) / 2
-    right.bar(centres, bins["accuracy"], width=0.09, color="tab:blue", alpha=0.7, label="bin accuracy (train)")
-    right.plot([0, 1], [0, 1], "k--", linewidth=1, label="accuracy = consistency")
-    for centre, accuracy, count in zip(centres, bins["accuracy"], bins["n_questions"]):
-        if count:
-            right.annotate(f"n={count}", (centre, np.nan_to_num(accuracy)), ha="center", va="bottom", fontsize=7)
-    right.set(xlabel="consistency bin", ylabel="accuracy of modal answer", xlim=(0, 1), ylim=(0, 1.05),
-              title="Target confidence source")
-    right.legend(loc="upper left")
-    figure.tight_layout()
-    return figure
+    return metacognition_plots.consistency_figure(consistency, bins)

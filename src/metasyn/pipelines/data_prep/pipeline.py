@@ -12,7 +12,12 @@ def create_pipeline(variants: Variants) -> Pipeline:
     # One namespace (a kedro-viz group, one SLURM job); dataset names stay unprefixed for the catalog.
     return pipeline(
         [
-            node(func=nodes.check_sampling, inputs="params:data_prep.sampling", outputs="sampling_settings", name="check_sampling"),
+            node(
+                func=nodes.check_sampling,
+                inputs="params:data_prep.sampling",
+                outputs="sampling_settings",
+                name="check_sampling",
+            ),
             node(
                 func=nodes.assemble_questions,
                 inputs=["params:data_prep.sources", "params:data_prep.seed"],
@@ -46,7 +51,12 @@ def create_pipeline(variants: Variants) -> Pipeline:
             ),
             node(
                 func=nodes.assign_targets,
-                inputs=["question_consistency", "consistency_bins", "params:data_prep.targets", "params:data_prep.seed"],
+                inputs=[
+                    "question_consistency",
+                    "consistency_bins",
+                    "params:data_prep.targets",
+                    "params:data_prep.seed",
+                ],
                 outputs="confidence_targets",
                 name="assign_targets",
             ),

@@ -15,7 +15,12 @@ def measurement_pipeline() -> Pipeline:
     """Activity -> PhiID -> head scores, layer profile, graph measures and figures, for one model."""
     return pipeline(
         [
-            node(func=nodes.describe_measured_model, inputs="model", outputs="model_description", name="describe_measured_model"),
+            node(
+                func=nodes.describe_measured_model,
+                inputs="model",
+                outputs="model_description",
+                name="describe_measured_model",
+            ),
             node(
                 func=nodes.extract_head_activity,
                 inputs=["model", "synergy_prompt_set", "head_activity_saved", "params:synergy.activity"],
@@ -29,8 +34,18 @@ def measurement_pipeline() -> Pipeline:
                 outputs=["phiid_synergy", "phiid_redundancy", "degenerate_heads"],
                 name="compute_phiid",
             ),
-            node(func=nodes.score_heads, inputs=["phiid_synergy", "phiid_redundancy"], outputs="head_scores", name="score_heads"),
-            node(func=nodes.summarize_layer_profile, inputs="head_scores", outputs="layer_profile", name="summarize_layer_profile"),
+            node(
+                func=nodes.score_heads,
+                inputs=["phiid_synergy", "phiid_redundancy"],
+                outputs="head_scores",
+                name="score_heads",
+            ),
+            node(
+                func=nodes.summarize_layer_profile,
+                inputs="head_scores",
+                outputs="layer_profile",
+                name="summarize_layer_profile",
+            ),
             node(
                 func=nodes.measure_networks,
                 inputs=["phiid_synergy", "phiid_redundancy", "head_scores", "params:synergy.graph"],
@@ -43,9 +58,14 @@ def measurement_pipeline() -> Pipeline:
                 outputs="phiid_matrices_figure",
                 name="plot_phiid_matrices",
             ),
-            node(func=nodes.plot_head_scores, inputs="head_scores", outputs="head_scores_figure", name="plot_head_scores"),
             node(
-                func=nodes.plot_layer_profile, inputs="layer_profile", outputs="layer_profile_figure", name="plot_layer_profile"
+                func=nodes.plot_head_scores, inputs="head_scores", outputs="head_scores_figure", name="plot_head_scores"
+            ),
+            node(
+                func=nodes.plot_layer_profile,
+                inputs="layer_profile",
+                outputs="layer_profile_figure",
+                name="plot_layer_profile",
             ),
         ]
     )
