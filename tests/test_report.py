@@ -89,10 +89,14 @@ def test_report_contains_verdict_tables_and_figure_links():
         changes,
         tests,
         pd.DataFrame({"variant": ["metacog"], "spearman_rho": [0.9]}),
+        pd.DataFrame({"comparison": ["metacog vs base"], "statistic": ["peak_shift"], "estimate": [0.25]}),
+        pd.DataFrame({"model": ["random_init"], "statistic": ["inverted_u_quadratic"], "estimate": [0.01]}),
         {"Layer profiles": "layer_profiles.png"},
     )
     assert "## Verdict\n\nVERDICT" in text
     assert "| base | /cache/gemma-3-4b-it | Gemma3ForConditionalGeneration |" in text
+    assert "| metacog vs base | peak_shift | 0.250 |" in text
+    assert "| random_init | inverted_u_quadratic | 0.010 |" in text
     assert "![Layer profiles](layer_profiles.png)" in text
     assert "| metric | base | metacog |" in text
 

@@ -131,6 +131,8 @@ def render_report(
     changes: pd.DataFrame,
     layer_tests: pd.DataFrame,
     rankings: pd.DataFrame,
+    shape_changes: pd.DataFrame,
+    model_shapes: pd.DataFrame,
     figures: Mapping[str, str],
 ) -> str:
     """The whole report as Markdown; ``models`` describes each loaded model (one row per model name);
@@ -162,6 +164,16 @@ def render_report(
         _markdown_table(layer_tests),
         "## Synergy: head ranking agreement with base",
         _markdown_table(rankings),
+        "## Synergy: layer-profile shape change (paired bootstrap and permutation over prompts)",
+        "Distance (RMS over layers after removing the mean offset, which min-max scaling can shift as a whole), "
+        "peak shift (depth of the smoothed profile's maximum) and profile correlation, with 95% intervals over "
+        "prompt resamples; the distance is judged by its permutation p-value.",
+        _markdown_table(shape_changes),
+        "## Synergy: per-model shape, ranking noise floor and ablation",
+        "Inverted-U strength (negated quadratic coefficient against depth; middle-third minus outer mean), "
+        "split-half reliability of the head ranking (Spearman-Brown; the ceiling for any ranking correlation "
+        "above) and the ablation area (order minus mean random order, per unit fraction).",
+        _markdown_table(model_shapes),
         "## Figures",
         "\n\n".join(f"### {caption}\n\n![{caption}]({path})" for caption, path in figures.items()),
     ]

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from metasyn import synergy
 from metasyn.comparison import plots as comparison_plots
-from metasyn.comparison import report, statistics
+from metasyn.comparison import report, shape, statistics
 from metasyn.metacognition.calibration import ALL_DOMAINS
 
 
@@ -86,6 +86,34 @@ def bootstrap_band_changes(
     )
 
 
+def test_profile_shapes(
+    phiid: dict[str, dict], head_scores: dict[str, pd.DataFrame], settings: dict, variants: list[str]
+) -> pd.DataFrame:
+    """Layer-profile distance, peak shift and correlation of each variant from base and the control."""
+    heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
+    return shape.shape_change_table(
+        _per_prompt(phiid),
+        heads_per_layer,
+        variants,
+        settings["control"],
+        settings["shape_resamples"],
+        settings["seed"],
+    )
+
+
+def measure_model_shapes(
+    phiid: dict[str, dict],
+    ablation_curves: dict[str, pd.DataFrame],
+    head_scores: dict[str, pd.DataFrame],
+    settings: dict,
+) -> pd.DataFrame:
+    """Per model: inverted-U strength, split-half reliability of the head ranking, ablation areas."""
+    heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
+    return shape.model_shape_table(
+        _per_prompt(phiid), ablation_curves, heads_per_layer, settings["shape_resamples"], settings["seed"]
+    )
+
+
 def join_calibration_and_synergy(calibration: pd.DataFrame, band_changes: pd.DataFrame) -> pd.DataFrame:
     """Per variant: pooled ECE and AUROC change from base next to the band syn-red change, with intervals."""
     pooled = calibration[calibration["domain"] == ALL_DOMAINS].set_index(["model", "metric"])
@@ -145,6 +173,8 @@ def compose_report(
     model_descriptions: dict[str, dict],
     settings: dict,
     verdict_text: str,
+    shape_changes: pd.DataFrame,
+    model_shapes: pd.DataFrame,
     calibration: pd.DataFrame,
     band_changes: pd.DataFrame,
     layer_tests: pd.DataFrame,
@@ -158,6 +188,7 @@ def compose_report(
         "baselines": ", ".join(baselines),
         "depth band": f"{settings['band_name']} {tuple(settings['depth_band'])}",
         "bootstrap resamples": settings["bootstrap_resamples"],
+        "shape resamples and permutations": settings["shape_resamples"],
     }
     return report.render_report(
         configuration,
@@ -167,5 +198,7 @@ def compose_report(
         band_changes,
         layer_tests,
         rankings,
+        shape_changes,
+        model_shapes,
         settings["figures"],
     )

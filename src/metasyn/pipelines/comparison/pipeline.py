@@ -25,8 +25,9 @@ def create_pipeline(variants: Variants) -> Pipeline:
         [
             _collect("layer_profile", synergy_models, "layer_profiles_by_model"),
             _collect("head_scores", synergy_models, "head_scores_by_model"),
-            _collect("phiid_synergy", evaluated_models, "phiid_synergy_by_model"),
-            _collect("phiid_redundancy", evaluated_models, "phiid_redundancy_by_model"),
+            # Every model, random_init included: its layer profile is the reference for the inverted U.
+            _collect("phiid_synergy", synergy_models, "phiid_synergy_by_model"),
+            _collect("phiid_redundancy", synergy_models, "phiid_redundancy_by_model"),
             _collect("ablation_curves", evaluated_models, "ablation_curves_by_model"),
             node(
                 func=nodes.pair_phiid,
@@ -52,6 +53,20 @@ def create_pipeline(variants: Variants) -> Pipeline:
                 inputs=["phiid_by_model", "head_scores_by_model", "params:comparison"],
                 outputs="band_score_changes",
                 name="bootstrap_band_changes",
+                tags=[CPU_LARGE_TAG],
+            ),
+            node(
+                func=bind(nodes.test_profile_shapes, variants=fine_tuned),
+                inputs=["phiid_by_model", "head_scores_by_model", "params:comparison"],
+                outputs="profile_shape_changes",
+                name="test_profile_shapes",
+                tags=[CPU_LARGE_TAG],
+            ),
+            node(
+                func=nodes.measure_model_shapes,
+                inputs=["phiid_by_model", "ablation_curves_by_model", "head_scores_by_model", "params:comparison"],
+                outputs="model_shape_measures",
+                name="measure_model_shapes",
                 tags=[CPU_LARGE_TAG],
             ),
             node(
@@ -96,6 +111,8 @@ def create_pipeline(variants: Variants) -> Pipeline:
                     "model_descriptions_by_model",
                     "params:comparison",
                     "verdict",
+                    "profile_shape_changes",
+                    "model_shape_measures",
                     "calibration_metrics_table",
                     "band_score_changes",
                     "layer_change_tests",

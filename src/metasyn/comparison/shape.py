@@ -1,0 +1,465 @@
+"""Shape of the layer profile: distance, peak shift, correlation and inverted U, with prompt-level uncertainty.
+
+Why this module exists: a per-layer paired t-test on the min-max scaled layer profile is an artefact. The
+syn-red scores sum to zero over heads and the scaling is anchored by the two most extreme heads, so moving
+one extreme head moves every scaled layer mean by about the same constant; a paired test over layers sees
+a tiny spread of differences and reports a huge effect, while a real change of shape (differences of both
+signs) leaves it at p ~ 1. Here the profile is compared as a shape (offset removed), uncertainty comes from
+resampling prompts (the unit that was sampled), and the distance is tested by permuting models within
+prompts.
+
+Peak depth: the profile is smoothed by a 3-layer moving average (each layer with its two neighbours, two at
+the ends); the peak is its argmax, refined to sub-layer precision by the vertex of the parabola through the
+maximum and its two neighbours (within half a layer; the argmax itself at the first or last layer), divided
+by (layers - 1). Local rather than a global quadratic fit, whose vertex a skewed (e.g. late) peak drags
+away: an exact tent peaked at depth 0.8 has its fitted-quadratic vertex at 0.94, and the rank-based profile
+of a synthetic model peaked at 0.8 had it past 1 (so clipped to 1).
+
+Resampled and permuted prompt means are weighted sums over prompts (weights = how often a prompt is drawn,
+or which model a prompt is taken from), so no resample copies the ``(prompts, H, H)`` arrays; the result is
+``nanmean`` of the chosen prompts.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import integrate
+from scipy import stats as scipy_stats
+
+from metasyn.comparison.statistics import band_layers, percentile_interval
+from metasyn.metacognition.calibration import bootstrap_indices
+from metasyn.synergy.scores import head_scores, layer_profile, nanmean
+
+Matrices = tuple[np.ndarray, np.ndarray]  # (synergy, redundancy), each (prompts, H, H)
+Interval = dict[str, float]
+Part = tuple[np.ndarray, np.ndarray | float]  # weighted sum of finite values, weighted count of them
+ModelParts = tuple[Part, Part]  # (synergy, redundancy)
+
+MIDDLE_BAND = (1 / 3, 2 / 3)
+SHAPE_STATISTICS = ("l2_distance", "peak_shift", "profile_correlation", "mean_offset")
+
+
+def _prompt_mean(matrices: np.ndarray, prompts: np.ndarray | None) -> np.ndarray:
+    """Mean ``(heads, heads)`` matrix over the given prompt indices (repeats count twice), skipping NaN."""
+    return nanmean(matrices if prompts is None else matrices[prompts], axis=0)
+
+
+def _profile_of_means(synergy_mean: np.ndarray, redundancy_mean: np.ndarray, heads_per_layer: int) -> np.ndarray:
+    """Layer profile scores of prompt-mean ``(H, H)`` matrices."""
+    with warnings.catch_warnings():
+        # A profile whose heads all tie has max == min; layer_profile then divides 0 by 0 (NaN, not a crash).
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        profile = layer_profile(head_scores(synergy_mean, redundancy_mean, heads_per_layer))
+    return profile["score"].to_numpy(dtype=float)
+
+
+def profile_from_matrices(
+    synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int, prompts: np.ndarray | None = None
+) -> np.ndarray:
+    """Layer profile (scaled score per layer, as ``layer_profile``) of the prompt-mean matrices."""
+    return _profile_of_means(_prompt_mean(synergy, prompts), _prompt_mean(redundancy, prompts), heads_per_layer)
+
+
+class _Weighted:
+    """Per-prompt matrices prepared for means under prompt weights: NaN as 0, and where values are finite."""
+
+    def __init__(self, matrices: np.ndarray) -> None:
+        finite = np.isfinite(matrices)
+        complete = bool(finite.all())
+        self.values = matrices if complete else np.where(finite, matrices, 0.0)
+        # Without NaN every pair counts every prompt: the count is the weight sum, and no mask is kept.
+        self.finite = None if complete else finite.astype(float)
+
+    def parts(self, weights: np.ndarray) -> Part:
+        """Weighted sum of the finite values and weighted count of them, per head pair."""
+        count = weights.sum() if self.finite is None else np.tensordot(weights, self.finite, axes=1)
+        return np.tensordot(weights, self.values, axes=1), count
+
+
+def _mean_of(*parts: Part) -> np.ndarray:
+    """Mean from summed (total, count) parts; NaN where no finite value was drawn, as ``nanmean``."""
+    total, count = sum(part[0] for part in parts), sum(part[1] for part in parts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+class _Model:
+    """One model's synergy and redundancy, ready for weighted prompt means."""
+
+    def __init__(self, matrices: Matrices) -> None:
+        self.synergy, self.redundancy = _Weighted(matrices[0]), _Weighted(matrices[1])
+        self.n_prompts = len(matrices[0])
+
+    def parts(self, weights: np.ndarray) -> ModelParts:
+        """(synergy, redundancy) weighted parts for these prompt weights."""
+        return self.synergy.parts(weights), self.redundancy.parts(weights)
+
+
+def _profile_of_parts(heads_per_layer: int, *parts: ModelParts) -> np.ndarray:
+    """Layer profile of the prompt mean pooled from (synergy, redundancy) parts of one or two models."""
+    return _profile_of_means(
+        _mean_of(*(part[0] for part in parts)), _mean_of(*(part[1] for part in parts)), heads_per_layer
+    )
+
+
+def _head_score_of_parts(heads_per_layer: int, parts: ModelParts) -> np.ndarray:
+    """Per-head syn-red score of the prompt mean given by one model's (synergy, redundancy) parts."""
+    scores = head_scores(_mean_of(parts[0]), _mean_of(parts[1]), heads_per_layer)
+    return scores["syn_red_score"].to_numpy(dtype=float)
+
+
+def _draw_counts(indices: np.ndarray, n_prompts: int) -> np.ndarray:
+    """How often each prompt is drawn in one resample: its weight in the resample's mean."""
+    return np.bincount(indices, minlength=n_prompts).astype(float)
+
+
+def depth_of(profile: np.ndarray) -> np.ndarray:
+    """Normalised depth of each layer, 0 (first) to 1 (last), as ``layer_profile``."""
+    return np.linspace(0.0, 1.0, len(profile))
+
+
+def quadratic_fit(profile: np.ndarray) -> np.ndarray:
+    """Coefficients ``(a, b, c)`` of ``a d^2 + b d + c`` fitted by least squares over finite layers."""
+    depth, keep = depth_of(profile), np.isfinite(profile)
+    if keep.sum() < 3:
+        return np.full(3, np.nan)
+    return np.polyfit(depth[keep], profile[keep], 2)
+
+
+def moving_average(profile: np.ndarray) -> np.ndarray:
+    """Mean of each layer and its two neighbours (fewer at the ends, NaN layers skipped)."""
+    finite = np.isfinite(profile)
+    kernel = np.ones(3)
+    totals = np.convolve(np.where(finite, profile, 0.0), kernel, mode="same")
+    counts = np.convolve(finite.astype(float), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, totals / counts, np.nan)
+
+
+def peak_depth(profile: np.ndarray) -> float:
+    """Depth of the maximum of the 3-layer moving average, refined by a parabola through it and its neighbours."""
+    smoothed = moving_average(np.asarray(profile, dtype=float))
+    if not np.isfinite(smoothed).any():
+        return math.nan
+    peak = int(np.nanargmax(smoothed))
+    offset = 0.0
+    if 0 < peak < len(smoothed) - 1 and np.all(np.isfinite(smoothed[peak - 1 : peak + 2])):
+        left, middle, right = smoothed[peak - 1 : peak + 2]
+        curvature = left - 2 * middle + right
+        # Sub-layer vertex of the parabola through the three points; within half a layer since middle is max.
+        if curvature < 0:
+            offset = 0.5 * (left - right) / curvature
+    return float((peak + offset) / max(len(smoothed) - 1, 1))
+
+
+def _paired_finite(base: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The layers defined in both profiles."""
+    keep = np.isfinite(base) & np.isfinite(other)
+    return base[keep], other[keep]
+
+
+def shape_distance(base: np.ndarray, other: np.ndarray) -> float:
+    """Root mean square over layers of the difference of the two profiles, each centred on its layer mean.
+
+    Centred because a uniform offset is what moving an extreme (min-max anchor) head does to every scaled
+    layer mean; it is not a change of shape. A change of the score range rescales the profile instead, and
+    that the distance does see (as it sees a real change of the hump's height).
+    """
+    base, other = _paired_finite(base, other)
+    if not len(base):
+        return math.nan
+    difference = other - base
+    return float(np.sqrt(np.mean((difference - difference.mean()) ** 2)))
+
+
+def mean_offset(base: np.ndarray, other: np.ndarray) -> float:
+    """Mean over layers of ``other - base``: the level change that the shape distance leaves out."""
+    base, other = _paired_finite(base, other)
+    return float(np.mean(other - base)) if len(base) else math.nan
+
+
+def profile_correlation(base: np.ndarray, other: np.ndarray) -> float:
+    """Pearson correlation of the two profiles over layers defined in both; NaN if either is constant."""
+    base, other = _paired_finite(base, other)
+    if len(base) < 3 or np.ptp(base) == 0 or np.ptp(other) == 0:
+        return math.nan
+    return float(np.corrcoef(base, other)[0, 1])
+
+
+def _shape_statistics(base: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The ``SHAPE_STATISTICS`` of two profiles, in that order."""
+    return np.array(
+        [
+            shape_distance(base, other),
+            peak_depth(other) - peak_depth(base),
+            profile_correlation(base, other),
+            mean_offset(base, other),
+        ]
+    )
+
+
+def _interval(estimate: float, samples: np.ndarray) -> Interval:
+    """Estimate with its 95% percentile interval over resamples."""
+    low, high = percentile_interval(np.asarray(samples, dtype=float))
+    return {"estimate": float(estimate), "ci_low": low, "ci_high": high}
+
+
+def _resample_weights(
+    n_base: int, n_other: int, n_resamples: int, seed: int, paired: bool
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """Prompt weights of each resample for the two models: the same draw when paired, independent otherwise."""
+    base = bootstrap_indices(n_base, n_resamples, seed)
+    # Unpaired models get their own stream, so their resamples are not accidentally aligned.
+    other = base if paired else np.random.default_rng([seed, 2]).integers(0, n_other, size=(n_resamples, n_other))
+    for left, right in zip(base, other):
+        yield _draw_counts(left, n_base), _draw_counts(right, n_other)
+
+
+def _permuted_profiles(
+    base: _Model, other: _Model, heads_per_layer: int, n_permutations: int, seed: int, paired: bool
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """Profiles of pairs of pseudo-models under the null that the two models are exchangeable."""
+    rng = np.random.default_rng([seed, 1])  # its own stream: not tied to the bootstrap resamples
+    for _ in range(n_permutations):
+        if paired:
+            # Per prompt, swap which model is called base (a sign flip of the paired difference).
+            swap = (rng.random(base.n_prompts) < 0.5).astype(float)
+            kept_base, swapped_base = base.parts(1 - swap), base.parts(swap)
+            kept_other, swapped_other = other.parts(1 - swap), other.parts(swap)
+            yield (
+                _profile_of_parts(heads_per_layer, kept_base, swapped_other),
+                _profile_of_parts(heads_per_layer, swapped_base, kept_other),
+            )
+        else:
+            # Pool the prompts of both models and re-split them at random into groups of the original sizes.
+            to_base = np.zeros(base.n_prompts + other.n_prompts)
+            to_base[rng.permutation(len(to_base))[: base.n_prompts]] = 1.0
+            from_base, from_other = to_base[: base.n_prompts], to_base[base.n_prompts :]
+            yield (
+                _profile_of_parts(heads_per_layer, base.parts(from_base), other.parts(from_other)),
+                _profile_of_parts(heads_per_layer, base.parts(1 - from_base), other.parts(1 - from_other)),
+            )
+
+
+def profile_shape_test(
+    base: Matrices,
+    other: Matrices,
+    heads_per_layer: int,
+    n_resamples: int,
+    seed: int,
+    paired: bool = True,
+    n_permutations: int | None = None,
+) -> dict[str, Interval | float | int]:
+    """Difference of two models' layer profiles as a shape, with prompt-bootstrap intervals and a permutation p.
+
+    ``base`` and ``other`` are (synergy, redundancy) per-prompt matrices ``(prompts, H, H)``. Statistics, each
+    ``{"estimate", "ci_low", "ci_high"}`` (95% percentile interval over ``n_resamples`` prompt resamples; when
+    ``paired`` both models use the same resampled prompts, scores and profiles recomputed each time):
+
+    - ``l2_distance``: RMS over layers of the difference of the centred profiles (uniform offset removed);
+    - ``peak_shift``: peak depth of ``other`` minus that of ``base`` (smoothed argmax, see the module);
+    - ``profile_correlation``: Pearson correlation of the two profiles over layers;
+    - ``mean_offset``: mean over layers of ``other - base``; reported, but not evidence of a shape change.
+
+    ``p_value`` tests ``l2_distance`` against the null that the models are exchangeable: paired, the models'
+    matrices are swapped on a random subset of prompts; unpaired, prompts are pooled and re-split.
+    p = (1 + #{null >= observed}) / (1 + n_permutations). Use p, not the interval, for the verdict on the
+    distance: a distance is never negative and prompt noise alone makes it positive, so its bootstrap interval
+    excludes 0 even for identical models.
+    """
+    n_base, n_other = len(base[0]), len(other[0])
+    if paired and n_base != n_other:
+        raise ValueError(f"Paired models need the same prompts, got {n_base} and {n_other} prompts.")
+    n_permutations = n_resamples if n_permutations is None else n_permutations
+    left, right = _Model(base), _Model(other)
+    observed = _shape_statistics(
+        profile_from_matrices(*base, heads_per_layer), profile_from_matrices(*other, heads_per_layer)
+    )
+    samples = np.array(
+        [
+            _shape_statistics(
+                _profile_of_parts(heads_per_layer, left.parts(left_weights)),
+                _profile_of_parts(heads_per_layer, right.parts(right_weights)),
+            )
+            for left_weights, right_weights in _resample_weights(n_base, n_other, n_resamples, seed, paired)
+        ]
+    ).reshape(n_resamples, len(SHAPE_STATISTICS))
+    null = np.array(
+        [
+            shape_distance(*profiles)
+            for profiles in _permuted_profiles(left, right, heads_per_layer, n_permutations, seed, paired)
+        ]
+    )
+    # A small tolerance so that permutations reproducing the observed distance (up to rounding) count as >=.
+    exceed = int(np.sum(null >= observed[0] - 1e-12))
+    result: dict[str, Interval | float | int] = {
+        name: _interval(observed[k], samples[:, k]) for k, name in enumerate(SHAPE_STATISTICS)
+    }
+    result["p_value"] = (1 + exceed) / (1 + n_permutations)
+    result["n_permutations"] = n_permutations
+    result["n_prompts"] = n_base
+    if not paired:
+        result["n_prompts_other"] = n_other
+    return result
+
+
+def _inverted_u_statistics(profile: np.ndarray) -> np.ndarray:
+    """Negated quadratic coefficient, and middle-band mean minus outside mean, of one profile."""
+    inside = np.zeros(len(profile), dtype=bool)
+    inside[band_layers(len(profile), MIDDLE_BAND)] = True
+    finite = np.isfinite(profile)
+    if not (inside & finite).any() or not (~inside & finite).any():
+        contrast = math.nan
+    else:
+        contrast = float(profile[inside & finite].mean() - profile[~inside & finite].mean())
+    return np.array([-quadratic_fit(profile)[0], contrast])
+
+
+def inverted_u(
+    synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int, n_resamples: int, seed: int
+) -> dict[str, Interval | int]:
+    """Inverted-U strength of one model's layer profile, with 95% intervals over prompt resamples.
+
+    ``quadratic``: minus the ``d^2`` coefficient of a least-squares quadratic in normalised depth (positive =
+    inverted U, in profile units per unit depth squared). ``band_contrast``: mean profile over depths
+    [1/3, 2/3] minus the mean outside it.
+    """
+    observed = _inverted_u_statistics(profile_from_matrices(synergy, redundancy, heads_per_layer))
+    model = _Model((synergy, redundancy))
+    samples = np.array(
+        [
+            _inverted_u_statistics(
+                _profile_of_parts(heads_per_layer, model.parts(_draw_counts(prompts, model.n_prompts)))
+            )
+            for prompts in bootstrap_indices(len(synergy), n_resamples, seed)
+        ]
+    ).reshape(n_resamples, 2)
+    return {
+        "quadratic": _interval(observed[0], samples[:, 0]),
+        "band_contrast": _interval(observed[1], samples[:, 1]),
+        "n_prompts": len(synergy),
+    }
+
+
+def ablation_area(curves: pd.DataFrame, order: str = "synergistic_first") -> float:
+    """Mean gap (trapezoid area / fraction range) of ``order``'s divergence curve above the random-order mean.
+
+    ``curves`` is an ``ablation_curves`` table (columns order, fraction, divergence; the random rows already
+    hold the mean over random orders). Positive: removing heads in this order hurts more than at random.
+    """
+    table = curves.pivot_table(index="fraction", columns="order", values="divergence", aggfunc="mean").sort_index()
+    for needed in (order, "random"):
+        if needed not in table.columns:
+            raise ValueError(f"Ablation curves have no {needed!r} order; orders: {sorted(table.columns)}.")
+    gap = (table[order] - table["random"]).dropna()
+    fraction = gap.index.to_numpy(dtype=float)
+    if len(gap) < 2 or fraction[-1] == fraction[0]:
+        return math.nan
+    return float(integrate.trapezoid(gap.to_numpy(dtype=float), fraction) / (fraction[-1] - fraction[0]))
+
+
+def split_half_reliability(
+    synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int, n_splits: int, seed: int
+) -> dict[str, float | int]:
+    """Spearman-Brown corrected split-half reliability of the head syn-red scores, over random prompt splits.
+
+    Each split puts half the prompts (n // 2 each; one left out when n is odd, so the halves are equal as
+    Spearman-Brown assumes) in each half; the per-half head scores are rank-correlated and corrected by
+    2r / (1 + r). ``estimate`` is the mean over splits, ``ci_low``/``ci_high`` the 2.5/97.5 percentiles over
+    splits, ``uncorrected`` the mean half-to-half Spearman. The noise floor for a between-model ranking
+    correlation: two models cannot agree more than a model agrees with itself.
+    """
+    n_prompts = len(synergy)
+    if n_prompts < 2:
+        raise ValueError(f"Split-half reliability needs at least 2 prompts, got {n_prompts}.")
+    rng = np.random.default_rng(seed)
+    model, half = _Model((synergy, redundancy)), n_prompts // 2
+    correlations = np.full(n_splits, np.nan)
+    for split in range(n_splits):
+        order = rng.permutation(n_prompts)
+        first, second = (
+            _head_score_of_parts(heads_per_layer, model.parts(_draw_counts(chosen, n_prompts)))
+            for chosen in (order[:half], order[half : 2 * half])
+        )
+        first, second = _paired_finite(first, second)
+        if len(first) >= 3 and np.ptp(first) > 0 and np.ptp(second) > 0:
+            correlations[split] = scipy_stats.spearmanr(first, second).statistic
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corrected = 2 * correlations / (1 + correlations)
+    low, high = percentile_interval(corrected)
+    finite = np.isfinite(corrected)
+    return {
+        "estimate": float(corrected[finite].mean()) if finite.any() else math.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "uncorrected": float(np.nanmean(correlations)) if np.isfinite(correlations).any() else math.nan,
+        "n_splits": n_splits,
+        "n_prompts": n_prompts,
+    }
+
+
+SHAPE_TABLE_COLUMNS = ["comparison", "statistic", "estimate", "ci_low", "ci_high", "p_value", "n_prompts", "note"]
+
+
+def shape_change_table(
+    per_prompt: Mapping[str, Matrices],
+    heads_per_layer: int,
+    variants: Sequence[str],
+    control: str | None,
+    n_resamples: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Profile shape change of each variant from base (and of each other variant from the control), one row per statistic."""
+    pairs = [(variant, "base") for variant in variants]
+    if control in variants:
+        pairs += [(variant, control) for variant in variants if variant != control]
+    rows = []
+    for variant, reference in pairs:
+        result = profile_shape_test(per_prompt[reference], per_prompt[variant], heads_per_layer, n_resamples, seed)
+        for statistic in SHAPE_STATISTICS:
+            distance = statistic == "l2_distance"
+            rows.append({
+                "comparison": f"{variant} vs {reference}", "statistic": statistic, **result[statistic],
+                "p_value": result["p_value"] if distance else math.nan, "n_prompts": result["n_prompts"],
+                # The distance is never below 0, so its interval cannot contain 0: judge it by the permutation p.
+                "note": "judge by p_value (paired permutation over prompts)" if distance else "",
+            })  # fmt: skip
+    return pd.DataFrame(rows, columns=SHAPE_TABLE_COLUMNS)
+
+
+def model_shape_table(
+    per_prompt: Mapping[str, Matrices],
+    ablation_curves: Mapping[str, pd.DataFrame],
+    heads_per_layer: int,
+    n_resamples: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Per model: inverted-U strength, split-half reliability of the head ranking, and ablation areas."""
+    rows = []
+    for model, (synergy, redundancy) in per_prompt.items():
+        bend = inverted_u(synergy, redundancy, heads_per_layer, n_resamples, seed)
+        reliability = split_half_reliability(synergy, redundancy, heads_per_layer, n_resamples, seed)
+        measures = {
+            "inverted_u_quadratic": (bend["quadratic"], ""),
+            "inverted_u_band_contrast": (bend["band_contrast"], ""),
+            "ranking_split_half_reliability": (
+                {key: reliability[key] for key in ("estimate", "ci_low", "ci_high")},
+                "interval: 2.5-97.5% over random prompt splits",
+            ),
+        }
+        if model in ablation_curves:
+            for order in ("synergistic_first", "redundant_first"):
+                area = {
+                    "estimate": ablation_area(ablation_curves[model], order),
+                    "ci_low": math.nan,
+                    "ci_high": math.nan,
+                }
+                measures[f"ablation_area_{order}"] = (area, "no interval: the curves are already means over prompts")
+        for statistic, (values, note) in measures.items():
+            rows.append({"model": model, "statistic": statistic, **values, "n_prompts": len(synergy), "note": note})
+    return pd.DataFrame(rows, columns=["model", "statistic", "estimate", "ci_low", "ci_high", "n_prompts", "note"])

@@ -1,0 +1,314 @@
+"""Layer-profile shape statistics on synthetic PhiID matrices whose answer is known, in both directions.
+
+Synthetic model: 11 layers x 4 heads, 40 prompts. Head i has a synergy level f(i) and a redundancy level
+g(i); per prompt, each head gets seeded noise, and the pair (i, j) reads f(i) + f(j) (+ noise of both) for
+synergy and g(i) + g(j) for redundancy. With f = h + c and g = -h + c + u, h = -(depth - peak)^2, c a
+level common to both and u a fixed random part, the syn-red score (a rank difference) and so the layer
+profile rise to a peak at ``peak``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from metasyn.comparison import shape
+from metasyn.synergy.scores import head_scores, layer_profile, nanmean
+
+LAYERS, HEADS_PER_LAYER, PROMPTS = 11, 4, 40
+HEADS = LAYERS * HEADS_PER_LAYER
+DEPTH = np.repeat(np.linspace(0.0, 1.0, LAYERS), HEADS_PER_LAYER)  # depth of each head, layer-major
+RESAMPLES, PERMUTATIONS = 100, 200  # permutations resolve p near 0.05; intervals need fewer
+NOISE = 0.05  # per-prompt head noise; the prompt mean of a head varies by NOISE / sqrt(40) ~ 0.008
+
+
+def levels(peak: float | None, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Head synergy and redundancy levels f, g; the profile peaks at depth ``peak`` (flat when None)."""
+    rng = np.random.default_rng(seed)
+    if peak is None:
+        return np.zeros(HEADS), np.zeros(HEADS)
+    hump = -((DEPTH - peak) ** 2) + rng.uniform(-0.005, 0.005, HEADS)  # jitter: no tied heads
+    # A level common to a head's synergy and redundancy (as in real heads, busy in both) keeps scores off +-43.
+    common = rng.normal(0.0, 0.05, HEADS)
+    return hump + common, -hump + common + rng.uniform(-0.1, 0.1, HEADS)
+
+
+def matrices(
+    synergy_levels: np.ndarray, redundancy_levels: np.ndarray, noise: float = NOISE, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-prompt (synergy, redundancy) matrices ``(prompts, heads, heads)`` with a NaN diagonal."""
+    rng = np.random.default_rng(seed)
+
+    def one(values: np.ndarray) -> np.ndarray:
+        per_prompt = values + rng.normal(0.0, noise, (PROMPTS, HEADS))
+        pairs = per_prompt[:, :, None] + per_prompt[:, None, :]
+        pairs[:, np.arange(HEADS), np.arange(HEADS)] = np.nan
+        return pairs
+
+    return one(synergy_levels), one(redundancy_levels)
+
+
+def shape_test(base, other, **options):
+    return shape.profile_shape_test(
+        base,
+        other,
+        HEADS_PER_LAYER,
+        n_resamples=options.pop("n_resamples", RESAMPLES),
+        seed=0,
+        n_permutations=options.pop("n_permutations", PERMUTATIONS),
+        **options,
+    )
+
+
+def covers_zero(statistic: dict) -> bool:
+    return statistic["ci_low"] <= 0 <= statistic["ci_high"]
+
+
+@pytest.fixture(scope="module")
+def model_a():
+    return matrices(*levels(0.5), seed=1)
+
+
+def test_profile_from_matrices_is_the_layer_profile_of_the_prompt_mean(model_a):
+    synergy, redundancy = model_a
+    for prompts in (None, np.array([0, 0, 3, 7, 39])):
+        chosen = slice(None) if prompts is None else prompts
+        expected = layer_profile(
+            head_scores(nanmean(synergy[chosen], 0), nanmean(redundancy[chosen], 0), HEADS_PER_LAYER)
+        )
+        np.testing.assert_allclose(
+            shape.profile_from_matrices(synergy, redundancy, HEADS_PER_LAYER, prompts), expected["score"].to_numpy()
+        )
+
+
+def test_resampled_means_are_nanmean_of_the_drawn_prompts(model_a):
+    """The weighted prompt means used inside resamples equal nanmean over the drawn prompts, NaN included."""
+    synergy, redundancy = (matrix.copy() for matrix in model_a)
+    holes = np.random.default_rng(0).random(synergy.shape) < 0.2
+    synergy[holes] = np.nan
+    redundancy[:, 3, 5] = np.nan  # a pair undefined in every prompt stays undefined
+    drawn = np.array([0, 0, 3, 7, 39, 39, 39])
+    model = shape._Model((synergy, redundancy))
+    weighted = shape._profile_of_parts(HEADS_PER_LAYER, model.parts(shape._draw_counts(drawn, PROMPTS)))
+    np.testing.assert_allclose(weighted, shape.profile_from_matrices(synergy, redundancy, HEADS_PER_LAYER, drawn))
+
+
+def test_peak_depth_is_the_refined_argmax_of_the_3_layer_moving_average():
+    depth = np.linspace(0, 1, LAYERS)
+    assert shape.peak_depth(1 - np.abs(depth - 0.8)) == pytest.approx(0.8)  # a tent: smoothing keeps its apex
+    assert shape.peak_depth(1 - np.abs(depth - 0.45)) == pytest.approx(0.45, abs=0.01)  # between two layers
+    assert shape.peak_depth(depth) == 1.0  # rising to the end: the last layer
+    # A global quadratic drags this late tent's peak 0.14 later (its vertex is 0.94).
+    coefficients = shape.quadratic_fit(1 - np.abs(depth - 0.8))
+    assert -coefficients[1] / (2 * coefficients[0]) > 0.9
+
+
+def test_a_peak_moved_from_depth_half_to_0_8_is_detected(model_a):
+    moved = matrices(*levels(0.8), seed=2)
+    result = shape_test(model_a, moved, n_resamples=100, n_permutations=100)  # far from the threshold
+    print("moved peak:", result)
+    assert result["p_value"] < 0.05
+    assert result["p_value"] == pytest.approx(1 / 101)  # no permutation came close
+    assert 0 < result["peak_shift"]["ci_low"] <= result["peak_shift"]["ci_high"]
+    # Planted 0.3; the rank-based late peak is a plateau over depths 0.6 - 1, so its estimate is looser.
+    assert result["peak_shift"]["estimate"] == pytest.approx(0.3, abs=0.1)
+    assert result["profile_correlation"]["ci_high"] < 0.5
+    assert result["n_prompts"] == PROMPTS
+
+
+def test_identical_models_show_no_shape_change(model_a):
+    result = shape_test(model_a, tuple(matrix.copy() for matrix in model_a), n_resamples=20, n_permutations=20)
+    assert result["p_value"] == 1.0  # every swap reproduces the observed distance, 0
+    assert result["l2_distance"]["estimate"] == 0.0
+    assert result["peak_shift"] == {"estimate": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+
+
+def test_two_noise_draws_of_one_model_show_no_shape_change(model_a):
+    redraw = matrices(*levels(0.5), seed=3)
+    result = shape_test(model_a, redraw)
+    print("redraw:", result)
+    assert result["p_value"] > 0.05
+    assert covers_zero(result["peak_shift"])
+    assert result["profile_correlation"]["estimate"] > 0.95
+    # The subtlety of the docstring: noise alone keeps the distance's interval away from 0.
+    assert result["l2_distance"]["ci_low"] > 0
+
+
+def extreme_heads_moved() -> tuple[
+    tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], pd.DataFrame, pd.DataFrame
+]:
+    """Levels of model A with a synergy outlier, of model B where only the two extreme heads moved, and scores."""
+    synergy_levels, redundancy_levels = levels(0.5)
+    outlier = int(np.flatnonzero(DEPTH == 0.5)[0])
+    synergy_levels[outlier], redundancy_levels[outlier] = synergy_levels.max() + 0.05, redundancy_levels.min() - 0.05
+
+    def scores(synergy: np.ndarray, redundancy: np.ndarray) -> pd.DataFrame:
+        return head_scores(np.add.outer(synergy, synergy), np.add.outer(redundancy, redundancy), HEADS_PER_LAYER)
+
+    a_scores = scores(synergy_levels, redundancy_levels)
+    most_redundant = a_scores.drop(index=outlier)["syn_red_score"].idxmin()
+    moved_synergy, moved_redundancy = synergy_levels.copy(), redundancy_levels.copy()
+    # The most redundant head becomes the extreme: least synergistic and most redundant, score -(H - 1).
+    moved_synergy[most_redundant] = synergy_levels.min() - 0.05
+    moved_redundancy[most_redundant] = redundancy_levels.max() + 0.05
+    # The outlier stays most synergistic but drops to score -min(A), keeping the score range: its redundancy
+    # rank becomes H + min(A) (3 here), between the 2nd and 3rd least redundant other heads.
+    rank = HEADS + int(a_scores.loc[most_redundant, "syn_red_score"])
+    others = np.sort(np.delete(moved_redundancy, outlier))
+    moved_redundancy[outlier] = (others[rank - 2] + others[rank - 1]) / 2
+    return (
+        (synergy_levels, redundancy_levels),
+        (moved_synergy, moved_redundancy),
+        a_scores,
+        scores(moved_synergy, moved_redundancy),
+    )
+
+
+def test_moving_only_the_two_extreme_heads_is_not_a_shape_change():
+    """Offset artefact of min-max scaling: flagged by a paired t-test over layers, not by the shape test.
+
+    Model A has one synergy outlier X (most synergistic and least redundant, in the peak layer): score +43,
+    while the other heads lie in [-41, 33]; the most redundant head Y (depth 0) scores -41. In model B only X
+    and Y change: X's redundancy rises so that its score is +41, and Y becomes the extreme (least synergistic,
+    most redundant), -43. The score range stays 84 but its minimum falls by 2, so every other head's scaled
+    score rises by about 2/84: without noise every layer rises by 0.021 to 0.027 (X and Y, pinned at 1 and
+    0, hold their own layers back a little). After centring 0.002 RMS is left, far below the prompt noise of
+    the permutation null, so this is genuinely no change of shape, and the test must not report one.
+    Over 20 noise draws (seeds 2000 + 2k and 2001 + 2k; the test uses k = 0): shape p > 0.05 in 19 (median
+    0.39), paired t-test p < 1e-3 in 17 and < 0.012 in all 20.
+    """
+    a_levels, b_levels, a_scores, b_scores = extreme_heads_moved()
+    assert (a_scores["syn_red_score"].max(), a_scores["syn_red_score"].min()) == (43, -41)
+    assert (b_scores["syn_red_score"].max(), b_scores["syn_red_score"].min()) == (41, -43)
+    noiseless = [
+        shape.profile_from_matrices(*(np.add.outer(v, v)[None] for v in pair), HEADS_PER_LAYER)
+        for pair in (a_levels, b_levels)
+    ]
+    rise = noiseless[1] - noiseless[0]
+    assert rise.min() > 0.02 and np.ptp(rise) < 0.01 and shape.shape_distance(*noiseless) < 0.003
+
+    base, other = matrices(*a_levels, seed=2000), matrices(*b_levels, seed=2001)
+    profiles = [shape.profile_from_matrices(*m, HEADS_PER_LAYER) for m in (base, other)]
+    t_test_p = scipy_stats.ttest_rel(profiles[1], profiles[0]).pvalue
+    assert t_test_p < 1e-3  # the artefact-prone paired t-test calls the shift a huge effect
+
+    result = shape_test(base, other)
+    print("extreme heads:", result, "t-test p:", t_test_p)
+    assert result["mean_offset"]["ci_low"] > 0  # the offset is real and reported ...
+    assert result["p_value"] > 0.05  # ... but it is not a change of shape
+    assert covers_zero(result["peak_shift"])
+    assert result["profile_correlation"]["estimate"] > 0.95
+
+
+def test_unpaired_prompts_need_no_common_length_but_paired_ones_do(model_a):
+    moved = matrices(*levels(0.8), seed=2)
+    shorter = tuple(matrix[:30] for matrix in moved)
+    with pytest.raises(ValueError, match="same prompts"):
+        shape_test(model_a, shorter)
+    result = shape_test(model_a, shorter, paired=False, n_resamples=30, n_permutations=30)
+    assert result["p_value"] == pytest.approx(1 / 31) and result["peak_shift"]["ci_low"] > 0
+    assert (result["n_prompts"], result["n_prompts_other"]) == (PROMPTS, 30)
+
+
+def test_inverted_u_is_positive_for_a_planted_hump_and_covers_zero_when_flat(model_a):
+    hump = shape.inverted_u(*model_a, HEADS_PER_LAYER, n_resamples=RESAMPLES, seed=0)
+    # Pure noise: the interval covers 0 in 20 of 20 draws (seeds 100-119) for the quadratic, 19 of 20 for
+    # the band contrast; seed 100 is the first of them.
+    flat = shape.inverted_u(*matrices(*levels(None), seed=100), HEADS_PER_LAYER, n_resamples=RESAMPLES, seed=0)
+    print("hump:", hump, "flat:", flat)
+    for name in ("quadratic", "band_contrast"):
+        assert hump[name]["ci_low"] > 0
+        assert covers_zero(flat[name])
+    assert hump["n_prompts"] == flat["n_prompts"] == PROMPTS
+
+
+def test_inverted_u_statistics_of_an_exact_parabola():
+    depth = np.linspace(0, 1, LAYERS)
+    quadratic, contrast = shape._inverted_u_statistics(1 - 2 * (depth - 0.5) ** 2)
+    assert quadratic == pytest.approx(2.0)
+    inside = (depth >= 1 / 3) & (depth <= 2 / 3)  # depths 0.4, 0.5, 0.6
+    profile = 1 - 2 * (depth - 0.5) ** 2
+    assert contrast == pytest.approx(profile[inside].mean() - profile[~inside].mean())
+
+
+def ablation_table(gap: np.ndarray, fractions: np.ndarray) -> pd.DataFrame:
+    """An ablation_curves-like table: random mean rising linearly, synergistic_first = random + gap."""
+    random_mean = 0.5 * fractions
+    rows = [("random", random_mean), ("synergistic_first", random_mean + gap), ("redundant_first", random_mean - gap)]
+    return pd.DataFrame(
+        [
+            {
+                "order": order,
+                "fraction": f,
+                "heads_removed": round(f * HEADS),
+                "divergence": d,
+                "divergence_sd": np.nan,
+                "repeats": 1,
+            }
+            for order, values in rows
+            for f, d in zip(fractions, values)
+        ]
+    )
+
+
+def test_ablation_area_is_zero_at_the_random_mean_and_signed_by_the_gap():
+    fractions = np.linspace(0.0, 1.0, 5)
+    triangle = np.array([0.0, 0.2, 0.4, 0.2, 0.0])  # trapezoid area 0.25 * (0.2 + 0.4 + 0.2) = 0.2
+    assert shape.ablation_area(ablation_table(np.zeros(5), fractions)) == 0.0
+    assert shape.ablation_area(ablation_table(triangle, fractions)) == pytest.approx(0.2)
+    assert shape.ablation_area(ablation_table(-triangle, fractions)) == pytest.approx(-0.2)
+    assert shape.ablation_area(ablation_table(triangle, fractions), order="redundant_first") == pytest.approx(-0.2)
+    # Normalised by the fraction range: the same mean gap over fractions 0 .. 0.5.
+    shuffled = ablation_table(np.full(3, 0.1), np.linspace(0.0, 0.5, 3)).sample(frac=1.0, random_state=0)
+    assert shape.ablation_area(shuffled) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="no 'random' order"):
+        shape.ablation_area(ablation_table(triangle, fractions).query("order != 'random'"))
+
+
+def test_split_half_reliability_is_near_one_for_strong_structure_and_near_zero_for_noise():
+    strong = shape.split_half_reliability(
+        *matrices(*levels(0.5), noise=0.005, seed=6), HEADS_PER_LAYER, n_splits=60, seed=0
+    )
+    noise = shape.split_half_reliability(*matrices(*levels(None), seed=7), HEADS_PER_LAYER, n_splits=60, seed=0)
+    print("strong:", strong, "noise:", noise)
+    assert strong["ci_low"] > 0.95 and strong["estimate"] > 0.97
+    assert noise["ci_low"] < 0 < noise["ci_high"] and abs(noise["estimate"]) < 0.2
+    assert strong["n_prompts"] == noise["n_prompts"] == PROMPTS and strong["n_splits"] == 60
+
+
+def test_shape_change_table_compares_every_variant_with_base_and_the_control():
+    rng = np.random.default_rng(0)
+    layers, heads, prompts = 7, 3, 16
+    size = layers * heads
+    # Redundancy has the same structure in every model (a weak ramp over heads), so only synergy moves.
+    ramp = np.arange(size) / size
+
+    def model(peak_layer: int) -> tuple[np.ndarray, np.ndarray]:
+        level = -np.abs(np.repeat(np.arange(layers), heads) - peak_layer).astype(float)
+        synergy = level[None, :, None] + level[None, None, :] + rng.normal(0, 0.05, (prompts, size, size))
+        redundancy = ramp[None, :, None] + ramp[None, None, :] + rng.normal(0, 0.05, (prompts, size, size))
+        return synergy, redundancy
+
+    per_prompt = {"base": model(3), "metacog": model(6), "control": model(3)}
+    table = shape.shape_change_table(per_prompt, heads, ["metacog", "control"], "control", n_resamples=40, seed=0)
+    assert sorted(set(table["comparison"])) == ["control vs base", "metacog vs base", "metacog vs control"]
+    distance = table[table["statistic"] == "l2_distance"].set_index("comparison")
+    assert distance.loc["metacog vs base", "p_value"] < 0.05 < distance.loc["control vs base", "p_value"]
+    assert table.loc[table["statistic"] != "l2_distance", "p_value"].isna().all()
+    assert (table["n_prompts"] == prompts).all()
+
+
+def test_model_shape_table_has_ablation_areas_only_for_ablated_models():
+    rng = np.random.default_rng(1)
+    matrices = (rng.normal(size=(8, 6, 6)), rng.normal(size=(8, 6, 6)))
+    curves = pd.DataFrame({
+        "order": ["synergistic_first"] * 2 + ["redundant_first"] * 2 + ["random"] * 2,
+        "fraction": [0.0, 1.0] * 3, "divergence": [0.0, 2.0, 0.0, 0.5, 0.0, 1.0],
+    })  # fmt: skip
+    table = shape.model_shape_table({"base": matrices, "random_init": matrices}, {"base": curves}, 2, 20, 0)
+    base = table[table["model"] == "base"].set_index("statistic")
+    assert base.loc["ablation_area_synergistic_first", "estimate"] == pytest.approx(0.5)
+    assert base.loc["ablation_area_redundant_first", "estimate"] == pytest.approx(-0.25)
+    assert not table.loc[table["model"] == "random_init", "statistic"].str.startswith("ablation").any()
