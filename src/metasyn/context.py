@@ -16,8 +16,9 @@ from kedro.framework.context import KedroContext
 from metasyn.pipelines.variants import Variants
 
 _run_config_loader: AbstractConfigLoader | None = None
-# The variants of the last context created, which ``pipelines`` (built lazily, once) was or will be built for.
-_built_for: Variants | None = None
+# The variants of the last context created (None where its project declares none): what ``pipelines``, built
+# lazily and once per process, is built for.
+_run_variants: Variants | None = None
 
 
 class NoRunConfigurationError(RuntimeError):
@@ -38,27 +39,27 @@ def run_config_loader() -> AbstractConfigLoader:
 
 def run_variants() -> Variants:
     """The ``variants`` parameter block of the run in progress, validated."""
-    return Variants.from_parameters(run_config_loader()["parameters"].get("variants"))
+    loader = run_config_loader()
+    if _run_variants is not None:
+        return _run_variants
+    # The run's project declares no variant list: refuse it with the validator's message.
+    return Variants.from_parameters(loader["parameters"].get("variants"))
 
 
 class ProjectContext(KedroContext):
     """Kedro's context, which also makes its config loader the one the pipelines and runners read."""
 
     def __init__(self, *args, **kwargs) -> None:
-        global _run_config_loader
+        global _run_config_loader, _run_variants
         super().__init__(*args, **kwargs)
         from kedro.framework.project import PACKAGE_NAME, pipelines
 
-        global _built_for
-        _run_config_loader = self.config_loader
+        block = self.config_loader["parameters"].get("variants")
         # A bad variant list is refused here, before anything is built or run. A project without one (the
-        # SLURM runner's test project) uses this context only for its config loader; metasyn's own pipeline
-        # registry still refuses a missing list when it builds the pipelines.
-        if "variants" not in self.config_loader["parameters"]:
-            return
-        variants = run_variants()
+        # SLURM runner's test project) uses this context only for its config loader.
+        variants = None if block is None else Variants.from_parameters(block)
         # ``pipelines`` is built once per process; a later session (a test, a notebook reload) with another
         # variant list must not reuse pipelines built for the first one.
-        if _built_for is not None and _built_for != variants and PACKAGE_NAME:
+        if _run_variants is not None and variants != _run_variants and PACKAGE_NAME:
             pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
-        _built_for = variants
+        _run_config_loader, _run_variants = self.config_loader, variants

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from metasyn.metacognition import evaluation
 from metasyn.pipelines.calibration import nodes
 
 BOOTSTRAP = {"n_resamples": 50, "confidence_level": 0.95, "seed": 0}
@@ -46,7 +47,7 @@ def test_pairwise_scoring_uses_the_models_own_correctness_and_base_consistency(p
 
 def test_model_metrics_hand_values(calibration_outputs, pairwise_outputs):
     table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METRICS)
-    assert list(table.columns) == nodes.TABLE_COLUMNS
+    assert list(table.columns) == evaluation.TABLE_COLUMNS
     assert set(table["domain"]) == {"arithmetic", "multiple_choice", "factual", "all"}
     pooled = table[table["domain"] == "all"].set_index("metric")
     assert pooled.loc["accuracy", "value"] == pytest.approx(4 / 7) and pooled.loc["accuracy", "n"] == 7
@@ -73,7 +74,7 @@ def test_differences_from_base_are_paired(calibration_outputs, pairwise_outputs)
     differences = nodes.compare_with_base(
         tuned, pairwise_outputs.assign(model="metacog"), calibration_outputs, pairwise_outputs, METRICS
     )
-    assert list(differences.columns) == nodes.TABLE_COLUMNS and set(differences["model"]) == {"metacog"}
+    assert list(differences.columns) == evaluation.TABLE_COLUMNS and set(differences["model"]) == {"metacog"}
     pooled = differences[differences["domain"] == "all"].set_index("metric")
     assert pooled.loc["parse_rate_minus_base", "value"] == pytest.approx(1 / 7)
     assert pooled.loc["accuracy_minus_base", ["value", "ci_low", "ci_high"]].tolist() == [0.0, 0.0, 0.0]

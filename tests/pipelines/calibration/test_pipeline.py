@@ -16,6 +16,7 @@ from kedro.runner import SequentialRunner
 from transformers import AutoModelForCausalLM
 
 from metasyn.lm.models import LanguageModel
+from metasyn.metacognition import evaluation
 from metasyn.pipelines.calibration import create_pipeline, nodes
 from metasyn.settings import CONFIG_LOADER_ARGS
 from tests.conftest import declared_variants, tiny_llama_config
@@ -75,7 +76,7 @@ def test_whole_pipeline_on_tiny_models(tmp_path, monkeypatch, tiny_lm, test_ques
         assert pairwise["pair_id"].tolist() == pairs["pair_id"].tolist()
 
     table = pd.read_parquet(REPORTING / "metrics_table.parquet")
-    assert list(table.columns) == nodes.TABLE_COLUMNS
+    assert list(table.columns) == evaluation.TABLE_COLUMNS
     assert set(table["model"]) == set(declared_variants().evaluated_models)
     assert set(table["domain"]) == {"arithmetic", "multiple_choice", "factual", "all"}
     differences = table[table["metric"].str.endswith("_minus_base")]

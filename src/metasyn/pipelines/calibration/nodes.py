@@ -12,9 +12,6 @@ from metasyn.lm.prompts import confidence_messages, pairwise_messages, render_pr
 from metasyn.metacognition import evaluation
 from metasyn.metacognition import plots as calibration_plots
 
-# The long table's columns (``compute_calibration_metrics``, ``compare_with_base``, ``combine_calibration_metrics``).
-TABLE_COLUMNS = evaluation.TABLE_COLUMNS
-
 
 def pair_test_questions(test_questions: pd.DataFrame, pairs: dict) -> pd.DataFrame:
     """Seeded pairs of distinct test questions of the same domain, each pair's order drawn at random."""

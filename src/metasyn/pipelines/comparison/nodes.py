@@ -18,19 +18,14 @@ def collect_by_model(**results_by_model: object) -> dict[str, object]:
     return results_by_model
 
 
-def _per_prompt(phiid: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def pair_phiid(
+    synergy: dict[str, dict[str, torch.Tensor]], redundancy: dict[str, dict[str, torch.Tensor]]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{model: (synergy, redundancy)}`` per-prompt matrices ``(prompts, H, H)`` in float64, once for every test."""
     return {
-        model: (
-            matrices["synergy"]["per_prompt"].double().numpy(),
-            matrices["redundancy"]["per_prompt"].double().numpy(),
-        )
-        for model, matrices in phiid.items()
+        model: (synergy[model]["per_prompt"].double().numpy(), redundancy[model]["per_prompt"].double().numpy())
+        for model in synergy
     }
-
-
-def pair_phiid(synergy: dict[str, dict], redundancy: dict[str, dict]) -> dict[str, dict[str, dict]]:
-    """``{model: {"synergy": tensors, "redundancy": tensors}}`` from the two per-model collections."""
-    return {model: {"synergy": synergy[model], "redundancy": redundancy[model]} for model in synergy}
 
 
 def compare_layers(
@@ -71,12 +66,15 @@ def correlate_rankings(head_scores: dict[str, pd.DataFrame], variants: list[str]
 
 
 def bootstrap_band_changes(
-    phiid: dict[str, dict], head_scores: dict[str, pd.DataFrame], settings: dict, variants: list[str]
+    phiid: dict[str, tuple[np.ndarray, np.ndarray]],
+    head_scores: dict[str, pd.DataFrame],
+    settings: dict,
+    variants: list[str],
 ) -> pd.DataFrame:
     """Depth-band syn-red change per variant and versus the control, with intervals over prompt resamples."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return statistics.band_score_changes(
-        _per_prompt(phiid),
+        phiid,
         heads_per_layer,
         tuple(settings["depth_band"]),
         variants,
@@ -87,12 +85,15 @@ def bootstrap_band_changes(
 
 
 def test_profile_shapes(
-    phiid: dict[str, dict], head_scores: dict[str, pd.DataFrame], settings: dict, variants: list[str]
+    phiid: dict[str, tuple[np.ndarray, np.ndarray]],
+    head_scores: dict[str, pd.DataFrame],
+    settings: dict,
+    variants: list[str],
 ) -> pd.DataFrame:
     """Layer-profile distance, peak shift and correlation of each variant from base and the control."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return shape.shape_change_table(
-        _per_prompt(phiid),
+        phiid,
         heads_per_layer,
         variants,
         settings["control"],
@@ -102,7 +103,7 @@ def test_profile_shapes(
 
 
 def measure_model_shapes(
-    phiid: dict[str, dict],
+    phiid: dict[str, tuple[np.ndarray, np.ndarray]],
     ablation_curves: dict[str, pd.DataFrame],
     head_scores: dict[str, pd.DataFrame],
     settings: dict,
@@ -110,7 +111,7 @@ def measure_model_shapes(
     """Per model: inverted-U strength, split-half reliability of the head ranking, ablation areas."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return shape.model_shape_table(
-        _per_prompt(phiid), ablation_curves, heads_per_layer, settings["shape_resamples"], settings["seed"]
+        phiid, ablation_curves, heads_per_layer, settings["shape_resamples"], settings["seed"]
     )
 
 
