@@ -20,6 +20,7 @@ from metasyn.metacognition.calibration import (
     estimate_with_intervals,
     expected_calibration_error,
     paired_difference,
+    pairs_over_questions,
     pairwise_agreement,
     pairwise_task_metrics,
     risk_coverage,
@@ -168,22 +169,57 @@ def test_auc_a_and_auc_c_on_hand_made_pairs():
     choice = np.array([1, 2, 1, 0, 2])
     # Exactly one right in pairs 1-4 (question 1, 1, 2, 1); both right in pair 5.
     by_accuracy = better_of_pair([1, 1, 0, 1, 1], [0, 0, 1, 0, 1])
-    # Picks: right, wrong, wrong, no choice (1/2) -> 1.5 / 4.
-    assert pairwise_agreement(choice, by_accuracy) == pytest.approx(0.375)
+    # Readable picks in pairs 1-3: right, wrong, wrong -> 1 / 3; pair 4 has no choice and is left out.
+    assert pairwise_agreement(choice, by_accuracy) == pytest.approx(1 / 3)
     by_consistency = better_of_pair([0.9, 0.4, 0.5, 0.7, 0.3], [0.1, 0.6, 0.5, 0.2, 0.8])
-    # Pair 3 ties; picks in pairs 1, 2, 4, 5: right, right, no choice, right -> 3.5 / 4.
-    assert pairwise_agreement(choice, by_consistency) == pytest.approx(0.875)
+    # Pair 3 ties, pair 4 unreadable; picks in pairs 1, 2, 5: right, right, right -> 3 / 3.
+    assert pairwise_agreement(choice, by_consistency) == pytest.approx(1.0)
     metrics = pairwise_task_metrics(choice, by_accuracy, by_consistency)
-    assert metrics["auc_a"] == Estimate(0.375, 4, "")
-    assert metrics["auc_c"] == Estimate(0.875, 4, "")
+    assert metrics["auc_a"] == Estimate(pytest.approx(1 / 3), 3, "")
+    assert metrics["auc_c"] == Estimate(1.0, 3, "")
     assert metrics["pairwise_parse_rate"] == Estimate(0.8, 5, "")
+
+
+def test_unreadable_choices_are_missing_not_chance():
+    """A model that never writes a readable choice has no AUC_a at all, not AUC_a = 0.5."""
+    metrics = pairwise_task_metrics(np.zeros(6, dtype=int), np.array([1, 2, 1, 2, 1, 2]), np.ones(6, dtype=int))
+    assert np.isnan(metrics["auc_a"].value) and metrics["auc_a"].n == 0
+    assert metrics["pairwise_parse_rate"].value == 0.0
+    # Learning the format alone (always "1") is then 0.5 on these pairs, not a rise from a scored 0.5.
+    assert pairwise_task_metrics(np.ones(6, dtype=int), np.array([1, 2, 1, 2, 1, 2]), np.ones(6))["auc_a"].value == 0.5
 
 
 def test_pairwise_agreement_without_eligible_pairs_is_nan_with_a_reason():
     metrics = pairwise_task_metrics(np.array([1, 2]), np.array([0, 0]), np.array([0, 0]))
     assert np.isnan(metrics["auc_a"].value) and metrics["auc_a"].n == 0
     assert "exactly one" in metrics["auc_a"].note
-    assert "ties" in metrics["auc_c"].note
+    assert "differ in consistency" in metrics["auc_c"].note
+
+
+def test_metrics_on_fewer_items_than_the_minimum_are_undefined_with_the_reason():
+    correct = np.array([True, False, True, False, True])
+    confidence = np.array([0.9, 0.2, 0.8, np.nan, np.nan])
+    metrics = confidence_task_metrics(confidence, correct, min_n=4)
+    assert np.isnan(metrics["ece"].value) and metrics["ece"].n == 3
+    assert metrics["ece"].note == "only 3 answers with a confidence (minimum 4, calibration.metrics.min_n)"
+    assert metrics["accuracy"].value == pytest.approx(0.6)  # method-free: every output counts
+    assert np.isfinite(confidence_task_metrics(confidence, correct, min_n=3)["ece"].value)
+    pairs = pairwise_task_metrics(np.array([1, 2, 1]), np.array([1, 1, 2]), np.array([1, 1, 1]), min_n=4)
+    assert np.isnan(pairs["auc_a"].value) and "only 3 readable pairs" in pairs["auc_a"].note
+
+
+def test_pairs_over_questions_count_a_pair_as_often_as_both_its_questions_are_drawn():
+    seen = []
+
+    def record(rows: np.ndarray) -> dict:
+        seen.append(rows.tolist())
+        return {}
+
+    # Pairs (0, 1), (1, 2), (0, 2) over three questions.
+    estimator = pairs_over_questions(record, [0, 1, 0], [1, 2, 2], 3)
+    estimator(np.arange(3))
+    estimator(np.array([0, 0, 1]))  # question 0 twice, 1 once, 2 not at all
+    assert seen == [[0, 1, 2], [0, 0]]  # pair (0, 1) twice; the pairs with question 2 drop out
 
 
 def test_pairwise_agreement_refuses_other_codes():

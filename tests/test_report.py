@@ -2,138 +2,196 @@
 
 import pandas as pd
 
-from metasyn.comparison.report import render_report, verdict
+from metasyn.comparison.report import judgement, render_report, size_label, verdict
 
 
-def _calibration(ece_after: float, ece_change_ci: tuple[float, float]) -> pd.DataFrame:
+def _calibration(ece_after: float, ece_change_ci: tuple[float, float], method: str = "forced") -> pd.DataFrame:
     rows = [
         ("base", "ece", 0.30, 0.25, 0.35),
         ("metacog", "ece", ece_after, ece_after - 0.05, ece_after + 0.05),
         ("metacog", "ece_minus_base", ece_after - 0.30, *ece_change_ci),
         ("base", "auroc", 0.55, 0.5, 0.6),
-        ("metacog", "auroc", 0.55, 0.5, 0.6),
-        ("metacog", "auroc_minus_base", 0.0, -0.05, 0.05),
+        ("metacog", "auroc", 0.45, 0.4, 0.5),
+        ("metacog", "auroc_minus_base", -0.10, -0.15, -0.05),
+        ("base", "brier", 0.25, 0.2, 0.3),
+        ("metacog", "brier", 0.25, 0.2, 0.3),
+        ("metacog", "brier_minus_base", 0.0, -0.3, 0.3),
     ]
     return pd.DataFrame(
         [
-            {"model": m, "domain": "all", "metric": k, "value": v, "ci_low": lo, "ci_high": hi, "n": 40, "note": ""}
+            {"model": m, "method": method, "domain": "all", "metric": k, "value": v, "ci_low": lo, "ci_high": hi,
+             "n": 40, "note": ""}
             for m, k, v, lo, hi in rows
         ]
+    )  # fmt: skip
+
+
+SETTINGS = {
+    "band_name": "Mid-layer",
+    "verdict": {
+        "alpha": 0.05,
+        "max_interval_width": {"peak_shift": 0.25, "band_contrast": 0.2, "ece": 0.1, "auroc": 0.2, "brier": 0.1},
+    },
+}
+
+
+def _band(reference: str, estimate: float, ci: tuple[float, float]) -> dict:
+    contrast = "metacog - base" if reference == "base" else f"(metacog - base) - ({reference} - base)"
+    return {"contrast": contrast, "variant": "metacog", "reference": reference, "estimate": estimate,
+            "ci_low": ci[0], "ci_high": ci[1], "n_prompts": 12, "n_resamples": 100}  # fmt: skip
+
+
+def _shape(comparison: str, p_value: float, peak_ci: tuple[float, float]) -> list[dict]:
+    return [
+        {"comparison": comparison, "statistic": "l2_distance", "estimate": 0.1, "ci_low": 0.05, "ci_high": 0.15,
+         "p_value": p_value, "n_prompts": 12, "note": ""},
+        {"comparison": comparison, "statistic": "peak_shift", "estimate": sum(peak_ci) / 2, "ci_low": peak_ci[0],
+         "ci_high": peak_ci[1], "p_value": float("nan"), "n_prompts": 12, "note": ""},
+    ]  # fmt: skip
+
+
+def _synergy(band: float, band_ci, versus: float, versus_ci, p_value: float = 0.01, peak_ci=(0.2, 0.4)):
+    """The synergy tables the verdict reads, for metacog against base and the control."""
+    band_changes = pd.DataFrame([_band("base", band, band_ci), _band("control_shuffled", versus, versus_ci)])
+    shape_changes = pd.DataFrame(
+        _shape("metacog vs base", p_value, peak_ci) + _shape("metacog vs control_shuffled", 0.5, (-0.05, 0.05))
     )
-
-
-def _synergy(estimate: float, ci: tuple[float, float], versus: float, versus_ci: tuple[float, float]):
-    changes = pd.DataFrame(
+    layer_changes = pd.DataFrame(
         [
-            {
-                "contrast": "metacog - base",
-                "variant": "metacog",
-                "reference": "base",
-                "estimate": estimate,
-                "ci_low": ci[0],
-                "ci_high": ci[1],
-                "n_prompts": 12,
-                "n_resamples": 100,
-            },
-            {
-                "contrast": "(metacog - base) - (control_shuffled - base)",
-                "variant": "metacog",
-                "reference": "control_shuffled",
-                "estimate": versus,
-                "ci_low": versus_ci[0],
-                "ci_high": versus_ci[1],
-                "n_prompts": 12,
-                "n_resamples": 100,
-            },
+            {"comparison": comparison, "quantity": quantity, "layer": layer, "estimate": 0.01, "p_value": 0.5,
+             "q_value": 0.01 if (comparison, quantity, layer) == ("metacog vs base", "synergy", 2) else 0.6,
+             "n_prompts": 12}
+            for comparison in ("metacog vs base", "metacog vs control_shuffled")
+            for quantity in ("synergy", "redundancy")
+            for layer in range(4)
         ]
-    )
-    tests = pd.DataFrame(
-        [{"variant": "metacog", "quantity": "syn_red_score", "t_p": 0.01, "wilcoxon_p": 0.02, "cohens_d": 0.8}]
-    )
-    return changes, tests
+    )  # fmt: skip
+    rankings = pd.DataFrame({"variant": ["metacog"], "spearman_rho": [0.57], "spearman_p": [0.01], "n_heads": [16]})
+    model_shapes = pd.DataFrame(
+        [
+            {"model": model, "statistic": statistic, "estimate": value, "ci_low": value - 0.1, "ci_high": value + 0.1,
+             "n_prompts": 12, "note": ""}
+            for model, statistic, value in [
+                ("base", "ranking_split_half_reliability", 0.62), ("metacog", "ranking_split_half_reliability", 0.55),
+                ("base", "inverted_u_quadratic", 0.8), ("metacog", "inverted_u_quadratic", 0.7),
+                ("random_init", "inverted_u_quadratic", 0.0),
+            ]
+        ]
+    )  # fmt: skip
+    return band_changes, shape_changes, layer_changes, rankings, model_shapes
+
+
+def _verdict(calibration: pd.DataFrame, synergy_tables) -> str:
+    return verdict(calibration, *synergy_tables, ["metacog"], SETTINGS, "forced")
 
 
 def test_opposite_inputs_give_opposite_verdicts():
-    improved = verdict(
-        _calibration(0.10, (-0.25, -0.15)), *_synergy(0.2, (0.1, 0.3), 0.15, (0.05, 0.25)), ["metacog"], "Mid-layer"
+    improved = _verdict(_calibration(0.10, (-0.25, -0.15)), _synergy(0.2, (0.1, 0.3), 0.15, (0.05, 0.25)))
+    worsened = _verdict(_calibration(0.50, (0.15, 0.25)), _synergy(-0.2, (-0.3, -0.1), -0.15, (-0.25, -0.05)))
+    assert "Calibration of metacog (confidence elicited by 'forced')" in improved
+    assert "ECE base 0.300 [0.250, 0.350] (n = 40), metacog 0.100 [0.050, 0.150] (n = 40); change on the 40 " \
+        "questions both answered with a confidence -0.200 [-0.250, -0.150]: a change, an improvement" in improved  # fmt: skip
+    assert "-0.200 [-0.250, -0.150]: a change, an improvement" in improved
+    assert "0.200 [0.150, 0.250]: a change, a deterioration" in worsened
+    assert (
+        "contrast (band minus other layers) change 0.200 [0.100, 0.300] (bootstrap over prompts): a change" in improved
     )
-    worsened = verdict(
-        _calibration(0.50, (0.15, 0.25)), *_synergy(-0.2, (-0.3, -0.1), -0.15, (-0.25, -0.05)), ["metacog"], "Mid-layer"
-    )
-    assert "ECE fell from 0.300 to 0.100" in improved and "an improvement" in improved
-    assert "ECE rose from 0.300 to 0.500" in worsened and "an improvement" not in worsened
-    assert "changed by 0.200 [0.100, 0.300]" in improved and "changed by -0.200" in worsened
-    assert "larger than the effect of fine-tuning" in improved
-    assert "smaller than the effect of fine-tuning" in worsened
+    assert "change -0.200 [-0.300, -0.100] (bootstrap over prompts): a change" in worsened
 
 
-def test_intervals_spanning_zero_are_called_indistinguishable():
-    text = verdict(
-        _calibration(0.28, (-0.1, 0.05)), *_synergy(0.01, (-0.1, 0.1), 0.0, (-0.1, 0.1)), ["metacog"], "Mid-layer"
+def test_a_shape_change_is_reported_only_when_the_permutation_test_finds_one():
+    found = _verdict(_calibration(0.1, (-0.25, -0.15)), _synergy(0.0, (-0.05, 0.05), 0.0, (-0.05, 0.05)))
+    assert "**metacog vs base** (n = 12 prompts): layer-profile shape distance 0.100 [0.050, 0.150] with paired " \
+        "permutation p = 0.010, peak-depth shift 0.300 [0.200, 0.400]: a change." in found  # fmt: skip
+    # Not found, and the peak-shift interval is 0.8 wide (threshold 0.25): inconclusive, not "no change".
+    wide = _verdict(
+        _calibration(0.1, (-0.25, -0.15)), _synergy(0.0, (-0.05, 0.05), 0.0, (-0.05, 0.05), 0.4, (-0.4, 0.4))
     )
-    assert "not distinguishable from no change" in text
-    assert "no different from the effect of fine-tuning" in text
+    assert "peak-depth shift 0.000 [-0.400, 0.400]: inconclusive at this size (95% interval 0.800 wide" in wide
+    narrow = _verdict(
+        _calibration(0.1, (-0.25, -0.15)), _synergy(0.0, (-0.05, 0.05), 0.0, (-0.05, 0.05), 0.4, (-0.1, 0.1))
+    )
+    assert "peak-depth shift 0.000 [-0.100, 0.100]: no change detected (95% interval 0.200 wide" in narrow
+    # The band contrast follows the same rule: an interval 0.1 wide that covers 0 is "no change detected".
+    assert "[-0.050, 0.050] (bootstrap over prompts): no change detected" in narrow
+
+
+def test_the_verdict_names_layer_discoveries_noise_floors_and_every_models_inverted_u():
+    text = _verdict(_calibration(0.1, (-0.25, -0.15)), _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
+    assert "synergy in 1 of 4 layers (layers 2); redundancy in 0 of 4 layers." in text
+    assert "**metacog vs control_shuffled** (n = 12 prompts)" in text
+    assert "Head ranking Spearman rho with base 0.570 over 16 heads" in text
+    assert "base 0.620 [0.520, 0.720]; metacog 0.550 [0.450, 0.650]" in text
+    assert "random_init 0.000 [-0.100, 0.100] (n = 12)" in text
+
+
+def test_judgement_separates_change_inconclusive_and_no_change():
+    assert judgement(True, 0.1, 0.3, 0.1) == "a change"
+    assert judgement(False, -0.3, 0.3, 0.1).startswith("inconclusive at this size")
+    assert judgement(False, -0.01, 0.01, 0.1).startswith("no change detected")
+    assert judgement(False, float("nan"), float("nan"), 0.1).startswith("undefined")
+
+
+def test_demo_sizes_are_named_and_study_sizes_are_not():
+    sizes = {"prompts": 60, "test_questions": 500}
+    assert size_label(12, 19, sizes).startswith("**Demo sizes**: 12 synergy prompts (study: 60), 19 test questions")
+    assert "synergy prompts" not in size_label(60, 19, sizes)
+    assert size_label(60, 700, sizes) == ""
 
 
 def test_report_contains_verdict_tables_and_figure_links():
     calibration = _calibration(0.1, (-0.25, -0.15))
-    changes, tests = _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2))
+    band_changes, shape_changes, layer_changes, rankings, model_shapes = _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2))
     models = pd.DataFrame(
         {"name_or_path": ["/cache/gemma-3-4b-it"], "architecture": ["Gemma3ForConditionalGeneration"]}, index=["base"]
     )
     text = render_report(
         {"fine-tuned variants": "metacog"},
         models,
+        "**Demo sizes**: small.",
         "VERDICT",
         calibration,
-        changes,
-        tests,
-        pd.DataFrame({"variant": ["metacog"], "spearman_rho": [0.9]}),
-        pd.DataFrame({"comparison": ["metacog vs base"], "statistic": ["peak_shift"], "estimate": [0.25]}),
-        pd.DataFrame({"model": ["random_init"], "statistic": ["inverted_u_quadratic"], "estimate": [0.01]}),
+        band_changes,
+        layer_changes,
+        rankings,
+        shape_changes,
+        model_shapes,
         {"Layer profiles": "layer_profiles.png"},
+        0.05,
     )
+    assert text.startswith("# metasyn report\n\n**Demo sizes**: small.")
     assert "## Verdict\n\nVERDICT" in text
     assert "| base | /cache/gemma-3-4b-it | Gemma3ForConditionalGeneration |" in text
-    assert "| metacog vs base | peak_shift | 0.250 |" in text
-    assert "| random_init | inverted_u_quadratic | 0.010 |" in text
+    assert "| metacog vs base | peak_shift | 0.300 |" in text
+    assert "| random_init | inverted_u_quadratic | 0.000 |" in text
+    assert "| metacog vs base | synergy | 4 | 1 | 0.010 | 0.010 | 12 |" in text
     assert "![Layer profiles](layer_profiles.png)" in text
-    assert "| metric | base | metacog |" in text
+    assert "| method | metric | base | metacog |" in text
+    assert "| forced | ece | 0.300 [0.250, 0.350] (n = 40) | 0.100 [0.050, 0.150] (n = 40) |" in text
+    assert "paired t-test" not in text
 
 
-def test_a_base_model_that_states_no_confidence_is_reported_not_hidden():
+def test_every_metric_is_judged_in_its_own_direction():
+    """ECE and Brier fall when calibration improves; AUROC rises. A fall of AUROC is a deterioration."""
+    text = _verdict(_calibration(0.10, (-0.25, -0.15)), _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
+    assert "AUROC base 0.550" in text and "-0.100 [-0.150, -0.050]: a change, a deterioration" in text
+    # Brier's interval [-0.3, 0.3] is 0.6 wide, above the 0.1 accepted: not "no change".
+    assert "0.000 [-0.300, 0.300]: inconclusive at this size" in text
+
+
+def test_the_verdict_reads_only_its_own_elicitation_method():
+    stated = _calibration(0.10, (-0.25, -0.15), method="stated")
+    text = _verdict(stated, _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
+    assert "ECE was not measured for metacog under 'forced'" in text
+
+
+def test_an_undefined_change_says_why_with_both_values_and_their_n():
     calibration = _calibration(0.10, (-0.25, -0.15))
-    base_ece = (calibration["model"] == "base") & (calibration["metric"] == "ece")
-    calibration.loc[base_ece, "value"] = float("nan")
-    calibration = pd.concat(
-        [
-            calibration,
-            pd.DataFrame(
-                [
-                    {
-                        "model": "base",
-                        "domain": "all",
-                        "metric": "parse_rate",
-                        "value": 0.0,
-                        "ci_low": 0.0,
-                        "ci_high": 0.0,
-                        "n": 40,
-                        "note": "",
-                    },
-                    {
-                        "model": "metacog",
-                        "domain": "all",
-                        "metric": "parse_rate",
-                        "value": 0.7,
-                        "ci_low": 0.6,
-                        "ci_high": 0.8,
-                        "n": 40,
-                        "note": "",
-                    },
-                ]
-            ),
-        ]
-    )
-    text = verdict(calibration, *_synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)), ["metacog"], "Mid-layer")
-    assert "ECE change undefined: parse rate of stated confidence is 0.000 for base and 0.700 for metacog" in text
-    assert "(metacog ECE = 0.100)" in text
+    change = calibration["metric"] == "ece_minus_base"
+    calibration.loc[change, ["value", "ci_low", "ci_high"]] = float("nan")
+    calibration.loc[change, "note"] = "only 3 answers with a confidence (minimum 20, calibration.metrics.min_n)"
+    text = _verdict(calibration, _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
+    assert (
+        "ECE change undefined (only 3 answers with a confidence (minimum 20, calibration.metrics.min_n)); "
+        "base 0.300 [0.250, 0.350] (n = 40), metacog 0.100 [0.050, 0.150] (n = 40)"
+    ) in text

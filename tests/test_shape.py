@@ -312,3 +312,43 @@ def test_model_shape_table_has_ablation_areas_only_for_ablated_models():
     assert base.loc["ablation_area_synergistic_first", "estimate"] == pytest.approx(0.5)
     assert base.loc["ablation_area_redundant_first", "estimate"] == pytest.approx(-0.25)
     assert not table.loc[table["model"] == "random_init", "statistic"].str.startswith("ablation").any()
+
+
+def _mid_boosted(rng, prompts: int, heads: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A random symmetric base model and a copy whose middle layers (2-3 of 6, 2 heads each) gain synergy."""
+    synergy, redundancy = (rng.random((prompts, heads, heads)) for _ in range(2))
+    base = tuple((matrix + matrix.transpose(0, 2, 1)) / 2 for matrix in (synergy, redundancy))
+    boosted = (base[0].copy(), base[1].copy())
+    boosted[0][:, 4:8, :] += 1.0
+    boosted[0][:, :, 4:8] += 1.0
+    return base, boosted
+
+
+def test_band_score_changes_detect_a_mid_layer_boost_and_are_zero_for_identical_models():
+    base, boosted = _mid_boosted(np.random.default_rng(0), 8, 12)
+    table = shape.band_score_changes(
+        {"base": base, "metacog": boosted, "control": base},
+        heads_per_layer=2,
+        band=(0.3, 0.7),
+        variants=["metacog", "control"],
+        control="control",
+        n_resamples=100,
+        seed=0,
+    ).set_index("contrast")
+    assert table.loc["metacog - base", "estimate"] > 0
+    assert table.loc["metacog - base", "ci_low"] > 0  # interval excludes 0
+    assert table.loc["control - base", "estimate"] == 0.0
+    assert table.loc["control - base", "ci_low"] == table.loc["control - base", "ci_high"] == 0.0
+    versus_control = table.loc["(metacog - base) - (control - base)"]
+    assert versus_control["reference"] == "control" and versus_control["estimate"] > 0
+
+
+def test_moving_only_the_two_extreme_heads_does_not_move_the_band_contrast():
+    """The band *mean* of the scaled profile rises with every layer (the artefact); the contrast does not."""
+    a_levels, b_levels, _, _ = extreme_heads_moved()
+    per_prompt = {"base": matrices(*a_levels, seed=2000), "metacog": matrices(*b_levels, seed=2001)}
+    table = shape.band_score_changes(per_prompt, HEADS_PER_LAYER, shape.MIDDLE_BAND, ["metacog"], None, 100, 0)
+    profiles = [shape.profile_from_matrices(*per_prompt[model], HEADS_PER_LAYER) for model in ("base", "metacog")]
+    middle = [3, 4, 5, 6]  # depths 0.3 - 0.6 of 11 layers
+    assert profiles[1][middle].mean() - profiles[0][middle].mean() > 0.01  # the band mean alone would move
+    assert covers_zero(table.iloc[0].to_dict())

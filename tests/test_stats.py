@@ -3,34 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as scipy_stats
 
 from metasyn.comparison import statistics as stats
-
-
-def test_paired_tests_match_scipy_and_hand_cohens_d():
-    before = np.array([0.1, 0.4, 0.35, 0.8, 0.5, 0.2])
-    after = np.array([0.3, 0.45, 0.5, 0.85, 0.7, 0.1])
-    result = stats.paired_tests(before, after)
-    difference = after - before
-    assert result["t_p"] == pytest.approx(scipy_stats.ttest_rel(after, before).pvalue)
-    assert result["wilcoxon_p"] == pytest.approx(scipy_stats.wilcoxon(difference).pvalue)
-    assert result["cohens_d"] == pytest.approx(difference.mean() / difference.std(ddof=1))
-    assert result["mean_difference"] == pytest.approx(0.55 / 6)  # (0.2 + 0.05 + 0.15 + 0.05 + 0.2 - 0.1) / 6
-
-
-def test_identical_inputs_report_p_one_without_crashing():
-    values = np.array([0.2, 0.5, 0.9])
-    result = stats.paired_tests(values, values.copy())
-    assert result["t_p"] == 1.0 and result["wilcoxon_p"] == 1.0 and result["cohens_d"] == 0.0
-    assert "identical" in result["note"]
-
-
-def test_paired_tests_skip_nan_pairs_and_reject_mismatched_shapes():
-    result = stats.paired_tests(np.array([1.0, np.nan, 2.0]), np.array([1.5, 3.0, np.nan]))
-    assert result["n"] == 1 and np.isnan(result["t_p"]) and "fewer than 2" in result["note"]
-    with pytest.raises(ValueError, match="equal shapes"):
-        stats.paired_tests(np.zeros(3), np.zeros(4))
 
 
 def test_ranking_correlation_is_one_for_monotone_and_minus_one_for_reversed():
@@ -50,32 +24,75 @@ def test_percentile_interval_ignores_undefined_resamples():
     assert (low, high) == pytest.approx((2.5, 97.5))
 
 
-def _matrices(rng, prompts, heads, boost_mid: float):
-    synergy = rng.random((prompts, heads, heads))
-    redundancy = rng.random((prompts, heads, heads))
-    synergy[:, 4:8, :] += boost_mid  # layers 2-3 of 6 (2 heads per layer): the middle band
-    synergy = (synergy + synergy.transpose(0, 2, 1)) / 2
-    redundancy = (redundancy + redundancy.transpose(0, 2, 1)) / 2
+def test_band_contrast_is_band_mean_minus_the_other_layers():
+    # Depths 0, 0.2, ..., 1: the band (0.3, 0.7) holds layers 2 and 3.
+    assert stats.band_contrast(np.array([0.0, 0.2, 1.0, 0.8, 0.2, 0.0]), (0.3, 0.7)) == pytest.approx(0.9 - 0.1)
+    assert stats.band_contrast(np.full(6, 0.4), (0.3, 0.7)) == 0.0
+    shifted = np.array([0.0, 0.2, 1.0, 0.8, 0.2, 0.0]) + 0.3  # a uniform offset leaves the contrast alone
+    assert stats.band_contrast(shifted, (0.3, 0.7)) == pytest.approx(0.8)
+
+
+def test_comparison_pairs_add_the_control_contrast_for_every_other_variant():
+    assert stats.comparison_pairs(["metacog", "control"], "control") == [
+        ("metacog", "base"), ("control", "base"), ("metacog", "control"),
+    ]  # fmt: skip
+    assert stats.comparison_pairs(["metacog"], None) == [("metacog", "base")]
+
+
+def test_sign_flip_test_detects_a_planted_mean_and_is_uniform_under_the_null():
+    rng = np.random.default_rng(0)
+    planted = rng.normal(0.5, 1.0, size=(40, 1))  # effect size 0.5 over 40 prompts: t ~ 3.2
+    assert stats.sign_flip_test(planted, 999, seed=0)[0] < 0.01
+    assert stats.sign_flip_test(-planted, 999, seed=0)[0] < 0.01  # two-sided
+    null = rng.normal(0.0, 1.0, size=(40, 400))
+    p_values = stats.sign_flip_test(null, 199, seed=0)
+    assert 0.02 < np.mean(p_values < 0.05) < 0.09  # about 5% false positives, not more
+    assert p_values.min() >= 1 / 200
+
+
+def test_sign_flip_test_skips_missing_prompts_and_gives_p_one_for_no_difference():
+    differences = np.zeros((10, 2))
+    differences[:, 1] = np.nan
+    p_values = stats.sign_flip_test(differences, 99, seed=0)
+    assert p_values[0] == 1.0 and np.isnan(p_values[1])
+
+
+def _layered(rng, prompts: int, layers: int, heads: int, boost_layer: int | None, boost: float):
+    """Per-prompt symmetric (synergy, redundancy) with NaN diagonals; ``boost`` added to one layer's synergy."""
+    size = layers * heads
+    synergy, redundancy = rng.normal(0, 0.1, (2, prompts, size, size))
+    if boost_layer is not None:
+        rows = slice(boost_layer * heads, (boost_layer + 1) * heads)
+        synergy[:, rows, :] += boost
+    for matrix in (synergy, redundancy):
+        matrix[:, np.arange(size), np.arange(size)] = np.nan
     return synergy, redundancy
 
 
-def test_band_score_changes_detect_a_mid_layer_boost_and_are_zero_for_identical_models():
+def test_layer_quantity_changes_find_the_boosted_layer_only_and_nothing_between_identical_models():
     rng = np.random.default_rng(0)
-    base = _matrices(rng, 8, 12, 0.0)
+    base = _layered(rng, 20, 6, 3, None, 0.0)
     boosted = (base[0].copy(), base[1].copy())
-    boosted[0][:, 4:8, :] += 1.0
-    boosted[0][:, :, 4:8] += 1.0
-    table = stats.band_score_changes(
+    boosted[0][:, 6:9, :] += 0.05  # layer 2's heads: +0.05 to each of their pairs (prompt noise ~0.1 / sqrt(51))
+    table = stats.layer_quantity_changes(
         {"base": base, "metacog": boosted, "control": base},
-        heads_per_layer=2,
-        band=(0.3, 0.7),
-        variants=["metacog", "control"],
-        control="control",
-        n_resamples=100,
+        heads_per_layer=3,
+        pairs=[("metacog", "base"), ("control", "base")],
+        n_resamples=199,
         seed=0,
-    ).set_index("contrast")
-    assert table.loc["metacog - base", "estimate"] > 0
-    assert table.loc["metacog - base", "ci_low"] > 0  # interval excludes 0
-    assert table.loc["control - base", "estimate"] == 0.0
-    versus_control = table.loc["(metacog - base) - (control - base)"]
-    assert versus_control["reference"] == "control" and versus_control["estimate"] > 0
+    )
+    found = table[table["q_value"] < 0.05]
+    assert found[["comparison", "quantity", "layer"]].values.tolist() == [["metacog vs base", "synergy", 2]]
+    layer_2 = table[(table["comparison"] == "metacog vs base") & (table["quantity"] == "synergy")].iloc[2]
+    assert layer_2["estimate"] == pytest.approx(0.05) and layer_2["ci_low"] > 0
+    assert (table["q_value"] >= table["p_value"] - 1e-12).all()
+    identical = table[table["comparison"] == "control vs base"]
+    assert (identical["estimate"] == 0).all() and (identical["p_value"] == 1).all()
+    assert (table["n_prompts"] == 20).all()
+
+
+def test_per_prompt_layer_means_average_each_heads_pairs_then_the_layer():
+    matrices = np.arange(16.0).reshape(1, 4, 4)
+    matrices[0, np.arange(4), np.arange(4)] = np.nan
+    # Head rows without the diagonal: (1+2+3)/3, (4+6+7)/3, (8+9+11)/3, (12+13+14)/3; two heads per layer.
+    np.testing.assert_allclose(stats.per_prompt_layer_means(matrices, 2), [[(2 + 17 / 3) / 2, (28 / 3 + 13) / 2]])

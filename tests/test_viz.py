@@ -53,7 +53,13 @@ EXPECTED_ON_PAGE = {
         "base.phiid_synergy",
         "random_init.head_scores",
     ],
-    "comparison": ["compare_layers", "compose_report", "calibration_metrics_table", "layer_profiles_figure", "report"],
+    "comparison": [
+        "test_layer_changes",
+        "compose_report",
+        "calibration_metrics_table",
+        "layer_profiles_figure",
+        "report",
+    ],
 }
 # A preview of each kind the issue asks for: parquet tables, JSON metrics, figures.
 PREVIEW_TYPES = {

@@ -25,89 +25,192 @@ def _excludes_zero(low: float, high: float) -> bool:
     return bool(np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0))
 
 
-def _undefined_change(pooled: pd.DataFrame, metric: str, variant: str, before: float, after: float) -> str:
-    """Why a calibration change cannot be computed, with whatever value is defined and the parse rates."""
-
-    def parse_rate(model: str) -> str:
-        key = (model, "parse_rate")
-        return _number(pooled.loc[key, "value"]) if key in pooled.index else "n/a"
-
-    known = {model: value for model, value in (("base", before), (variant, after)) if np.isfinite(value)}
-    stated = "; ".join(f"{model} {metric.upper()} = {_number(value)}" for model, value in known.items())
-    return (
-        f"{metric.upper()} change undefined: parse rate of stated confidence is {parse_rate('base')} for base and "
-        f"{parse_rate(variant)} for {variant}" + (f" ({stated})" if stated else "")
-    )
+# Calibration metrics in the verdict, and whether lower values are better.
+VERDICT_METRICS = {"ece": True, "auroc": False, "brier": True}
 
 
-def calibration_sentence(calibration: pd.DataFrame, variant: str) -> str:
-    """How the pooled ECE and AUROC of a variant moved from base, and whether the interval excludes zero."""
-    pooled = calibration[calibration["domain"] == ALL_DOMAINS].set_index(["model", "metric"])
+def _value_with_n(row: pd.Series) -> str:
+    return f"{_number(row['value'])} {_interval(row['ci_low'], row['ci_high'])} (n = {int(row['n'])})"
+
+
+def calibration_sentence(calibration: pd.DataFrame, variant: str, method: str, thresholds: Mapping) -> str:
+    """How the pooled ECE, AUROC and Brier of a variant moved from base under one elicitation method."""
+    pooled = calibration[(calibration["domain"] == ALL_DOMAINS) & (calibration["method"] == method)]
+    pooled = pooled.set_index(["model", "metric"])
     parts = []
-    for metric, better in (("ece", "fell"), ("auroc", "rose")):
-        try:
-            before, after = pooled.loc[("base", metric), "value"], pooled.loc[(variant, metric), "value"]
-            change = pooled.loc[(variant, f"{metric}_minus_base")]
-        except KeyError:
-            parts.append(f"{metric.upper()} was not measured for {variant}")
+    for metric, lower_is_better in VERDICT_METRICS.items():
+        name = metric.upper() if metric != "brier" else "Brier"
+        keys = [("base", metric), (variant, metric), (variant, f"{metric}_minus_base")]
+        if not all(key in pooled.index for key in keys):
+            parts.append(f"{name} was not measured for {variant} under {method!r}")
             continue
-        if not (np.isfinite(before) and np.isfinite(after)):
-            parts.append(_undefined_change(pooled, metric, variant, before, after))
-            continue
-        direction = "did not change" if after == before else ("fell" if after < before else "rose")
-        reliable = _excludes_zero(change["ci_low"], change["ci_high"])
-        qualifier = (
-            ""
-            if direction == "did not change"
-            else (
-                " (95% CI of the change excludes 0)"
-                if reliable
-                else " (95% CI of the change includes 0: not distinguishable from no change)"
+        before, after, change = (pooled.loc[key] for key in keys)
+        if not np.isfinite(change["value"]):
+            reason = change["note"] or "undefined"
+            parts.append(
+                f"{name} change undefined ({reason}); base {_value_with_n(before)}, {variant} {_value_with_n(after)}"
             )
+            continue
+        detected = _excludes_zero(change["ci_low"], change["ci_high"])
+        verdict_text = judgement(
+            detected, change["ci_low"], change["ci_high"], thresholds["max_interval_width"][metric]
         )
-        good = " an improvement" if reliable and direction == better else ""
+        if detected:
+            fell = change["value"] < 0
+            verdict_text += ", an improvement" if fell == lower_is_better else ", a deterioration"
         parts.append(
-            f"{metric.upper()} {direction} from {_number(before)} to {_number(after)}, change "
-            f"{_number(change['value'])} {_interval(change['ci_low'], change['ci_high'])}{qualifier}{good}"
+            f"{name} base {_value_with_n(before)}, {variant} {_value_with_n(after)}; change on the "
+            f"{int(change['n'])} questions both answered with a confidence {_number(change['value'])} "
+            f"{_interval(change['ci_low'], change['ci_high'])}: {verdict_text}"
         )
-    return f"For {variant}: " + "; ".join(parts) + "."
+    return f"Calibration of {variant} (confidence elicited by {method!r}): " + "; ".join(parts) + "."
 
 
-def synergy_sentence(changes: pd.DataFrame, layer_tests: pd.DataFrame, variant: str, band_name: str) -> str:
-    """The band syn-red change of a variant, its layer-wise test, and how it compares with the control."""
-    own = changes[changes["contrast"] == f"{variant} - base"].iloc[0]
-    test = layer_tests[(layer_tests["variant"] == variant) & (layer_tests["quantity"] == "syn_red_score")].iloc[0]
-    reliable = _excludes_zero(own["ci_low"], own["ci_high"])
-    sentence = (
-        f"{band_name} syn-red score changed by {_number(own['estimate'])} "
-        f"{_interval(own['ci_low'], own['ci_high'])} for {variant} "
-        f"({'a change' if reliable else 'not distinguishable from no change'} at 95% over prompt resamples; "
-        f"layer-wise paired t-test p = {_number(test['t_p'])}, Wilcoxon p = {_number(test['wilcoxon_p'])}, "
-        f"Cohen's d = {_number(test['cohens_d'], 2)})"
+def judgement(detected: bool, low: float, high: float, max_width: float) -> str:
+    """ "a change", "inconclusive at this size" (interval wider than ``max_width``) or "no change detected"."""
+    if detected:
+        return "a change"
+    width = high - low
+    if not np.isfinite(width):
+        return "undefined (no interval)"
+    if width > max_width:
+        return (
+            f"inconclusive at this size (95% interval {_number(width)} wide, above the {_number(max_width)} accepted)"
+        )
+    return f"no change detected (95% interval {_number(width)} wide, within the {_number(max_width)} accepted)"
+
+
+def _shape_row(shape_changes: pd.DataFrame, comparison: str, statistic: str) -> pd.Series:
+    return shape_changes[(shape_changes["comparison"] == comparison) & (shape_changes["statistic"] == statistic)].iloc[
+        0
+    ]
+
+
+def _layer_discoveries(layer_changes: pd.DataFrame, comparison: str, alpha: float) -> str:
+    """How many layers' raw synergy and redundancy changed at false-discovery rate ``alpha``, and which."""
+    parts = []
+    for quantity, rows in layer_changes[layer_changes["comparison"] == comparison].groupby("quantity", sort=False):
+        found = rows[rows["q_value"] < alpha]
+        listed = f" (layers {', '.join(str(layer) for layer in found['layer'])})" if len(found) else ""
+        parts.append(f"{quantity} in {len(found)} of {len(rows)} layers{listed}")
+    return "; ".join(parts)
+
+
+def synergy_sentence(
+    comparison: str,
+    shape_changes: pd.DataFrame,
+    band_change: pd.Series,
+    layer_changes: pd.DataFrame,
+    thresholds: Mapping,
+    band_name: str,
+) -> str:
+    """Shape distance and peak shift, band contrast and raw per-layer changes of one ``model vs reference``."""
+    alpha = thresholds["alpha"]
+    distance = _shape_row(shape_changes, comparison, "l2_distance")
+    peak = _shape_row(shape_changes, comparison, "peak_shift")
+    shape_verdict = judgement(
+        distance["p_value"] < alpha, peak["ci_low"], peak["ci_high"], thresholds["max_interval_width"]["peak_shift"]
     )
-    versus = changes[(changes["variant"] == variant) & (changes["reference"] != "base")]
-    if len(versus):
-        row = versus.iloc[0]
-        if _excludes_zero(row["ci_low"], row["ci_high"]):
-            relation = "larger than" if row["estimate"] > 0 else "smaller than"
-        else:
-            relation = "no different from"
-        control = row["reference"]
-        sentence += (
-            f"; relative to the control fine-tune ({control}) the difference is {_number(row['estimate'])} "
-            f"{_interval(row['ci_low'], row['ci_high'])}, so the change is {relation} the effect of fine-tuning as such"
+    band_verdict = judgement(
+        _excludes_zero(band_change["ci_low"], band_change["ci_high"]),
+        band_change["ci_low"],
+        band_change["ci_high"],
+        thresholds["max_interval_width"]["band_contrast"],
+    )
+    return (
+        f"**{comparison}** (n = {int(distance['n_prompts'])} prompts): layer-profile shape distance "
+        f"{_number(distance['estimate'])} {_interval(distance['ci_low'], distance['ci_high'])} with paired "
+        f"permutation p = {_number(distance['p_value'])}, peak-depth shift {_number(peak['estimate'])} "
+        f"{_interval(peak['ci_low'], peak['ci_high'])}: {shape_verdict}. {band_name} contrast (band minus other "
+        f"layers) change {_number(band_change['estimate'])} "
+        f"{_interval(band_change['ci_low'], band_change['ci_high'])} (bootstrap over prompts): {band_verdict}. "
+        f"Raw per-layer changes at false-discovery rate {alpha} (sign-flip permutation over prompts, "
+        f"Benjamini-Hochberg): {_layer_discoveries(layer_changes, comparison, alpha)}."
+    )
+
+
+def ranking_sentence(rankings: pd.DataFrame, model_shapes: pd.DataFrame, variant: str) -> str:
+    """A variant's head-ranking correlation with base, beside both models' split-half noise floors."""
+    row = rankings[rankings["variant"] == variant].iloc[0]
+    floors = model_shapes[model_shapes["statistic"] == "ranking_split_half_reliability"].set_index("model")
+    floor = {
+        model: f"{model} {_number(floors.loc[model, 'estimate'])} "
+        f"{_interval(floors.loc[model, 'ci_low'], floors.loc[model, 'ci_high'])}"
+        for model in ("base", variant)
+        if model in floors.index
+    }
+    return (
+        f"Head ranking Spearman rho with base {_number(row['spearman_rho'])} over {int(row['n_heads'])} heads; "
+        f"split-half reliability of the ranking (its noise floor: two models cannot agree more than each agrees "
+        f"with itself) {'; '.join(floor.values())}."
+    )
+
+
+def model_shape_sentence(model_shapes: pd.DataFrame, statistic: str, label: str) -> str:
+    """One per-model measure for every model, with its interval and n."""
+    rows = model_shapes[model_shapes["statistic"] == statistic]
+    values = [
+        f"{row.model} {_number(row.estimate)} {_interval(row.ci_low, row.ci_high)} (n = {int(row.n_prompts)})"
+        for row in rows.itertuples()
+    ]
+    return f"{label}: " + "; ".join(values) + "."
+
+
+def size_label(n_prompts: int, n_questions: int, study_sizes: Mapping) -> str:
+    """A warning line when the run is smaller than the study's sizes, empty when it is not."""
+    short = [
+        f"{have} {what} (study: {want})"
+        for what, have, want in (
+            ("synergy prompts", n_prompts, study_sizes["prompts"]),
+            ("test questions", n_questions, study_sizes["test_questions"]),
         )
-    return sentence + "."
+        if have < want
+    ]
+    if not short:
+        return ""
+    return (
+        f"**Demo sizes**: {', '.join(short)}. The intervals below are as wide as these sizes make them; read "
+        "this run as a check of the method, not as the study's answer."
+    )
 
 
 def verdict(
-    calibration: pd.DataFrame, changes: pd.DataFrame, layer_tests: pd.DataFrame, variants: list[str], band_name: str
+    calibration: pd.DataFrame,
+    band_changes: pd.DataFrame,
+    shape_changes: pd.DataFrame,
+    layer_changes: pd.DataFrame,
+    rankings: pd.DataFrame,
+    model_shapes: pd.DataFrame,
+    variants: list[str],
+    settings: Mapping,
+    calibration_method: str,
 ) -> str:
     """Plain-language answer to the research question, computed from the statistics."""
+    thresholds = settings["verdict"]
     lines = []
     for variant in variants:
-        lines.append(calibration_sentence(calibration, variant))
-        lines.append(synergy_sentence(changes, layer_tests, variant, band_name))
+        lines.append(calibration_sentence(calibration, variant, calibration_method, thresholds))
+        for change in band_changes[band_changes["variant"] == variant].itertuples():
+            comparison = f"{variant} vs {change.reference}"
+            lines.append(
+                synergy_sentence(
+                    comparison,
+                    shape_changes,
+                    band_changes.loc[change.Index],
+                    layer_changes,
+                    thresholds,
+                    settings["band_name"],
+                )
+            )
+        lines.append(ranking_sentence(rankings, model_shapes, variant))
+    lines.append(
+        model_shape_sentence(
+            model_shapes,
+            "inverted_u_quadratic",
+            "Inverted U (minus the quadratic coefficient of the profile against depth; > 0 is an inverted U; 95% "
+            "interval over prompt resamples)",
+        )
+    )
     return "\n\n".join(lines)
 
 
@@ -123,29 +226,45 @@ def _markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def layer_change_summary(layer_changes: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Per comparison and quantity: layers tested, layers with q < ``alpha``, smallest q, largest |change|."""
+    grouped = layer_changes.groupby(["comparison", "quantity"], sort=False)
+    return pd.DataFrame(
+        {
+            "layers": grouped.size(),
+            f"layers_q<{alpha}": grouped["q_value"].agg(lambda q: int((q < alpha).sum())),
+            "smallest_q": grouped["q_value"].min(),
+            "largest_abs_change": grouped["estimate"].agg(lambda change: change.abs().max()),
+            "n_prompts": grouped["n_prompts"].max(),
+        }
+    ).reset_index()
+
+
 def render_report(
     configuration: Mapping,
     models: pd.DataFrame,
+    size_note: str,
     verdict_text: str,
     calibration: pd.DataFrame,
     changes: pd.DataFrame,
-    layer_tests: pd.DataFrame,
+    layer_changes: pd.DataFrame,
     rankings: pd.DataFrame,
     shape_changes: pd.DataFrame,
     model_shapes: pd.DataFrame,
     figures: Mapping[str, str],
+    alpha: float,
 ) -> str:
     """The whole report as Markdown; ``models`` describes each loaded model (one row per model name);
-    ``figures`` maps a caption to a path relative to the report."""
+    ``size_note`` (``size_label``) opens it when the run is below the study's sizes; ``figures`` maps a caption
+    to a path relative to the report."""
     pooled = calibration[calibration["domain"] == ALL_DOMAINS]
-    calibration_view = pooled.pivot_table(index="metric", columns="model", values="value", aggfunc="first")
-    calibration_view = calibration_view.reset_index()
-    intervals = pooled.assign(interval=[_interval(low, high) for low, high in zip(pooled["ci_low"], pooled["ci_high"])])
-    interval_view = intervals.pivot_table(
-        index="metric", columns="model", values="interval", aggfunc="first"
+    cells = pooled.assign(cell=[_value_with_n(row) for _, row in pooled.iterrows()])
+    calibration_view = cells.pivot_table(
+        index=["method", "metric"], columns="model", values="cell", aggfunc="first", sort=False
     ).reset_index()
     sections = [
         "# metasyn report",
+        *([size_note] if size_note else []),
         "Does fine-tuning a language model to state calibrated confidence change the synergistic structure "
         "of its attention heads?",
         "## Verdict",
@@ -155,13 +274,20 @@ def render_report(
         "Models as loaded (not as configured):",
         _markdown_table(models.rename_axis("model").reset_index()),
         "## Calibration (all domains pooled)",
-        _markdown_table(calibration_view),
-        "95% bootstrap intervals (questions resampled):",
-        _markdown_table(interval_view),
-        "## Synergy: band score changes (bootstrap over prompts)",
+        "Value, 95% bootstrap interval (questions resampled, the same resamples for every model) and n, per "
+        "elicitation method. `stated`: the confidence the model wrote (its parse rate is format compliance); "
+        "`forced`: read from the next-token distribution after the trained confidence label; `p_true`: "
+        "P(True) that the model's own answer is correct. `<metric>_minus_base` rows are on the questions where "
+        "both models have a confidence.",
+        _markdown_table(calibration_view.fillna("")),
+        "## Synergy: band contrast changes (bootstrap over prompts)",
+        "Band contrast: mean layer-profile score in the depth band minus the mean of the other layers (blind to "
+        "the uniform offset that min-max scaling adds when an extreme head moves).",
         _markdown_table(changes),
-        "## Synergy: per-layer paired tests (base vs variant)",
-        _markdown_table(layer_tests),
+        "## Synergy: raw per-layer synergy and redundancy changes",
+        "Unscaled mean PhiID atom of each layer's heads, model minus reference; two-sided sign-flip permutation "
+        "over prompts, Benjamini-Hochberg q-values across layers (full table: layer_quantity_changes.parquet).",
+        _markdown_table(layer_change_summary(layer_changes, alpha)),
         "## Synergy: head ranking agreement with base",
         _markdown_table(rankings),
         "## Synergy: layer-profile shape change (paired bootstrap and permutation over prompts)",

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import integrate
 from scipy import stats as scipy_stats
 
-from metasyn.comparison.statistics import band_layers, percentile_interval
+from metasyn.comparison.statistics import band_contrast, comparison_pairs, percentile_interval
 from metasyn.metacognition.calibration import bootstrap_indices
 from metasyn.synergy.scores import head_scores, layer_profile, nanmean
 
@@ -308,16 +308,47 @@ def profile_shape_test(
     return result
 
 
+def band_score_changes(
+    per_prompt: Mapping[str, Matrices],
+    heads_per_layer: int,
+    band: tuple[float, float],
+    variants: Sequence[str],
+    control: str | None,
+    n_resamples: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Band contrast change (variant - base) per variant, and each variant's change minus the control's.
+
+    The band contrast (``band_contrast``) of each model's layer profile, recomputed on the same prompt
+    resamples for every model, so the intervals are paired.
+    """
+    pairs = comparison_pairs(variants, control)
+    models = {name: _Model(per_prompt[name]) for name in dict.fromkeys(name for pair in pairs for name in pair)}
+    n_prompts = models["base"].n_prompts
+    weights = [np.ones(n_prompts)] + [
+        _draw_counts(drawn, n_prompts) for drawn in bootstrap_indices(n_prompts, n_resamples, seed)
+    ]
+    # Column 0 is the full sample; every later column one resample, shared by all models.
+    contrasts = {
+        name: np.array([band_contrast(_profile_of_parts(heads_per_layer, model.parts(w)), band) for w in weights])
+        for name, model in models.items()
+    }
+    rows = []
+    for model, reference in pairs:
+        change = contrasts[model] - contrasts[reference]
+        low, high = percentile_interval(change[1:])
+        rows.append({
+            # Against the control: (variant - base) - (control - base), the effect beyond fine-tuning as such.
+            "contrast": f"{model} - base" if reference == "base" else f"({model} - base) - ({reference} - base)",
+            "variant": model, "reference": reference, "estimate": float(change[0]), "ci_low": low, "ci_high": high,
+            "n_prompts": n_prompts, "n_resamples": n_resamples,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def _inverted_u_statistics(profile: np.ndarray) -> np.ndarray:
     """Negated quadratic coefficient, and middle-band mean minus outside mean, of one profile."""
-    inside = np.zeros(len(profile), dtype=bool)
-    inside[band_layers(len(profile), MIDDLE_BAND)] = True
-    finite = np.isfinite(profile)
-    if not (inside & finite).any() or not (~inside & finite).any():
-        contrast = math.nan
-    else:
-        contrast = float(profile[inside & finite].mean() - profile[~inside & finite].mean())
-    return np.array([-quadratic_fit(profile)[0], contrast])
+    return np.array([-quadratic_fit(profile)[0], band_contrast(profile, MIDDLE_BAND)])
 
 
 def inverted_u(
@@ -415,11 +446,8 @@ def shape_change_table(
     seed: int,
 ) -> pd.DataFrame:
     """Profile shape change of each variant from base (and of each other variant from the control), one row per statistic."""
-    pairs = [(variant, "base") for variant in variants]
-    if control in variants:
-        pairs += [(variant, control) for variant in variants if variant != control]
     rows = []
-    for variant, reference in pairs:
+    for variant, reference in comparison_pairs(variants, control):
         result = profile_shape_test(per_prompt[reference], per_prompt[variant], heads_per_layer, n_resamples, seed)
         for statistic in SHAPE_STATISTICS:
             distance = statistic == "l2_distance"

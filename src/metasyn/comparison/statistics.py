@@ -1,75 +1,29 @@
 """Comparison statistics: base versus each fine-tuned variant, and metacognition versus control.
 
-Unit of pairing: a **layer** for the layer-profile tests (each layer's mean syn-red score in the base model
-and in the variant), a **head** for the ranking correlation, a **prompt** for bootstrap intervals (prompts are
-the same for every model, so one set of resampled prompt indices gives paired intervals for every model).
-Tests come from scipy; Cohen's d for paired samples (mean difference / SD of differences) has no scipy
-function and is computed here.
+Unit of resampling: a **prompt** (prompts are the same for every model, so one set of resampled or
+sign-flipped prompt indices gives paired intervals and tests for every model); a **head** for the ranking
+correlation. Layers are never treated as independent samples: they are summaries of the same heads and the
+same prompts (see docs/statistics.md for why the per-layer paired t-test was dropped).
+
+- **Band contrast**: mean layer-profile score over a depth band minus the mean over the layers outside it.
+  The profile is min-max scaled by its two most extreme heads, so moving one of them shifts every layer's
+  scaled mean by about the same constant; the contrast is blind to that offset, the band mean alone is not.
+- **Per-layer raw changes**: per prompt, a layer's synergy (redundancy) is the mean PhiID atom over the pairs
+  of its heads with every other head, unscaled; the change is the prompt mean of variant minus base, tested
+  by a paired sign-flip permutation over prompts (two-sided), with Benjamini-Hochberg q-values across layers
+  (``scipy.stats.false_discovery_control``) and a percentile interval over prompt resamples.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
 from metasyn.metacognition.calibration import bootstrap_indices
-from metasyn.synergy.scores import head_scores, layer_profile
-
-
-def paired_tests(before: np.ndarray, after: np.ndarray) -> dict[str, float | str]:
-    """Paired t-test, Wilcoxon signed-rank and paired Cohen's d of ``after - before``.
-
-    Identical inputs have no variance to test: p = 1 and d = 0 are reported with a note, not a crash.
-    """
-    before, after = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
-    if before.shape != after.shape:
-        raise ValueError(f"Paired samples need equal shapes, got {before.shape} and {after.shape}.")
-    keep = np.isfinite(before) & np.isfinite(after)
-    difference = after[keep] - before[keep]
-    result: dict[str, float | str] = {
-        "n": int(keep.sum()),
-        "mean_difference": float(np.mean(difference)) if keep.any() else np.nan,
-    }
-    if keep.sum() < 2:
-        return {
-            **result,
-            "t": np.nan,
-            "t_p": np.nan,
-            "wilcoxon_w": np.nan,
-            "wilcoxon_p": np.nan,
-            "cohens_d": np.nan,
-            "note": "fewer than 2 paired values",
-        }
-    if np.allclose(difference, 0.0, atol=0.0):
-        return {
-            **result,
-            "t": 0.0,
-            "t_p": 1.0,
-            "wilcoxon_w": 0.0,
-            "wilcoxon_p": 1.0,
-            "cohens_d": 0.0,
-            "note": "identical inputs: no difference to test",
-        }
-    with warnings.catch_warnings():
-        # scipy warns about ties/zero differences in small samples; the p-value is still the documented one.
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        warnings.simplefilter("ignore", category=UserWarning)
-        t_test = scipy_stats.ttest_rel(after[keep], before[keep])
-        wilcoxon = scipy_stats.wilcoxon(difference)
-    spread = np.std(difference, ddof=1)
-    return {
-        **result,
-        "t": float(t_test.statistic),
-        "t_p": float(t_test.pvalue),
-        "wilcoxon_w": float(wilcoxon.statistic),
-        "wilcoxon_p": float(wilcoxon.pvalue),
-        "cohens_d": float(np.mean(difference) / spread) if spread > 0 else float(np.sign(np.mean(difference)) * np.inf),
-        "note": "",
-    }
 
 
 def ranking_correlation(base_scores: pd.DataFrame, variant_scores: pd.DataFrame) -> dict[str, float]:
@@ -88,17 +42,15 @@ def band_layers(n_layers: int, band: tuple[float, float]) -> np.ndarray:
     return np.flatnonzero((depth >= band[0]) & (depth <= band[1]))
 
 
-def band_score(synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int, band: tuple[float, float]) -> float:
-    """Mean layer-profile score over a depth band, from prompt-mean synergy and redundancy matrices."""
-    profile = layer_profile(head_scores(synergy, redundancy, heads_per_layer))
-    return float(profile.iloc[band_layers(len(profile), band)]["score"].mean())
-
-
-def bootstrap_prompts(
-    statistic: Callable[[np.ndarray], float], n_prompts: int, n_resamples: int, seed: int
-) -> np.ndarray:
-    """``statistic(prompt_indices)`` over seeded resamples of prompts with replacement."""
-    return np.array([statistic(prompts) for prompts in bootstrap_indices(n_prompts, n_resamples, seed)])
+def band_contrast(profile: np.ndarray, band: tuple[float, float]) -> float:
+    """Mean profile score over the depth ``band`` minus the mean over the other layers (NaN layers skipped)."""
+    profile = np.asarray(profile, dtype=float)
+    inside = np.zeros(len(profile), dtype=bool)
+    inside[band_layers(len(profile), band)] = True
+    finite = np.isfinite(profile)
+    if not (inside & finite).any() or not (~inside & finite).any():
+        return np.nan
+    return float(profile[inside & finite].mean() - profile[~inside & finite].mean())
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -111,53 +63,86 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
     return float(low), float(high)
 
 
-def band_score_changes(
+def comparison_pairs(variants: Sequence[str], control: str | None) -> list[tuple[str, str]]:
+    """``(model, reference)``: every variant against base, then every other variant against the control."""
+    pairs = [(variant, "base") for variant in variants]
+    if control in variants:
+        pairs += [(variant, control) for variant in variants if variant != control]
+    return pairs
+
+
+def per_prompt_layer_means(matrices: np.ndarray, heads_per_layer: int) -> np.ndarray:
+    """``(prompts, layers)``: per prompt, the mean atom over each layer's heads' pairs with other heads."""
+    n_heads = matrices.shape[-1]
+    off_diagonal = np.where(np.eye(n_heads, dtype=bool), np.nan, matrices)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # degenerate heads: all-NaN rows
+        per_head = np.nanmean(off_diagonal, axis=2)
+        return np.nanmean(per_head.reshape(len(matrices), n_heads // heads_per_layer, heads_per_layer), axis=2)
+
+
+def sign_flip_test(differences: np.ndarray, n_permutations: int, seed: int) -> np.ndarray:
+    """Two-sided paired permutation p per column of ``(prompts, k)`` differences: signs flipped per prompt.
+
+    p = (1 + #{|mean of flipped| >= |observed mean|}) / (1 + n_permutations); prompts with a NaN difference
+    in a column are left out of that column.
+    """
+    differences = np.asarray(differences, dtype=float)
+    finite = np.isfinite(differences)
+    values = np.where(finite, differences, 0.0)
+    counts = finite.sum(axis=0)
+    signs = np.random.default_rng([seed, 3]).choice([-1.0, 1.0], size=(n_permutations, len(differences)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = np.abs(values.sum(axis=0) / counts)
+        null = np.abs(signs @ values / counts)
+    # A small tolerance so that sign patterns reproducing the observed mean (up to rounding) count as >=.
+    exceed = (null >= observed - 1e-12).sum(axis=0)
+    return np.where(counts > 0, (1 + exceed) / (1 + n_permutations), np.nan)
+
+
+LAYER_CHANGE_COLUMNS = [
+    "comparison", "quantity", "layer", "depth", "estimate", "ci_low", "ci_high", "p_value", "q_value", "n_prompts",
+]  # fmt: skip
+
+
+def layer_quantity_changes(
     per_prompt: Mapping[str, tuple[np.ndarray, np.ndarray]],
     heads_per_layer: int,
-    band: tuple[float, float],
-    variants: list[str],
-    control: str | None,
+    pairs: Sequence[tuple[str, str]],
     n_resamples: int,
     seed: int,
 ) -> pd.DataFrame:
-    """Band score change (variant - base) per variant, and each variant's change minus the control's.
+    """Per layer, raw synergy and redundancy change of each ``(model, reference)`` pair (module docstring).
 
-    ``per_prompt`` maps a model to its (synergy, redundancy) matrices of shape (prompts, heads, heads). Every
-    statistic is computed on the same prompt resamples, so the intervals are paired.
+    q-values control the false-discovery rate over the layers of one comparison and quantity.
     """
-
-    def band_for(model: str, prompts: np.ndarray) -> float:
-        synergy, redundancy = per_prompt[model]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN slices of degenerate heads
-            return band_score(
-                np.nanmean(synergy[prompts], 0), np.nanmean(redundancy[prompts], 0), heads_per_layer, band
-            )
-
-    n_prompts = per_prompt["base"][0].shape[0]
-    everything = np.arange(n_prompts)
     rows = []
-    for variant in variants:
-        contrasts = {f"{variant} - base": (variant, "base")}
-        if control is not None and variant != control:
-            # (variant - base) - (control - base): the effect beyond fine-tuning as such.
-            contrasts[f"({variant} - base) - ({control} - base)"] = (variant, control)
-        for label, (left, right) in contrasts.items():
-
-            def change(prompts: np.ndarray, left: str = left, right: str = right) -> float:
-                return band_for(left, prompts) - band_for(right, prompts)
-
-            low, high = percentile_interval(bootstrap_prompts(change, n_prompts, n_resamples, seed))
-            rows.append(
-                {
-                    "contrast": label,
-                    "variant": variant,
-                    "reference": right,
-                    "estimate": change(everything),
-                    "ci_low": low,
-                    "ci_high": high,
-                    "n_prompts": n_prompts,
-                    "n_resamples": n_resamples,
-                }
+    for model, reference in pairs:
+        for position, quantity in enumerate(("synergy", "redundancy")):
+            differences = per_prompt_layer_means(per_prompt[model][position], heads_per_layer) - (
+                per_prompt_layer_means(per_prompt[reference][position], heads_per_layer)
             )
-    return pd.DataFrame(rows)
+            n_prompts, n_layers = differences.shape
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=RuntimeWarning)
+                estimate = np.nanmean(differences, axis=0)
+                resampled = np.stack(
+                    [
+                        np.nanmean(differences[prompts], axis=0)
+                        for prompts in bootstrap_indices(n_prompts, n_resamples, seed)
+                    ]
+                )
+            p_values = sign_flip_test(differences, n_resamples, seed)
+            q_values = np.full(n_layers, np.nan)
+            tested = np.isfinite(p_values)
+            if tested.any():
+                q_values[tested] = scipy_stats.false_discovery_control(p_values[tested], method="bh")
+            for layer in range(n_layers):
+                low, high = percentile_interval(resampled[:, layer])
+                rows.append({
+                    "comparison": f"{model} vs {reference}", "quantity": quantity, "layer": layer,
+                    "depth": layer / max(n_layers - 1, 1), "estimate": float(estimate[layer]), "ci_low": low,
+                    "ci_high": high, "p_value": float(p_values[layer]), "q_value": float(q_values[layer]),
+                    "n_prompts": int(np.isfinite(differences[:, layer]).sum()),
+                })  # fmt: skip
+    return pd.DataFrame(rows, columns=LAYER_CHANGE_COLUMNS)

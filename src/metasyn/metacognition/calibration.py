@@ -16,15 +16,22 @@ Single-question task (``N`` answers with stated confidence ``c_i`` in [0, 1] and
 
 Pairwise task (the model says which of two questions it is more likely to answer correctly):
 
-- **AUC_a**: over pairs where exactly one of the two questions is answered correctly, how often the model
-  picks that one; **AUC_c**: over pairs whose consistency differs, how often it picks the more consistent
-  one. A pair without a readable choice counts one half (a tie, as in AUC). For a two-alternative choice
-  this share is the AUC of the choice as a score.
+- **AUC_a**: over pairs with a readable choice where exactly one of the two questions is answered correctly,
+  how often the model picks that one; **AUC_c**: over pairs with a readable choice whose consistency differs,
+  how often it picks the more consistent one. For a two-alternative choice this share is the AUC of the
+  choice as a score. An unreadable choice is *missing*, not a tie: scoring it one half would let format
+  compliance pass for discrimination (a model that never answers the format would score 0.5, chance, and
+  learning the format alone would move it). ``pairwise_parse_rate`` reports the readable share beside them.
 
-Bootstrap intervals are percentile intervals over items (questions or pairs) resampled with replacement
-from a seeded generator, so the same seed and item count give the same resamples for every model:
-differences between models computed on the same resamples are paired. ECE is biased upwards on small
-samples, so its interval can sit slightly above the point estimate.
+Every calibration metric needs at least ``min_n`` items with a confidence (or readable pairs); below that it
+is undefined (NaN) with the reason, not estimated.
+
+Bootstrap intervals are percentile intervals over items resampled with replacement from a seeded generator,
+so the same seed and item count give the same resamples for every model: differences between models
+computed on the same resamples are paired. The item is a **question** for both tasks: a question appears in
+several pairs, so pairs are not independent; ``pairs_over_questions`` turns a pair estimator into one over
+resampled questions (a pair drawn as often as the product of its two questions' draws). ECE is biased
+upwards on small samples, so its interval can sit slightly above the point estimate.
 """
 
 from __future__ import annotations
@@ -180,19 +187,32 @@ def area_under_risk_coverage(confidence: Sequence[float], correct: Sequence[bool
     return float(np.sum(np.diff(curve.coverage, prepend=0.0) * curve.risk))
 
 
-def confidence_task_metrics(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> dict[str, Estimate]:
-    """Single-question metrics. ``confidence`` is NaN where the output was unparseable.
+def too_few(n: int, min_n: int, what: str) -> str:
+    """The note of a metric left undefined because it rests on fewer than ``min_n`` items ('' when enough)."""
+    return f"only {n} {what} (minimum {min_n}, calibration.metrics.min_n)" if n < min_n else ""
+
+
+def confidence_task_metrics(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    n_bins: int = 10,
+    min_n: int = 1,
+    scored: np.ndarray | None = None,
+) -> dict[str, Estimate]:
+    """Single-question metrics. ``confidence`` is NaN where the model gave none (unparseable output).
 
     Accuracy and parse rate count every output (an unparseable answer is wrong); the calibration metrics use
-    the parsed outputs only, and ``n`` says how many that is.
+    the outputs with a confidence only, or the subset ``scored`` of them (e.g. the questions another model
+    also gave a confidence for), ``n`` says how many that is, and below ``min_n`` they are undefined.
     """
     correct = np.asarray(correct, dtype=bool)
     confidence = np.asarray(confidence, dtype=float)
-    parsed = ~np.isnan(confidence)
+    has_confidence = ~np.isnan(confidence)
+    parsed = has_confidence if scored is None else has_confidence & np.asarray(scored, dtype=bool)
     n_outputs, n_parsed = len(correct), int(parsed.sum())
     metrics = {
         "accuracy": Estimate(float(correct.mean()), n_outputs),
-        "parse_rate": Estimate(float(parsed.mean()), n_outputs),
+        "parse_rate": Estimate(float(has_confidence.mean()), n_outputs),
     }
     calibration: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
         "ece": lambda c, y: expected_calibration_error(c, y, n_bins, "equal_width"),
@@ -201,9 +221,13 @@ def confidence_task_metrics(confidence: np.ndarray, correct: np.ndarray, n_bins:
         "auroc": auroc,
         "aurc": area_under_risk_coverage,
     }
-    if n_parsed == 0:
-        note = f"no parseable answer with confidence among {n_outputs} outputs"
-        return metrics | {name: Estimate(float("nan"), 0, note) for name in calibration}
+    if n_parsed == 0 or n_parsed < min_n:
+        note = (
+            f"no parseable answer with confidence among {n_outputs} outputs"
+            if n_parsed == 0
+            else too_few(n_parsed, min_n, "answers with a confidence")
+        )
+        return metrics | {name: Estimate(float("nan"), n_parsed, note) for name in calibration}
     stated, scored = confidence[parsed], correct[parsed]
     for name, metric in calibration.items():
         metrics[name] = Estimate(metric(stated, scored), n_parsed)
@@ -221,39 +245,55 @@ def better_of_pair(first: Sequence[float], second: Sequence[float]) -> np.ndarra
 
 
 def pairwise_agreement(choice: Sequence[int], better: Sequence[int]) -> float:
-    """Share of pairs with a better side (``better`` 1 or 2) where ``choice`` picks it; no choice (0) counts 1/2."""
+    """Share of pairs with a readable choice (1 or 2) and a better side where ``choice`` picks it.
+
+    ``choice`` 0 is an unreadable choice and ``better`` 0 a tie; both pairs are left out (NaN if none is left).
+    """
     choice, better = np.asarray(choice), np.asarray(better)
     if not np.isin(choice, [0, 1, 2]).all() or not np.isin(better, [0, 1, 2]).all():
         raise ValueError("Pairwise choices and references must be 1, 2, or 0 (no choice / tie).")
-    eligible = better != 0
+    eligible = (better != 0) & (choice != 0)
     if not eligible.any():
         return float("nan")
-    picked, reference = choice[eligible], better[eligible]
-    return float(np.where(picked == reference, 1.0, np.where(picked == 0, 0.5, 0.0)).mean())
+    return float(np.mean(choice[eligible] == better[eligible]))
 
 
 def pairwise_task_metrics(
     choice: np.ndarray,
     better_by_accuracy: np.ndarray,
     better_by_consistency: np.ndarray,
+    min_n: int = 1,
 ) -> dict[str, Estimate]:
-    """AUC_a, AUC_c and the share of pairwise outputs with a readable choice; ``choice`` 0 = unreadable."""
+    """AUC_a, AUC_c over readable choices, and the share of pairwise outputs with one; ``choice`` 0 = unreadable."""
     choice = np.asarray(choice)
-    n_accuracy = int(np.count_nonzero(better_by_accuracy))
-    n_consistency = int(np.count_nonzero(better_by_consistency))
-    return {
-        "pairwise_parse_rate": Estimate(float(np.mean(choice != 0)), len(choice)),
-        "auc_a": Estimate(
-            pairwise_agreement(choice, better_by_accuracy),
-            n_accuracy,
-            "" if n_accuracy else "no pair with exactly one question answered correctly",
-        ),
-        "auc_c": Estimate(
-            pairwise_agreement(choice, better_by_consistency),
-            n_consistency,
-            "" if n_consistency else "every pair ties in consistency",
-        ),
-    }
+    readable = choice != 0
+    metrics = {"pairwise_parse_rate": Estimate(float(np.mean(readable)) if len(choice) else np.nan, len(choice))}
+    for name, better, reason in (
+        ("auc_a", np.asarray(better_by_accuracy), "readable pairs with exactly one question answered correctly"),
+        ("auc_c", np.asarray(better_by_consistency), "readable pairs that differ in consistency"),
+    ):
+        n = int(np.count_nonzero(readable & (better != 0)))
+        note = too_few(n, max(min_n, 1), reason)
+        metrics[name] = Estimate(np.nan if note else pairwise_agreement(choice, better), n, note)
+    return metrics
+
+
+def pairs_over_questions(
+    estimate_pairs: Estimator, first: Sequence[int], second: Sequence[int], n_questions: int
+) -> Estimator:
+    """An estimator over question positions from one over pair rows: each pair counted draws(q1) x draws(q2).
+
+    ``first``/``second`` are each pair's question positions (``0 .. n_questions - 1``). On every question
+    once, every pair counts once; on a bootstrap resample of questions, a pair is drawn as often as both of
+    its questions together, and pairs with an undrawn question drop out.
+    """
+    first, second = np.asarray(first, dtype=int), np.asarray(second, dtype=int)
+
+    def over_questions(questions: np.ndarray) -> dict[str, Estimate]:
+        draws = np.bincount(questions, minlength=n_questions)
+        return estimate_pairs(np.repeat(np.arange(len(first)), draws[first] * draws[second]))
+
+    return over_questions
 
 
 def paired_difference(treated: Estimator, reference: Estimator, suffix: str = "_minus_base") -> Estimator:

@@ -9,7 +9,7 @@ Metric definitions: ``metasyn.metacognition.calibration``; table schema: ``metas
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 import numpy as np
@@ -22,6 +22,7 @@ from metasyn.metacognition.calibration import (
     better_of_pair,
     confidence_task_metrics,
     paired_difference,
+    pairs_over_questions,
     pairwise_task_metrics,
     summarize_by_domain,
 )
@@ -30,7 +31,7 @@ from metasyn.questions import validate_questions
 logger = logging.getLogger(__name__)
 
 # The long metrics table: one row per model, domain and metric.
-TABLE_COLUMNS = ["model", "domain", "metric", "value", "ci_low", "ci_high", "n", "note"]
+TABLE_COLUMNS = ["model", "method", "domain", "metric", "value", "ci_low", "ci_high", "n", "note"]
 
 
 # ------------------------------------------------------------------------------------------- questions
@@ -124,20 +125,64 @@ def score_pairwise_outputs(
 
 # ------------------------------------------------------------------------------------------ estimators
 
-
-def confidence_estimator(outputs: pd.DataFrame, n_bins: int) -> Estimator:
-    """Single-question metrics of scored outputs (``score_confidence_outputs``) on the given row positions."""
-    correct = outputs["correct"].to_numpy(dtype=bool)
-    confidence = outputs["confidence"].where(outputs["parsed"]).to_numpy(dtype=float)
-    return lambda rows: confidence_task_metrics(confidence[rows], correct[rows], n_bins)
+# Where each elicitation method's confidence lives in a model's calibration outputs.
+CONFIDENCE_COLUMNS = {"stated": "confidence", "forced": "confidence_forced", "p_true": "confidence_p_true"}
+# Metrics that do not depend on the elicitation method, and the method label their rows carry.
+ANSWER_METRICS, ANSWER_METHOD, PAIRWISE_METHOD = ("accuracy",), "answer", "pairwise"
 
 
-def pairwise_estimator(outputs: pd.DataFrame) -> Estimator:
-    """Pairwise metrics of scored pairs (``score_pairwise_outputs``) on the given row positions."""
-    choice = outputs["preferred"].fillna(0).to_numpy(dtype=int)
-    by_accuracy = better_of_pair(outputs["correct_1"], outputs["correct_2"])
-    by_consistency = better_of_pair(outputs["consistency_1"], outputs["consistency_2"])
-    return lambda rows: pairwise_task_metrics(choice[rows], by_accuracy[rows], by_consistency[rows])
+def method_confidence(outputs: pd.DataFrame, method: str) -> np.ndarray:
+    """Each question's confidence under ``method``, NaN where that method gave none."""
+    if method not in CONFIDENCE_COLUMNS:
+        raise ValueError(
+            f"Unknown confidence elicitation method {method!r}; calibration.methods takes {sorted(CONFIDENCE_COLUMNS)}."
+        )
+    column = CONFIDENCE_COLUMNS[method]
+    if column not in outputs.columns:
+        raise ValueError(
+            f"The calibration outputs of {model_of(outputs)} have no {column!r} column for method {method!r}; "
+            "rerun the calibration pipeline with that method in calibration.methods."
+        )
+    confidence = outputs[column].to_numpy(dtype=float)
+    # A stated confidence counts only with a readable answer beside it, as the trained format asks.
+    return np.where(outputs["parsed"], confidence, np.nan) if method == "stated" else confidence
+
+
+def with_method_confidence(outputs: pd.DataFrame, method: str) -> pd.DataFrame:
+    """``outputs`` with ``confidence`` and ``parsed`` replaced by ``method``'s (for figures of one method)."""
+    confidence = method_confidence(outputs, method)
+    return outputs.assign(confidence=confidence, parsed=np.isfinite(confidence))
+
+
+def method_rows(table: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The metric rows of one elicitation method, with the method-free answer and pairwise rows."""
+    return table[table["method"].isin([method, ANSWER_METHOD, PAIRWISE_METHOD])]
+
+
+def confidence_estimator(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int, min_n: int, scored: np.ndarray | None = None
+) -> Estimator:
+    """Single-question metrics of one method's confidences on the given question positions (``scored`` only)."""
+    scored = np.ones(len(confidence), dtype=bool) if scored is None else scored
+    return lambda rows: confidence_task_metrics(confidence[rows], correct[rows], n_bins, min_n, scored[rows])
+
+
+def question_positions(calibration_outputs: pd.DataFrame, question_ids: pd.Series) -> np.ndarray:
+    """Positions in ``calibration_outputs`` of the given question ids."""
+    return pd.Index(calibration_outputs["question_id"]).get_indexer(question_ids)
+
+
+def pairwise_estimator(pairwise_outputs: pd.DataFrame, calibration_outputs: pd.DataFrame, min_n: int) -> Estimator:
+    """Pairwise metrics over resampled *questions* of ``calibration_outputs`` (a question sits in many pairs)."""
+    choice = pairwise_outputs["preferred"].fillna(0).to_numpy(dtype=int)
+    by_accuracy = better_of_pair(pairwise_outputs["correct_1"], pairwise_outputs["correct_2"])
+    by_consistency = better_of_pair(pairwise_outputs["consistency_1"], pairwise_outputs["consistency_2"])
+    return pairs_over_questions(
+        lambda rows: pairwise_task_metrics(choice[rows], by_accuracy[rows], by_consistency[rows], min_n),
+        question_positions(calibration_outputs, pairwise_outputs["question_id_1"]),
+        question_positions(calibration_outputs, pairwise_outputs["question_id_2"]),
+        len(calibration_outputs),
+    )
 
 
 def model_of(outputs: pd.DataFrame) -> str:
@@ -151,27 +196,65 @@ def model_of(outputs: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------------------------- tables
 
 
-def model_metrics(
-    calibration_outputs: pd.DataFrame, pairwise_outputs: pd.DataFrame, n_bins: int, bootstrap: Mapping
+DIFFERENCE_SUFFIX = "_minus_base"
+
+
+def _method_rows(table: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Confidence-task rows labelled with their method, the method-free answer metrics with 'answer'."""
+    answer = table["metric"].isin([*ANSWER_METRICS, *(f"{name}{DIFFERENCE_SUFFIX}" for name in ANSWER_METRICS)])
+    return table.assign(method=np.where(answer, ANSWER_METHOD, method))
+
+
+def _summaries(
+    calibration_outputs: pd.DataFrame,
+    estimators: Mapping[str, Estimator],
+    pairwise: Estimator,
+    bootstrap: Mapping,
 ) -> pd.DataFrame:
-    """One model's metrics per domain and pooled, with bootstrap intervals, as rows of ``TABLE_COLUMNS``.
+    """Per-method and pairwise summaries over the same question resamples, as rows of ``TABLE_COLUMNS``."""
+    domains = calibration_outputs["domain"]
+    frames = [
+        _method_rows(summarize_by_domain(domains, estimator, **bootstrap), method)
+        for method, estimator in estimators.items()
+    ]
+    frames.append(summarize_by_domain(domains, pairwise, **bootstrap).assign(method=PAIRWISE_METHOD))
+    table = pd.concat(frames, ignore_index=True).assign(model=model_of(calibration_outputs))[TABLE_COLUMNS]
+    # Every method repeats the method-free answer rows; they are the same numbers, kept once.
+    return table.drop_duplicates(["method", "domain", "metric"], ignore_index=True)
+
+
+def model_metrics(
+    calibration_outputs: pd.DataFrame,
+    pairwise_outputs: pd.DataFrame,
+    n_bins: int,
+    bootstrap: Mapping,
+    methods: Sequence[str],
+    min_n: int,
+) -> pd.DataFrame:
+    """One model's metrics per method, domain and pooled, with bootstrap intervals, as rows of ``TABLE_COLUMNS``.
 
     ``bootstrap`` holds ``summarize_by_domain``'s keyword arguments (``n_resamples, confidence_level, seed``).
+    Every method and the pairwise task are resampled over the same questions.
     """
-    table = pd.concat(
-        [
-            summarize_by_domain(
-                calibration_outputs["domain"], confidence_estimator(calibration_outputs, n_bins), **bootstrap
-            ),
-            summarize_by_domain(pairwise_outputs["domain"], pairwise_estimator(pairwise_outputs), **bootstrap),
-        ],
-        ignore_index=True,
-    ).assign(model=model_of(calibration_outputs))[TABLE_COLUMNS]
-    pooled = table[table["domain"] == ALL_DOMAINS].set_index("metric")["value"]
+    correct = calibration_outputs["correct"].to_numpy(dtype=bool)
+    estimators = {
+        method: confidence_estimator(method_confidence(calibration_outputs, method), correct, n_bins, min_n)
+        for method in methods
+    }
+    table = _summaries(
+        calibration_outputs, estimators, pairwise_estimator(pairwise_outputs, calibration_outputs, min_n), bootstrap
+    )
+    pooled = table[table["domain"] == ALL_DOMAINS].set_index(["method", "metric"])["value"]
     logger.info(
-        "%s (all domains): accuracy %.3f, parse rate %.3f, ECE %.3f, AUROC %.3f, AUC_a %.3f, AUC_c %.3f",
+        "%s (all domains): accuracy %.3f; %s; pairwise parse rate %.3f, AUC_a %.3f, AUC_c %.3f",
         model_of(calibration_outputs),
-        *(pooled[name] for name in ("accuracy", "parse_rate", "ece", "auroc", "auc_a", "auc_c")),
+        pooled[(ANSWER_METHOD, "accuracy")],
+        "; ".join(
+            f"{method}: parse rate {pooled[(method, 'parse_rate')]:.3f}, ECE {pooled[(method, 'ece')]:.3f}, "
+            f"AUROC {pooled[(method, 'auroc')]:.3f}"
+            for method in methods
+        ),
+        *(pooled[(PAIRWISE_METHOD, name)] for name in ("pairwise_parse_rate", "auc_a", "auc_c")),
     )
     return table
 
@@ -193,42 +276,56 @@ def differences_from_base(
     base_pairwise_outputs: pd.DataFrame,
     n_bins: int,
     bootstrap: Mapping,
+    methods: Sequence[str],
+    min_n: int,
 ) -> pd.DataFrame:
-    """Fine-tuned minus base per metric and domain, with paired bootstrap intervals (same questions resampled)."""
+    """Fine-tuned minus base per method, metric and domain, like with like, on the same question resamples.
+
+    Per method, both models are scored on the questions where *both* have a confidence (a model that parses
+    fewer questions cannot be compared on an easier subset); pairwise, on the pairs both read.
+    """
     base_single = aligned(calibration_outputs, base_calibration_outputs, "question_id")
     base_pairs = aligned(pairwise_outputs, base_pairwise_outputs, "pair_id")
-    single = paired_difference(
-        confidence_estimator(calibration_outputs, n_bins),
-        confidence_estimator(base_single, n_bins),
-    )
-    pairwise = paired_difference(pairwise_estimator(pairwise_outputs), pairwise_estimator(base_pairs))
-    return pd.concat(
-        [
-            summarize_by_domain(calibration_outputs["domain"], single, **bootstrap),
-            summarize_by_domain(pairwise_outputs["domain"], pairwise, **bootstrap),
-        ],
-        ignore_index=True,
-    ).assign(model=model_of(calibration_outputs))[TABLE_COLUMNS]
+    correct, base_correct = (outputs["correct"].to_numpy(dtype=bool) for outputs in (calibration_outputs, base_single))
+    estimators = {}
+    for method in methods:
+        ours, theirs = method_confidence(calibration_outputs, method), method_confidence(base_single, method)
+        both = np.isfinite(ours) & np.isfinite(theirs)
+        estimators[method] = paired_difference(
+            confidence_estimator(ours, correct, n_bins, min_n, both),
+            confidence_estimator(theirs, base_correct, n_bins, min_n, both),
+            DIFFERENCE_SUFFIX,
+        )
+    both_read = pairwise_outputs["preferred"].notna().to_numpy() & base_pairs["preferred"].notna().to_numpy()
+    pairwise = paired_difference(
+        pairwise_estimator(pairwise_outputs.assign(preferred=pairwise_outputs["preferred"].where(both_read)),
+                           calibration_outputs, min_n),
+        pairwise_estimator(base_pairs.assign(preferred=base_pairs["preferred"].where(both_read)),
+                           calibration_outputs, min_n),
+        DIFFERENCE_SUFFIX,
+    )  # fmt: skip
+    return _summaries(calibration_outputs, estimators, pairwise, bootstrap)
 
 
 def combine_tables(*tables: pd.DataFrame) -> pd.DataFrame:
     """Metric tables in one long table; a ValueError when a model, domain and metric appear twice."""
     table = pd.concat(tables, ignore_index=True)[TABLE_COLUMNS]
-    repeated = table.duplicated(["model", "domain", "metric"])
+    repeated = table.duplicated(["model", "method", "domain", "metric"])
     if repeated.any():
         raise ValueError(f"Metric rows appear twice: {table[repeated].head().to_dict('records')}.")
     return table
 
 
 def nested_summary(table: pd.DataFrame) -> dict:
-    """The metrics table as nested JSON, ``{model: {domain: {metric: {value, ci_low, ci_high, n, note}}}}``.
+    """The metrics table as nested JSON, ``{model: {method: {domain: {metric: {value, ci_low, ci_high, n, note}}}}}``.
 
     Undefined values (NaN) become None.
     """
     summary: dict = {}
     for row in table.to_dict("records"):
         entry = {key: None if pd.isna(row[key]) else float(row[key]) for key in ("value", "ci_low", "ci_high")}
-        summary.setdefault(row["model"], {}).setdefault(row["domain"], {})[row["metric"]] = {
+        by_domain = summary.setdefault(row["model"], {}).setdefault(row["method"], {})
+        by_domain.setdefault(row["domain"], {})[row["metric"]] = {
             **entry,
             "n": int(row["n"]),
             "note": row["note"],

@@ -11,7 +11,8 @@ from metasyn.metacognition import evaluation
 from metasyn.pipelines.calibration import nodes
 
 BOOTSTRAP = {"n_resamples": 50, "confidence_level": 0.95, "seed": 0}
-METRICS = {"ece_bins": 10, "bootstrap": BOOTSTRAP}
+METRICS = {"ece_bins": 10, "bootstrap": BOOTSTRAP, "min_n": 1}
+METHODS = ["stated"]
 
 
 @pytest.fixture
@@ -46,18 +47,19 @@ def test_pairwise_scoring_uses_the_models_own_correctness_and_base_consistency(p
 
 
 def test_model_metrics_hand_values(calibration_outputs, pairwise_outputs):
-    table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METRICS)
+    table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METHODS, METRICS)
     assert list(table.columns) == evaluation.TABLE_COLUMNS
     assert set(table["domain"]) == {"arithmetic", "multiple_choice", "factual", "all"}
     pooled = table[table["domain"] == "all"].set_index("metric")
+    assert set(table["method"]) == {"answer", "stated", "pairwise"}
     assert pooled.loc["accuracy", "value"] == pytest.approx(4 / 7) and pooled.loc["accuracy", "n"] == 7
     assert pooled.loc["parse_rate", "value"] == pytest.approx(5 / 7)
     # Parsed: 0.9 and 0.95 right (bin 9: gap 2 * 0.075), 0.8 wrong, 0.7 right, 0.6 wrong -> 1.85 / 5.
     assert pooled.loc["ece", "value"] == pytest.approx(1.85 / 5) and pooled.loc["ece", "n"] == 5
-    # AUC_a: p0 right, p2 right, p3 no choice (1/2); p1 has both right -> 2.5 / 3.
-    assert pooled.loc["auc_a", "value"] == pytest.approx(2.5 / 3) and pooled.loc["auc_a", "n"] == 3
-    # AUC_c: p0 right, p1 wrong (0.6 < 0.9), p2 right, p3 no choice -> 2.5 / 4.
-    assert pooled.loc["auc_c", "value"] == pytest.approx(2.5 / 4)
+    # AUC_a: p0 right, p2 right; p3 has no choice (missing), p1 both right -> 2 / 2.
+    assert pooled.loc["auc_a", "value"] == 1.0 and pooled.loc["auc_a", "n"] == 2
+    # AUC_c: p0 right, p1 wrong (0.6 < 0.9), p2 right; p3 no choice -> 2 / 3.
+    assert pooled.loc["auc_c", "value"] == pytest.approx(2 / 3) and pooled.loc["auc_c", "n"] == 3
     assert pooled.loc["pairwise_parse_rate", "value"] == pytest.approx(3 / 4)
     assert (pooled["ci_low"] <= pooled["value"] + 1e-12).all() and (pooled["value"] <= pooled["ci_high"] + 1e-12).all()
     # One parsed multiple-choice answer (right): AUROC is undefined there, and the table says why.
@@ -72,7 +74,7 @@ def test_differences_from_base_are_paired(calibration_outputs, pairwise_outputs)
     # Shuffled rows: differences are matched by question, not by position.
     tuned = tuned.sample(frac=1, random_state=0)
     differences = nodes.compare_with_base(
-        tuned, pairwise_outputs.assign(model="metacog"), calibration_outputs, pairwise_outputs, METRICS
+        tuned, pairwise_outputs.assign(model="metacog"), calibration_outputs, pairwise_outputs, METHODS, METRICS
     )
     assert list(differences.columns) == evaluation.TABLE_COLUMNS and set(differences["model"]) == {"metacog"}
     pooled = differences[differences["domain"] == "all"].set_index("metric")
@@ -84,7 +86,7 @@ def test_differences_from_base_are_paired(calibration_outputs, pairwise_outputs)
 def test_differences_need_the_same_questions(calibration_outputs, pairwise_outputs):
     fewer = calibration_outputs.iloc[1:].assign(model="metacog")
     with pytest.raises(ValueError, match="different items"):
-        nodes.compare_with_base(fewer, pairwise_outputs, calibration_outputs, pairwise_outputs, METRICS)
+        nodes.compare_with_base(fewer, pairwise_outputs, calibration_outputs, pairwise_outputs, METHODS, METRICS)
 
 
 def test_question_pairs_are_seeded_distinct_and_within_a_domain(test_questions):
@@ -109,25 +111,25 @@ def test_pairing_fails_early_on_unusable_test_questions(test_questions):
 
 
 def test_combined_table_refuses_repeated_rows(calibration_outputs, pairwise_outputs):
-    table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METRICS)
+    table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METHODS, METRICS)
     with pytest.raises(ValueError, match="appear twice"):
         nodes.combine_calibration_metrics(table, table)
 
 
 def test_summary_is_nested_json_with_null_for_undefined(calibration_outputs, pairwise_outputs):
-    table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METRICS)
+    table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METHODS, METRICS)
     summary = nodes.summarize_calibration_metrics(nodes.combine_calibration_metrics(table))
-    assert summary["base"]["all"]["accuracy"]["value"] == pytest.approx(4 / 7)
-    assert summary["base"]["all"]["accuracy"]["n"] == 7
-    assert summary["base"]["multiple_choice"]["auroc"]["value"] is None
+    assert summary["base"]["answer"]["all"]["accuracy"]["value"] == pytest.approx(4 / 7)
+    assert summary["base"]["answer"]["all"]["accuracy"]["n"] == 7
+    assert summary["base"]["stated"]["multiple_choice"]["auroc"]["value"] is None
 
 
 def test_figures_cover_every_model_including_one_without_parsed_outputs(calibration_outputs, pairwise_outputs):
     silent = calibration_outputs.assign(model="metacog", parsed=False, confidence=np.nan)
-    reliability = nodes.plot_reliability_diagrams(10, calibration_outputs, silent)
+    reliability = nodes.plot_reliability_diagrams(10, "stated", calibration_outputs, silent)
     assert isinstance(reliability, Figure) and len(reliability.axes) == 2
     assert "no parseable confidence" in reliability.axes[1].get_title()
-    assert isinstance(nodes.plot_risk_coverage(calibration_outputs, silent), Figure)
-    table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METRICS)
-    by_domain = nodes.plot_metrics_by_domain(table)
+    assert isinstance(nodes.plot_risk_coverage("stated", calibration_outputs, silent), Figure)
+    table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METHODS, METRICS)
+    by_domain = nodes.plot_metrics_by_domain(table, "stated")
     assert len([ax for ax in by_domain.axes if ax.get_visible()]) == 10  # one panel per metric

@@ -16,18 +16,25 @@ Outputs per model ``m``:
 - ``m.calibration_metrics``: this model's rows of the table below.
 
 ``calibration_metrics_table`` (parquet; also as nested JSON in ``calibration_metrics_summary``), one row per
-model, domain and metric:
+model, method, domain and metric:
 
 - ``model`` (str): ``base`` or a fine-tuned variant.
+- ``method`` (str): how the confidence was elicited (``calibration.methods``: ``stated``, ``forced``,
+  ``p_true``; ``metasyn.lm.elicitation``), ``answer`` for the method-free accuracy, ``pairwise`` for the
+  pairwise task.
 - ``domain`` (str): a question domain, or ``"all"`` for every test question pooled.
-- ``metric`` (str): ``accuracy``, ``parse_rate``, ``ece``, ``ece_equal_mass``, ``brier``, ``auroc``, ``aurc``
-  (single-question task); ``pairwise_parse_rate``, ``auc_a``, ``auc_c`` (pairwise task); and, for each
-  fine-tuned variant, the paired difference ``<metric>_minus_base`` (variant minus base) of each of these.
-- ``value`` (float): NaN when undefined (see ``note``).
+- ``metric`` (str): ``accuracy`` (answer); ``parse_rate`` (share of questions with a confidence under the
+  method: format compliance for ``stated``), ``ece``, ``ece_equal_mass``, ``brier``, ``auroc``, ``aurc``
+  (per method); ``pairwise_parse_rate``, ``auc_a``, ``auc_c`` (pairwise); and, for each fine-tuned variant,
+  the paired difference ``<metric>_minus_base`` (variant minus base) of each of these, computed on the
+  questions where both models have a confidence under that method (pairwise: the pairs both read).
+- ``value`` (float): NaN when undefined (see ``note``), including every metric on fewer than
+  ``calibration.metrics.min_n`` questions (readable pairs).
 - ``ci_low``, ``ci_high`` (float): percentile bootstrap interval (``calibration.metrics.bootstrap``) over
-  resampled questions (pairs for pairwise metrics), the same resamples for every model; NaN when undefined.
-- ``n`` (int): items the value rests on: outputs for accuracy and parse rates, parsed outputs for the
-  calibration metrics, eligible pairs for AUC_a / AUC_c; for a difference, the smaller of the two models' n.
+  resampled *questions* (pairwise metrics too: a pair counts as often as both its questions are drawn), the
+  same resamples for every model and method; NaN when undefined.
+- ``n`` (int): items the value rests on: outputs for accuracy and parse rates, outputs with a confidence for
+  the calibration metrics, readable eligible pairs for AUC_a / AUC_c; for a difference, the common items.
 - ``note`` (str): why the value is undefined, or "".
 """
 

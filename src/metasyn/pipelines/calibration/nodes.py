@@ -65,10 +65,12 @@ def score_pairwise_choices(
 
 
 def compute_calibration_metrics(
-    calibration_outputs: pd.DataFrame, pairwise_outputs: pd.DataFrame, metrics: dict
+    calibration_outputs: pd.DataFrame, pairwise_outputs: pd.DataFrame, methods: list[str], metrics: dict
 ) -> pd.DataFrame:
-    """One model's metrics per domain and pooled, with bootstrap intervals (schema: the package docstring)."""
-    return evaluation.model_metrics(calibration_outputs, pairwise_outputs, metrics["ece_bins"], metrics["bootstrap"])
+    """One model's metrics per method and domain, and pooled, with bootstrap intervals (schema: package docstring)."""
+    return evaluation.model_metrics(
+        calibration_outputs, pairwise_outputs, metrics["ece_bins"], metrics["bootstrap"], methods, metrics["min_n"]
+    )
 
 
 def compare_with_base(
@@ -76,9 +78,10 @@ def compare_with_base(
     pairwise_outputs: pd.DataFrame,
     base_calibration_outputs: pd.DataFrame,
     base_pairwise_outputs: pd.DataFrame,
+    methods: list[str],
     metrics: dict,
 ) -> pd.DataFrame:
-    """Fine-tuned minus base per metric and domain, with paired bootstrap intervals (same questions resampled)."""
+    """Fine-tuned minus base per method, metric and domain, on the questions both have a confidence for."""
     return evaluation.differences_from_base(
         calibration_outputs,
         pairwise_outputs,
@@ -86,6 +89,8 @@ def compare_with_base(
         base_pairwise_outputs,
         metrics["ece_bins"],
         metrics["bootstrap"],
+        methods,
+        metrics["min_n"],
     )
 
 
@@ -99,16 +104,18 @@ def summarize_calibration_metrics(table: pd.DataFrame) -> dict:
     return evaluation.nested_summary(table)
 
 
-def plot_reliability_diagrams(n_bins: int, *calibration_outputs: pd.DataFrame) -> Figure:
-    """Reliability diagrams of every model, side by side (all domains pooled)."""
-    return calibration_plots.reliability_diagrams(pd.concat(calibration_outputs, ignore_index=True), n_bins)
+def plot_reliability_diagrams(n_bins: int, method: str, *calibration_outputs: pd.DataFrame) -> Figure:
+    """Reliability diagrams of every model under one elicitation method, side by side (all domains pooled)."""
+    outputs = pd.concat([evaluation.with_method_confidence(o, method) for o in calibration_outputs], ignore_index=True)
+    return calibration_plots.reliability_diagrams(outputs, n_bins)
 
 
-def plot_risk_coverage(*calibration_outputs: pd.DataFrame) -> Figure:
-    """Risk-coverage curves of every model (all domains pooled)."""
-    return calibration_plots.risk_coverage_curves(pd.concat(calibration_outputs, ignore_index=True))
+def plot_risk_coverage(method: str, *calibration_outputs: pd.DataFrame) -> Figure:
+    """Risk-coverage curves of every model under one elicitation method (all domains pooled)."""
+    outputs = pd.concat([evaluation.with_method_confidence(o, method) for o in calibration_outputs], ignore_index=True)
+    return calibration_plots.risk_coverage_curves(outputs)
 
 
-def plot_metrics_by_domain(calibration_metrics_table: pd.DataFrame) -> Figure:
-    """Each metric per domain and model, with bootstrap intervals."""
-    return calibration_plots.metrics_by_domain(calibration_metrics_table)
+def plot_metrics_by_domain(calibration_metrics_table: pd.DataFrame, method: str) -> Figure:
+    """Each metric per domain and model under one elicitation method, with bootstrap intervals."""
+    return calibration_plots.metrics_by_domain(evaluation.method_rows(calibration_metrics_table, method))

@@ -41,7 +41,12 @@ def evaluation_template(model_name: str) -> Pipeline:
             ),
             node(
                 func=nodes.compute_calibration_metrics,
-                inputs=["calibration_outputs", "pairwise_outputs", "params:calibration.metrics"],
+                inputs=[
+                    "calibration_outputs",
+                    "pairwise_outputs",
+                    "params:calibration.methods",
+                    "params:calibration.metrics",
+                ],
                 outputs="calibration_metrics",
                 name="compute_calibration_metrics",
             ),
@@ -62,6 +67,7 @@ def create_pipeline(variants: Variants) -> Pipeline:
                 f"{variant}.pairwise_outputs",
                 "base.calibration_outputs",
                 "base.pairwise_outputs",
+                "params:calibration.methods",
                 "params:calibration.metrics",
             ],
             outputs=f"{variant}.calibration_differences",
@@ -95,19 +101,23 @@ def create_pipeline(variants: Variants) -> Pipeline:
             ),
             node(
                 func=nodes.plot_reliability_diagrams,
-                inputs=["params:calibration.metrics.ece_bins", *calibration_outputs],
+                inputs=[
+                    "params:calibration.metrics.ece_bins",
+                    "params:calibration.verdict_method",
+                    *calibration_outputs,
+                ],
                 outputs="calibration_reliability_diagrams",
                 name="plot_reliability_diagrams",
             ),
             node(
                 func=nodes.plot_risk_coverage,
-                inputs=calibration_outputs,
+                inputs=["params:calibration.verdict_method", *calibration_outputs],
                 outputs="calibration_risk_coverage",
                 name="plot_risk_coverage",
             ),
             node(
                 func=nodes.plot_metrics_by_domain,
-                inputs="calibration_metrics_table",
+                inputs=["calibration_metrics_table", "params:calibration.verdict_method"],
                 outputs="calibration_metrics_by_domain",
                 name="plot_metrics_by_domain",
             ),

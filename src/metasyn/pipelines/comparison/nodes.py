@@ -28,31 +28,18 @@ def pair_phiid(
     }
 
 
-def compare_layers(
-    profiles: dict[str, pd.DataFrame], head_scores: dict[str, pd.DataFrame], variants: list[str]
+def test_layer_changes(
+    phiid: dict[str, tuple[np.ndarray, np.ndarray]],
+    head_scores: dict[str, pd.DataFrame],
+    settings: dict,
+    variants: list[str],
 ) -> pd.DataFrame:
-    """Per-layer means, base vs each variant: paired t-test, Wilcoxon and paired Cohen's d, per quantity."""
-    rows = []
-    for variant in variants:
-        per_layer = {
-            "syn_red_score": (profiles["base"]["score"], profiles[variant]["score"]),
-            **{
-                quantity: (
-                    head_scores["base"].groupby("layer")[quantity].mean(),
-                    head_scores[variant].groupby("layer")[quantity].mean(),
-                )
-                for quantity in ("synergy", "redundancy")
-            },
-        }
-        for quantity, (before, after) in per_layer.items():
-            rows.append(
-                {
-                    "variant": variant,
-                    "quantity": quantity,
-                    **statistics.paired_tests(np.asarray(before), np.asarray(after)),
-                }
-            )
-    return pd.DataFrame(rows)
+    """Per layer, raw synergy and redundancy change from base (and the control): permutation p and FDR q."""
+    heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
+    pairs = statistics.comparison_pairs(variants, settings["control"])
+    return statistics.layer_quantity_changes(
+        phiid, heads_per_layer, pairs, settings["shape_resamples"], settings["seed"]
+    )
 
 
 def correlate_rankings(head_scores: dict[str, pd.DataFrame], variants: list[str]) -> pd.DataFrame:
@@ -71,9 +58,9 @@ def bootstrap_band_changes(
     settings: dict,
     variants: list[str],
 ) -> pd.DataFrame:
-    """Depth-band syn-red change per variant and versus the control, with intervals over prompt resamples."""
+    """Depth-band contrast change per variant and versus the control, with intervals over prompt resamples."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
-    return statistics.band_score_changes(
+    return shape.band_score_changes(
         phiid,
         heads_per_layer,
         tuple(settings["depth_band"]),
@@ -115,9 +102,10 @@ def measure_model_shapes(
     )
 
 
-def join_calibration_and_synergy(calibration: pd.DataFrame, band_changes: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: pooled ECE and AUROC change from base next to the band syn-red change, with intervals."""
-    pooled = calibration[calibration["domain"] == ALL_DOMAINS].set_index(["model", "metric"])
+def join_calibration_and_synergy(calibration: pd.DataFrame, band_changes: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Per variant: pooled ECE and AUROC change from base (one method) next to the band contrast change."""
+    chosen = (calibration["domain"] == ALL_DOMAINS) & (calibration["method"] == method)
+    pooled = calibration[chosen].set_index(["model", "metric"])
     rows = []
     for change in band_changes[band_changes["reference"] == "base"].itertuples():
         row = {
@@ -162,12 +150,26 @@ def plot_delta_heatmaps(head_scores: dict[str, pd.DataFrame], variants: list[str
 def compose_verdict(
     calibration: pd.DataFrame,
     band_changes: pd.DataFrame,
-    layer_tests: pd.DataFrame,
+    shape_changes: pd.DataFrame,
+    layer_changes: pd.DataFrame,
+    rankings: pd.DataFrame,
+    model_shapes: pd.DataFrame,
     settings: dict,
+    calibration_method: str,
     variants: list[str],
 ) -> str:
-    """The plain-language verdict, computed from the statistics."""
-    return report.verdict(calibration, band_changes, layer_tests, variants, settings["band_name"])
+    """The plain-language verdict, computed from the statistics (calibration under ``calibration_method``)."""
+    return report.verdict(
+        calibration,
+        band_changes,
+        shape_changes,
+        layer_changes,
+        rankings,
+        model_shapes,
+        variants,
+        settings,
+        calibration_method,
+    )
 
 
 def compose_report(
@@ -178,7 +180,7 @@ def compose_report(
     model_shapes: pd.DataFrame,
     calibration: pd.DataFrame,
     band_changes: pd.DataFrame,
-    layer_tests: pd.DataFrame,
+    layer_changes: pd.DataFrame,
     rankings: pd.DataFrame,
     variants: list[str],
     baselines: list[str],
@@ -190,16 +192,25 @@ def compose_report(
         "depth band": f"{settings['band_name']} {tuple(settings['depth_band'])}",
         "bootstrap resamples": settings["bootstrap_resamples"],
         "shape resamples and permutations": settings["shape_resamples"],
+        "verdict thresholds": settings["verdict"],
     }
+    pooled = calibration[(calibration["domain"] == ALL_DOMAINS) & (calibration["model"] == "base")]
+    size_note = report.size_label(
+        int(band_changes["n_prompts"].iloc[0]),
+        int(pooled.loc[pooled["metric"] == "accuracy", "n"].iloc[0]),
+        settings["study_sizes"],
+    )
     return report.render_report(
         configuration,
         pd.DataFrame.from_dict(model_descriptions, orient="index"),
+        size_note,
         verdict_text,
         calibration,
         band_changes,
-        layer_tests,
+        layer_changes,
         rankings,
         shape_changes,
         model_shapes,
         settings["figures"],
+        settings["verdict"]["alpha"],
     )
