@@ -4,8 +4,11 @@ import pytest
 
 from metasyn.lm.answers import extract_answer, parse_confidence, parse_preference
 from metasyn.lm.prompts import (
+    P_TRUE_CUE,
     confidence_completion,
+    confidence_cue,
     confidence_messages,
+    p_true_messages,
     pairwise_completion,
     pairwise_messages,
     question_block,
@@ -25,6 +28,20 @@ def test_completions_parse_back_to_their_targets():
     assert extract_answer(single, "letter") == "B" and parse_confidence(single) == pytest.approx(0.73)
     pair = pairwise_completion(2, "12", "paris")
     assert parse_preference(pair) == 2
+
+
+@pytest.mark.parametrize(("confidence", "tenths"), [(0.0, "0"), (0.37, "3"), (0.99, "9")])
+def test_confidence_cue_is_the_trained_completion_cut_before_its_tenths_digit(confidence, tenths):
+    completion = confidence_completion("B", confidence)
+    assert confidence_cue("B") == "Answer: B\nConfidence: 0."
+    assert completion.startswith(confidence_cue("B")) and completion[len(confidence_cue("B"))] == tenths
+
+
+def test_p_true_prompt_offers_true_and_false_under_the_cues_labels():
+    content = p_true_messages(QUESTION, "B")[0]["content"]
+    assert content.startswith("Capital of France?\nA. Rome\nB. Paris\n\nProposed answer: B\n")
+    assert "Is the proposed answer correct?\n(1) True\n(2) False" in content
+    assert f"'{P_TRUE_CUE}<1 or 2>)'" in content
 
 
 def test_chat_formatting_uses_the_model_template(embedded_lm):

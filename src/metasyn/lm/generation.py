@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from metasyn.lm.models import LanguageModel
 
@@ -32,6 +33,18 @@ def stop_token_ids(lm: LanguageModel) -> list[int]:
     return sorted(ids)
 
 
+def encode_left_padded(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], device: torch.device) -> BatchEncoding:
+    """Rendered texts as one batch on ``device``, left-padded so that every row ends with its last real token."""
+    # The chat template has already written the special tokens into the texts.
+    encoded = tokenizer(list(texts), return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    return encoded.to(device)
+
+
+def left_padded_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that count real tokens only, as generate() assigns them to left-padded prompts."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
 @torch.inference_mode()
 def generate(
     lm: LanguageModel,
@@ -53,7 +66,7 @@ def generate(
     batches = range(0, len(prompts), batch_size)
     for start in tqdm(batches, desc=progress, disable=progress is None):
         batch = list(prompts[start : start + batch_size])
-        encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        encoded = encode_left_padded(tokenizer, batch, model.device)
         torch.manual_seed(seed + start)
         output = model.generate(
             **encoded,

@@ -52,6 +52,31 @@ def confidence_completion(answer: str, confidence: float) -> str:
     return f"Answer: {answer}\nConfidence: {confidence:.2f}"
 
 
+def confidence_cue(answer: str) -> str:
+    """The trained completion cut before its tenths digit: ``Answer: <answer>\nConfidence: 0.``."""
+    # Cut from the target format itself, so the cue cannot drift from what the fine-tunes learnt.
+    return confidence_completion(answer, 0.0).removesuffix("00")
+
+
+# Kadavath et al. (2022) label the options (A) and (B). Digits are used here because a digit is a token of its own
+# after "(" in both tokenizers the project uses, where a SentencePiece vocabulary may hold "(A" as one token
+# (see metasyn.lm.elicitation).
+P_TRUE_OPTIONS = {"True": "1", "False": "2"}
+# The assistant turn starts with this text, so the model's next token is an option's label.
+P_TRUE_CUE = "The proposed answer is: ("
+
+
+def p_true_messages(question: Mapping, proposed_answer: str) -> Messages:
+    """Kadavath et al.'s P(True) task: is the proposed answer to the question correct?"""
+    options = "\n".join(f"({label}) {option}" for option, label in P_TRUE_OPTIONS.items())
+    labels = " or ".join(P_TRUE_OPTIONS.values())
+    content = (
+        f"{question_block(question)}\n\nProposed answer: {proposed_answer}\n\nIs the proposed answer correct?\n"
+        f"{options}\n\nReply in the form '{P_TRUE_CUE}<{labels}>)'."
+    )
+    return [{"role": "user", "content": content}]
+
+
 def pairwise_messages(first: Mapping, second: Mapping) -> Messages:
     """Pairwise task: which of two questions is the model more likely to answer correctly, then both answers."""
     content = (

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from metasyn.lm.generation import generate
+from metasyn.lm.generation import generate, left_padded_position_ids
 from metasyn.lm.models import LanguageModel
 
 
@@ -162,12 +162,10 @@ def teacher_forced_batch(
     for row, sequence in enumerate(sequences):
         input_ids[row, width - len(sequence) :] = sequence
         attention_mask[row, width - len(sequence) :] = 1
-    # Positions count real tokens only, as generate() does for left-padded prompts.
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     return {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
-        "position_ids": position_ids,
+        "position_ids": left_padded_position_ids(attention_mask),
     }
 
 
