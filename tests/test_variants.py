@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline
 
+from metasyn.pipeline_registry import PIPELINE_MODULES
 from metasyn.pipelines import finetune
 from metasyn.pipelines.variants import Variants, VariantsError
+from metasyn.runners.plan import plan_groups
+from metasyn.settings import CONFIG_LOADER_ARGS
+from tests.conftest import PROJECT_ROOT, declared_variants
 
 TWO_SEEDS = {
     "variants": {
@@ -98,3 +105,40 @@ def test_each_replicate_is_fine_tuned_at_its_own_seed() -> None:
     assert {node.namespace for node in nodes.values()} == set(REPLICATES)
     # The seed is the namespace's: no node may still read the run-wide one.
     assert not any("params:finetune.seed" in node.inputs for node in nodes.values())
+
+
+def test_the_environments_declare_their_seeds() -> None:
+    assert declared_variants("base").namespace_seeds == {
+        "metacog": 0, "metacog_seed1": 1, "control_shuffled": 0, "control_shuffled_seed1": 1
+    }  # fmt: skip
+    assert declared_variants("smoke").finetuned_names == ["metacog", "control_shuffled"]
+    assert declared_variants("slurm").replicates["control_shuffled"] == [
+        "control_shuffled", "control_shuffled_seed1", "control_shuffled_seed2"
+    ]  # fmt: skip
+
+
+def test_every_replicate_is_measured_its_own_slurm_job_and_its_own_files() -> None:
+    variants = declared_variants("base")
+    replicates = ["metacog", "metacog_seed1", "control_shuffled", "control_shuffled_seed1"]
+    pipelines = {name: module.create_pipeline(variants) for name, module in PIPELINE_MODULES.items()}
+    for name in ("finetune", "calibration", "synergy"):
+        namespaces = {node.namespace.split(".")[0] for node in pipelines[name].nodes if node.namespace}
+        assert set(replicates) <= namespaces, name
+    calibration_differences = {out for node in pipelines["calibration"].nodes for out in node.outputs}
+    assert {f"{namespace}.calibration_differences" for namespace in replicates} <= calibration_differences
+
+    whole = sum(pipelines.values(), Pipeline([]))
+    groups = {group.name: group for group in plan_groups(whole, "namespace")}
+    for namespace in replicates:
+        assert {node.namespace.split(".")[0] for node in groups[namespace].nodes} == {namespace}
+        assert "data_prep" in groups[namespace].dependencies and groups[namespace].profile == "gpu"
+
+    # Every dataset of the second seed's namespace is stored in a folder of its own, apart from the first seed's.
+    catalog = DataCatalog.from_config(
+        OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS, env="base")["catalog"]
+    )
+    datasets = {name for name in whole.datasets() if name.startswith("metacog_seed1.")}
+    assert len(datasets) > 20
+    for name in datasets:
+        dataset = catalog.get(name)
+        assert isinstance(dataset, MemoryDataset) or "/metacog_seed1/" in str(dataset._describe()), name
