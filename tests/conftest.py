@@ -17,14 +17,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_SPEC = "embedded:smollm2-135m-instruct"
 
 
-def declared_variants():
-    """The variants that conf/base/parameters.yml declares (what the smoke runs instantiate)."""
-    import yaml
+def declared_variants(env: str = "smoke"):
+    """The variants that an environment declares (by default what the smoke runs instantiate)."""
+    from kedro.config import OmegaConfigLoader
 
     from metasyn.pipelines.variants import Variants
+    from metasyn.settings import CONFIG_LOADER_ARGS
 
-    parameters = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "parameters.yml").read_text())
-    return Variants.from_parameters(parameters["variants"])
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS, env=env)
+    return Variants.from_parameters(loader["parameters"])
 
 
 def tiny_llama_config(vocab_size: int, **overrides):

@@ -144,12 +144,24 @@ def test_a_runtime_params_variant_list_reaches_pipelines_and_nodes(project: Path
     assert not any(name.startswith("random_init.") for name in pipelines["comparison"].inputs())
 
 
+def test_a_seeds_override_replaces_the_list_and_reaches_the_nodes(project: Path) -> None:
+    bootstrap_project(project)
+    override = {"variants": {"finetuned": {"metacog": {"seeds": [4, 5]}}}}
+    with KedroSession.create(project_path=project, env="smoke", runtime_params=override) as s:
+        s.load_context()
+        trainings = [node for node in pipelines["finetune"].nodes if node.name.endswith(".train_adapter")]
+        seeds = {node.namespace: node.func.keywords["seed"] for node in trainings}
+    # The override's list replaces conf/smoke's [0]; the first seed keeps the variant's name.
+    assert seeds == {"metacog": 4, "metacog_seed5": 5, "control_shuffled": 0}
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         ({"variants": {"finetuned": 5}}, r"variants\.finetuned must map each variant name"),
         ({"variants": {"finetuned": {"metacog": {"shufle_targets": True}}}}, r"variants\.finetuned\.metacog"),
         ({"variants": {"finetuned": {"metacog": {}}, "baselines": ["metacog"]}}, r"repeated: \[.metacog.\]"),
+        ({"variants": {"finetuned": {"metacog": {"seeds": [0, 0]}}}}, r"metacog\.seeds repeats seeds \[0\]"),
     ],
 )
 def test_a_bad_variant_list_is_refused_before_anything_is_built(project: Path, override: dict, message: str) -> None:

@@ -38,12 +38,12 @@ def run_config_loader() -> AbstractConfigLoader:
 
 
 def run_variants() -> Variants:
-    """The ``variants`` parameter block of the run in progress, validated."""
+    """The variants of the run in progress, validated."""
     loader = run_config_loader()
     if _run_variants is not None:
         return _run_variants
     # The run's project declares no variant list: refuse it with the validator's message.
-    return Variants.from_parameters(loader["parameters"].get("variants"))
+    return Variants.from_parameters(loader["parameters"])
 
 
 class ProjectContext(KedroContext):
@@ -54,10 +54,10 @@ class ProjectContext(KedroContext):
         super().__init__(*args, **kwargs)
         from kedro.framework.project import PACKAGE_NAME, pipelines
 
-        block = self.config_loader["parameters"].get("variants")
+        parameters = self.config_loader["parameters"]
         # A bad variant list is refused here, before anything is built or run. A project without one (the
         # SLURM runner's test project) uses this context only for its config loader.
-        variants = None if block is None else Variants.from_parameters(block)
+        variants = None if parameters.get("variants") is None else Variants.from_parameters(parameters)
         # ``pipelines`` is built once per process; a later session (a test, a notebook reload) with another
         # variant list must not reuse pipelines built for the first one.
         if _run_variants is not None and variants != _run_variants and PACKAGE_NAME:

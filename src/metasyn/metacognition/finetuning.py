@@ -323,6 +323,7 @@ def train_adapter(
             "optimizer_steps": trainer.state.global_step,
             "wall_time_s": time.perf_counter() - start,
             "device": str(args.device),
+            "seed": seed,  # which replicate this is, where a variant is trained at several seeds
             "resumed_from_checkpoint": resume_from,
         },
     )

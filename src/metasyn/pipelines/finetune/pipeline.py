@@ -1,4 +1,4 @@
-"""finetune pipeline: one template, instantiated per fine-tune variant as a Kedro namespace."""
+"""finetune pipeline: one template, instantiated per replicate (variant and seed) as a Kedro namespace."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -10,25 +10,28 @@ from metasyn.pipelines.finetune import nodes
 from metasyn.pipelines.variants import Variants
 
 
-def create_template(variant_options: Mapping[str, Any]) -> Pipeline:
-    """One variant's fine-tune, before namespacing: examples -> adapter -> merged model -> summary."""
+def create_template(variant_options: Mapping[str, Any], seed: int) -> Pipeline:
+    """One replicate's fine-tune, before namespacing: examples -> adapter -> merged model -> summary.
+
+    ``seed`` is the replicate's own (``Variants.namespace_seeds``), fixed here rather than read from
+    ``params:finetune.seed``: it shuffles a control's targets and seeds the training run.
+    """
     return pipeline(
         [
             node(
-                func=bind(nodes.prepare_examples, variant_options=dict(variant_options)),
-                inputs=["training_examples", "params:finetune.seed"],
+                func=bind(nodes.prepare_examples, variant_options=dict(variant_options), seed=seed),
+                inputs="training_examples",
                 outputs="sft_examples",
                 name="prepare_examples",
             ),
             node(
-                func=nodes.train_adapter,
+                func=bind(nodes.train_adapter, seed=seed),
                 inputs=[
                     "sft_examples",
                     "base.model",
                     "params:finetune.lora",
                     "params:finetune.training",
                     "adapter_checkpoints",
-                    "params:finetune.seed",
                 ],
                 outputs=["adapter", "training_log", "training_run"],
                 name="train_adapter",
@@ -53,9 +56,11 @@ def create_template(variant_options: Mapping[str, Any]) -> Pipeline:
 
 
 def create_pipeline(variants: Variants) -> Pipeline:
-    """The fine-tune template once per variant in ``variants.finetuned`` (metacog, control_shuffled, ...)."""
+    """The fine-tune template once per replicate namespace (metacog, metacog_seed1, control_shuffled, ...)."""
     return per_model(
-        lambda variant: create_template(variants.finetuned[variant]),
+        lambda namespace: create_template(
+            variants.finetuned[variants.variant_of[namespace]], variants.namespace_seeds[namespace]
+        ),
         variants.finetuned_names,
         shared_inputs={"training_examples", "base.model"},
     )
