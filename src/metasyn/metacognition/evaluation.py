@@ -123,12 +123,41 @@ def score_pairwise_outputs(
     return scored
 
 
+def graded_answer_texts(outputs: pd.DataFrame) -> list[str]:
+    """Per output, the answer that was graded, or the output's first line where none could be read."""
+    return [
+        str(answer) if isinstance(answer, str) and answer else (str(raw).strip().splitlines() or [""])[0]
+        for answer, raw in zip(outputs["answer"], outputs["raw_output"])
+    ]
+
+
 # ------------------------------------------------------------------------------------------ estimators
 
 # Where each elicitation method's confidence lives in a model's calibration outputs.
 CONFIDENCE_COLUMNS = {"stated": "confidence", "forced": "confidence_forced", "p_true": "confidence_p_true"}
 # Metrics that do not depend on the elicitation method, and the method label their rows carry.
 ANSWER_METRICS, ANSWER_METHOD, PAIRWISE_METHOD = ("accuracy",), "answer", "pairwise"
+
+
+def check_methods(methods: Sequence[str], verdict_method: str) -> list[str]:
+    """The elicitation methods, checked before any generation: known, not repeated, the verdict's among them."""
+    unknown = sorted(set(methods) - set(CONFIDENCE_COLUMNS))
+    if unknown or not methods or len(set(methods)) != len(methods):
+        raise ValueError(
+            f"calibration.methods must list distinct methods from {sorted(CONFIDENCE_COLUMNS)}; got {list(methods)}"
+            + (f" (unknown: {unknown})." if unknown else ".")
+        )
+    if verdict_method not in methods:
+        raise ValueError(
+            f"calibration.verdict_method {verdict_method!r} is not among calibration.methods {list(methods)}; "
+            "add it there or choose one of them."
+        )
+    return list(methods)
+
+
+def mass_column(method: str) -> str:
+    """The column holding the probability mass an elicitation method's label tokens had."""
+    return f"{method}_mass"
 
 
 def method_confidence(outputs: pd.DataFrame, method: str) -> np.ndarray:

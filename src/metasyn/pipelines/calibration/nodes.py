@@ -6,6 +6,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from metasyn.lm.answers import get_matcher
+from metasyn.lm.elicitation import get_elicitation
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel
 from metasyn.lm.prompts import confidence_messages, pairwise_messages, render_prompts
@@ -18,8 +19,11 @@ def pair_test_questions(test_questions: pd.DataFrame, pairs: dict) -> pd.DataFra
     return evaluation.pair_questions(test_questions, pairs["per_domain"], pairs["seed"])
 
 
-def generate_confidence_answers(model: LanguageModel, test_questions: pd.DataFrame, generation: dict) -> pd.DataFrame:
+def generate_confidence_answers(
+    model: LanguageModel, test_questions: pd.DataFrame, generation: dict, methods: list[str], verdict_method: str
+) -> pd.DataFrame:
     """Greedy answer-plus-confidence output for each test question, in the format the fine-tunes learnt."""
+    evaluation.check_methods(methods, verdict_method)
     records = evaluation.check_test_questions(test_questions).to_dict("records")
     outputs = generate(
         model,
@@ -36,6 +40,28 @@ def score_confidence_answers(
 ) -> pd.DataFrame:
     """Per test question: parsed answer and confidence, correctness, and whether both could be read."""
     return evaluation.score_confidence_outputs(generations, test_questions, get_matcher(matcher), model_name)
+
+
+def elicit_confidences(
+    model: LanguageModel,
+    stated_outputs: pd.DataFrame,
+    test_questions: pd.DataFrame,
+    methods: list[str],
+    generation: dict,
+) -> pd.DataFrame:
+    """The scored outputs with a confidence (and its label mass) from every method besides ``stated``."""
+    questions = test_questions.set_index("id").loc[stated_outputs["question_id"]].reset_index()
+    answers = evaluation.graded_answer_texts(stated_outputs)
+    columns = {}
+    for method in methods:
+        if method == "stated":
+            continue
+        elicited = get_elicitation(method)(model, questions.to_dict("records"), answers, generation["batch_size"])
+        columns |= {
+            evaluation.CONFIDENCE_COLUMNS[method]: elicited.confidence,
+            evaluation.mass_column(method): elicited.mass,
+        }
+    return stated_outputs.assign(**columns)
 
 
 def generate_pairwise_choices(

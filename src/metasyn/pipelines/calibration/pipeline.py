@@ -15,7 +15,13 @@ def evaluation_template(model_name: str) -> Pipeline:
         [
             node(
                 func=nodes.generate_confidence_answers,
-                inputs=["model", "test_questions", "params:calibration.generation"],
+                inputs=[
+                    "model",
+                    "test_questions",
+                    "params:calibration.generation",
+                    "params:calibration.methods",
+                    "params:calibration.verdict_method",
+                ],
                 outputs="confidence_generations",
                 name="generate_confidence_answers",
                 tags=[GPU_TAG],
@@ -23,8 +29,21 @@ def evaluation_template(model_name: str) -> Pipeline:
             node(
                 func=bind(nodes.score_confidence_answers, model_name=model_name),
                 inputs=["confidence_generations", "test_questions", "params:calibration.matcher"],
-                outputs="calibration_outputs",
+                outputs="stated_outputs",
                 name="score_confidence_answers",
+            ),
+            node(
+                func=nodes.elicit_confidences,
+                inputs=[
+                    "model",
+                    "stated_outputs",
+                    "test_questions",
+                    "params:calibration.methods",
+                    "params:calibration.generation",
+                ],
+                outputs="calibration_outputs",
+                name="elicit_confidences",
+                tags=[GPU_TAG],
             ),
             node(
                 func=nodes.generate_pairwise_choices,
