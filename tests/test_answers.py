@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from metasyn.lm.answers import (
+    check_matcher,
+    contains_match,
     exact_match,
     extract_answer,
     get_matcher,
@@ -271,8 +273,18 @@ def test_normalisation_and_matching():
     assert not exact_match(None, "B", [], "letter")
     assert not exact_match("london", "Paris", ["Paris"], "text")
     assert get_matcher("exact") is exact_match
-    with pytest.raises(ValueError, match="registered matchers"):
+    with pytest.raises(ValueError, match=r"registered matchers: \['contains', 'exact', 'nli'\]"):
         get_matcher("vibes")
+
+
+def test_a_matcher_is_chosen_by_name_or_by_settings_that_name_it():
+    settings = {"name": "contains", "nli": {"model": None, "batch_size": 32, "device": "auto"}}
+    assert get_matcher(settings) is contains_match  # the options of a matcher not chosen are not read
+    check_matcher(settings)
+    with pytest.raises(ValueError, match="lack a 'name'"):
+        get_matcher({"nli": {"model": None}})
+    with pytest.raises(ValueError, match="Unknown answer matcher 'vibes'"):
+        check_matcher({"name": "vibes"})
 
 
 def test_score_answer_reads_by_the_domains_answer_type_and_applies_the_matcher():

@@ -16,7 +16,9 @@ Markdown emphasis (``**Answer:** B``, ``Confidence: **0.9**``) is ignored everyw
 
 Unreadable output gives None. Free text follows TriviaQA's official evaluation: normalise (lower case,
 punctuation and underscores to spaces, articles removed, whitespace collapsed), then exact match against
-every alias.
+every alias. Matchers, chosen by ``get_matcher`` from globals.yml's ``answer_matcher``: ``exact`` (TriviaQA's
+exact match), ``contains`` (an alias as whole words inside the answer) and ``nli`` (``contains``, then
+bidirectional entailment for free text; ``metasyn.lm.nli``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import NamedTuple
 
+from metasyn.lm import nli
 from metasyn.questions import OPTION_LETTERS
 from metasyn.questions import answer_type as domain_answer_type
 
@@ -143,18 +148,66 @@ def contains_match(predicted: str | None, gold: str, aliases: Sequence[str], ans
     return any(f" {alias} " in padded for alias in {normalize_text(alias) for alias in [gold, *aliases]} if alias)
 
 
-# A matcher decides whether an extracted answer is right; an NLI-based equivalence matcher can be plugged in
-# through the same signature (not used by default: no NLI model is available offline).
+# A matcher decides whether an extracted answer is right: (predicted, gold, aliases, answer_type) -> bool. One
+# that also has ``match_many(cases) -> list[bool]`` (a model-based matcher) judges many answers in one call.
 Matcher = Callable[[str | None, str, Sequence[str], str], bool]
 
 MATCHERS: dict[str, Matcher] = {"exact": exact_match, "contains": contains_match}
 
 
-def get_matcher(name: str) -> Matcher:
-    """The matcher registered under ``name``."""
-    if name not in MATCHERS:
-        raise ValueError(f"Unknown answer matcher {name!r}; registered matchers: {sorted(MATCHERS)}.")
-    return MATCHERS[name]
+class ModelMatcher(NamedTuple):
+    """A matcher that loads a model: ``load(**options)`` builds it, ``check(**options)`` fails fast without weights."""
+
+    load: Callable[..., Matcher]
+    check: Callable[..., None]
+
+
+# Matchers built from their own options, ``answer_matcher.<name>`` in globals.yml.
+MODEL_MATCHERS: dict[str, ModelMatcher] = {
+    "nli": ModelMatcher(load=partial(nli.load_nli_matcher, alias_matcher=contains_match), check=nli.check_nli_matcher),
+}
+
+
+def _matcher_choice(settings: str | Mapping) -> tuple[str, Mapping]:
+    """(name, that matcher's options) from a bare name or from ``{name: <name>, <name>: {options}}``."""
+    if isinstance(settings, str):
+        name, options = settings, {}
+    elif "name" in settings:
+        name, options = settings["name"], settings.get(settings["name"]) or {}
+    else:
+        raise ValueError(f"Answer matcher settings {dict(settings)} lack a 'name' (e.g. name: contains).")
+    if name not in MATCHERS and name not in MODEL_MATCHERS:
+        raise ValueError(
+            f"Unknown answer matcher {name!r}; registered matchers: {sorted([*MATCHERS, *MODEL_MATCHERS])}."
+        )
+    return name, options
+
+
+def get_matcher(settings: str | Mapping) -> Matcher:
+    """The matcher that ``settings`` chooses: a registered name, or ``{name: <name>, <name>: {its options}}``."""
+    name, options = _matcher_choice(settings)
+    return MATCHERS[name] if name in MATCHERS else MODEL_MATCHERS[name].load(**options)
+
+
+def check_matcher(settings: str | Mapping) -> None:
+    """Raise now if ``settings`` choose no registered matcher, or one whose model cannot be loaded (no weights read)."""
+    name, options = _matcher_choice(settings)
+    if name in MODEL_MATCHERS:
+        MODEL_MATCHERS[name].check(**options)
+
+
+def score_answers(
+    outputs: Sequence[str], questions: Sequence[Mapping], matcher: Matcher
+) -> list[tuple[str | None, bool]]:
+    """``score_answer`` for each output and its question; a matcher with ``match_many`` judges them in one call."""
+    kinds = [domain_answer_type(question["domain"]) for question in questions]
+    cases = [
+        (extract_answer(output, kind), question["answer"], list(question["aliases"]), kind)
+        for output, question, kind in zip(outputs, questions, kinds, strict=True)
+    ]
+    match_many = getattr(matcher, "match_many", None)
+    verdicts = match_many(cases) if match_many is not None else [matcher(*case) for case in cases]
+    return [(case[0], verdict) for case, verdict in zip(cases, verdicts, strict=True)]
 
 
 def score_answer(output: str, question: Mapping, matcher: Matcher) -> tuple[str | None, bool]:
@@ -163,9 +216,7 @@ def score_answer(output: str, question: Mapping, matcher: Matcher) -> tuple[str 
     ``question`` is a row of the question schema (``domain``, ``answer``, ``aliases``); an unreadable answer is
     None, which the registered matchers score as wrong.
     """
-    kind = domain_answer_type(question["domain"])
-    answer = extract_answer(output, kind)
-    return answer, matcher(answer, question["answer"], list(question["aliases"]), kind)
+    return score_answers([output], [question], matcher)[0]
 
 
 def _stated_probability(match: re.Match, labelled: bool) -> float | None:
