@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from metasyn.lm.answers import (
+    check_matcher,
+    contains_match,
     exact_match,
     extract_answer,
     get_matcher,
@@ -63,6 +65,158 @@ def test_a_decimal_above_one_is_out_of_range():
     assert parse_confidence("Confidence: 1.5") is None
 
 
+# ------------------------------------------------------------------ real model output, one class at a time
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("**Confidence:** 0.9", 0.9),
+        ("Confidence: **0.9**", 0.9),
+        ("*Confidence*: 85%", 0.85),
+        ("__Confidence__: 0.4", 0.4),
+    ],
+)
+def test_markdown_emphasis_around_a_confidence_label_or_value_is_ignored(output, expected):
+    assert parse_confidence(output) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Answer: Confucius\nConfidence: 0.6", 0.6),
+        ("I'm confident that it is Paris.\nConfidence: 0.7", 0.7),
+        ("Answer: conference room\nconf = .2", 0.2),
+        ("Confidence: high\nConfidence: 0.3", 0.3),  # the first label followed by a number wins
+    ],
+)
+def test_a_conf_word_before_the_confidence_line_does_not_hide_it(output, expected):
+    assert parse_confidence(output) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["Answer: Confucius", "I'm confident that it is 7.", "Answer: 7 (confident)", "Confidence score (0-1): high"],
+)
+def test_a_conf_word_without_a_labelled_number_is_no_confidence(output):
+    assert parse_confidence(output) is None
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Confidence score (0-1): .7", 0.7),
+        ("Answer: 4\nConfidence score (0-1): 0.35", 0.35),
+        ("Confidence (0 to 1): 0.2", 0.2),
+        ("Confidence [0-1]: 1", 1.0),
+    ],
+)
+def test_a_range_hint_after_the_label_is_not_read_as_the_confidence(output, expected):
+    assert parse_confidence(output) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Confidence: 9/10", 0.9),
+        ("Confidence: 8 out of 10", 0.8),
+        ("Confidence: 80 out of 100", 0.8),
+        ("9/10", 0.9),
+        ("Confidence: 11/10", None),  # out of range
+        ("Confidence: 3/0", None),  # no probability, and no crash
+        ("Answer: 3/4 of the pie", None),  # a fraction without a label is an answer
+    ],
+)
+def test_fractions_of_ten_and_out_of_phrases(output, expected):
+    assert parse_confidence(output) == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("I am about 90% confident", 0.9),
+        ("Answer: B. I'm 75 percent sure.", 0.75),
+        ("I am 150% confident", None),  # out of range
+        ("The tax is 20% of income; I am confident.", None),  # the percentage is not the one stated as confidence
+    ],
+)
+def test_a_percentage_stated_before_confident(output, expected):
+    assert parse_confidence(output) == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(
+    ("output", "kind", "expected"),
+    [
+        ("**Answer:** B", "letter", "B"),
+        ("Answer: **B**", "letter", "B"),
+        ("**Answer:** 42\n**Confidence:** 0.9", "number", "42"),
+        ("**Answer:** *Paris*", "text", "paris"),
+    ],
+)
+def test_markdown_emphasis_around_an_answer_label_or_value_is_ignored(output, kind, expected):
+    assert extract_answer(output, kind) == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Answer: b", "B"),
+        ("Answer: (c) Paris", "C"),
+        ("Answer: d.", "D"),
+        ("Answer: a dog", None),  # the article, not option A
+        ("b", None),  # without a label a lower-case letter is not read
+        ("a. cat", None),
+    ],
+)
+def test_lower_case_option_letters_after_an_answer_label(output, expected):
+    assert extract_answer(output, "letter") == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("The correct option is B)", "B"),
+        ("I choose option C.", "C"),
+        ("The answer is (D)", "D"),
+        ("I think the answer is a dog", None),  # a lower-case word after "answer is" is not a letter
+        ("The correct option is Bob's", None),
+    ],
+)
+def test_an_option_named_in_a_phrase(output, expected):
+    assert extract_answer(output, "letter") == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Answer: 3 + 4 = 7", "7"),
+        ("Answer: 3 * 4 = **12**\nConfidence: 0.9", "12"),
+        ("Answer: 12 (since 3 x 4 = 12)", "12"),
+        ("Answer: 7, confidence = 0.9", "7"),  # the "=" of a confidence on the same line is not a result
+        ("Answer: 7 apples, 3 pears", "7"),  # no worked line: the first number, as before
+    ],
+)
+def test_the_result_of_a_worked_answer_line(output, expected):
+    assert extract_answer(output, "number") == expected
+
+
+def test_markdown_emphasis_around_a_pairwise_choice_is_ignored():
+    assert parse_preference("**More confident:** 2") == 2
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "Confidence" + " " * 5000 + "x",
+        "Confidence (0-1)" + " " * 5000 + ":" + " " * 5000,
+        "More confident" + " " * 5000,
+    ],
+)
+def test_long_runs_of_spaces_after_a_label_are_read_in_linear_time(output):
+    # Regression: adjacent optional whitespace in the label pattern backtracked as n**5 (minutes at 100 spaces).
+    assert parse_confidence(output) is None and parse_preference(output) is None
+
+
 @pytest.mark.parametrize(
     ("output", "expected"),
     [
@@ -119,8 +273,18 @@ def test_normalisation_and_matching():
     assert not exact_match(None, "B", [], "letter")
     assert not exact_match("london", "Paris", ["Paris"], "text")
     assert get_matcher("exact") is exact_match
-    with pytest.raises(ValueError, match="registered matchers"):
-        get_matcher("nli")
+    with pytest.raises(ValueError, match=r"registered matchers: \['contains', 'exact', 'nli'\]"):
+        get_matcher("vibes")
+
+
+def test_a_matcher_is_chosen_by_name_or_by_settings_that_name_it():
+    settings = {"name": "contains", "nli": {"model": None, "batch_size": 32, "device": "auto"}}
+    assert get_matcher(settings) is contains_match  # the options of a matcher not chosen are not read
+    check_matcher(settings)
+    with pytest.raises(ValueError, match="lack a 'name'"):
+        get_matcher({"nli": {"model": None}})
+    with pytest.raises(ValueError, match="Unknown answer matcher 'vibes'"):
+        check_matcher({"name": "vibes"})
 
 
 def test_score_answer_reads_by_the_domains_answer_type_and_applies_the_matcher():

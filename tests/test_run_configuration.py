@@ -23,7 +23,7 @@ GLOBAL_REFERENCE = re.compile(r"^\$\{globals:([\w.]+)\}$")
 LOCAL_GLOBALS = {
     "model": {"spec": "/models/some-local-model", "device": "cuda:1", "dtype": "float16"},
     "seed": 7,
-    "answer_matcher": "exact",
+    "answer_matcher": {"name": "exact"},
 }
 
 

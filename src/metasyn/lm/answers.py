@@ -1,7 +1,24 @@
 """Reading answers and confidences off model outputs, and scoring them against gold answers.
 
-Free text follows TriviaQA's official evaluation: normalise (lower case, punctuation and underscores to
-spaces, articles removed, whitespace collapsed), then exact match against every alias.
+Markdown emphasis (``**Answer:** B``, ``Confidence: **0.9**``) is ignored everywhere. What is read:
+
+- answers (``extract_answer``): the text after an ``Answer:`` label, else the output itself. A number is the
+  first number on the answer line, or the result of a worked line (``Answer: 3 + 4 = 7`` is 7); without a
+  label, the last number before any stated confidence. An option letter is a leading ``B``, ``(B)``,
+  ``B.`` or ``B)`` (lower case too after an answer label: ``Answer: b``), or one named in a phrase
+  (``the correct option is B)``, ``the answer is (D)``).
+- confidences (``parse_confidence``): the first number after a confidence label (``Confidence:``,
+  ``conf=``, ``confidence level is``, ``Confidence score (0-1):``), else a percentage stated before
+  ``confident``/``sure``/``certain`` (``I am about 90% confident``), else an output that is only a number.
+  Numbers may be ``0.85``, ``.7``, ``0,8`` (decimal comma), ``85%``, ``95 percent``, ``9/10``, ``8 out of
+  10``, or a whole number up to 100 after a label (``Confidence: 85``); a value outside [0, 1] is rejected.
+- pairwise choices (``parse_preference``): ``More confident: 2`` or ``More confident: question 1``.
+
+Unreadable output gives None. Free text follows TriviaQA's official evaluation: normalise (lower case,
+punctuation and underscores to spaces, articles removed, whitespace collapsed), then exact match against
+every alias. Matchers, chosen by ``get_matcher`` from globals.yml's ``answer_matcher``: ``exact`` (TriviaQA's
+exact match), ``contains`` (an alias as whole words inside the answer) and ``nli`` (``contains``, then
+bidirectional entailment for free text; ``metasyn.lm.nli``).
 """
 
 from __future__ import annotations
@@ -9,22 +26,49 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import NamedTuple
 
+from metasyn.lm import nli
+from metasyn.questions import OPTION_LETTERS
 from metasyn.questions import answer_type as domain_answer_type
 
+# Bold and italic markers: "**Confidence:** 0.9" is "Confidence: 0.9".
+_EMPHASIS = re.compile(r"\*+|_{2,}")
 _ANSWER_LINE = re.compile(r"answer\s*(?:\d\s*)?[:=]\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?")
-_LETTER_PATTERNS = [
-    # "B", "(B)", "B. text", "B) text"; a bare capital followed by a word is not a letter ("I think ...").
-    re.compile(r"^\(?([A-J])\)?(?:[.):,]|$)"),
-    re.compile(r"\b(?:option|choice|answer is)\s*\(?([A-J])\b", re.IGNORECASE),
-    re.compile(r"\(([A-J])\)"),
+_OPTION = f"[{OPTION_LETTERS}]"
+# "B", "(B)", "B. text", "B) text"; a bare capital followed by a word is not a letter ("I think ...").
+_LEADING_LETTER = re.compile(rf"^\(?({_OPTION})\)?(?:[.):,]|$)")
+# After an answer label a lower-case letter is an option too ("Answer: b"); elsewhere "a" and "i" are words.
+_LABELLED_LEADING_LETTER = re.compile(_LEADING_LETTER.pattern, re.IGNORECASE)
+_LETTER_PHRASES = [
+    # "the correct option is B)", "the answer is (D)"; the letter itself must be a capital ("the answer is a dog").
+    re.compile(rf"\b(?:(?:option|choice)(?:\s+is)?|answer\s+is)\s*\(?((?-i:{_OPTION}))\b", re.IGNORECASE),
+    re.compile(rf"\(({_OPTION})\)"),
 ]
-# A decimal comma ("0,8") is read as a decimal point.
-_CONFIDENCE = re.compile(
-    r"conf(?:idence)?\s*(?:level|score)?\s*(?:is|of)?\s*[:=]?\s*(\d*(?:[.,]\d+)?)\s*(%)?", re.IGNORECASE
+# A stated probability: "0.85", ".7", "0,8" (decimal comma), "85%", "95 percent", "9/10", "8 out of 10".
+_STATED_NUMBER = (
+    r"(?P<number>\d+(?:[.,]\d+)?|[.,]\d+)"
+    r"(?:\s*(?P<percent>%|percent\b)|\s*(?:/|out\s+of)\s*(?P<denominator>\d+))?"
 )
-_BARE_PROBABILITY = re.compile(r"^\s*(\d*(?:[.,]\d+)?)\s*(%)?\s*$")
+# A confidence label and the number it states. The label is a whole word, so an answer "Confucius" is not
+# one, and a label must be followed by a number, so "I'm confident that ..." is not either. Each optional
+# part carries its own leading whitespace: adjacent optional `\s*` would backtrack polynomially on long
+# runs of spaces.
+_CONFIDENCE = re.compile(
+    r"\bconf(?:idence)?\b(?:\s*(?:level|score|rating)\b)?"
+    r"(?:\s*[(\[]\s*0\s*(?:-|–|to)\s*1(?:00)?\s*[)\]])?"  # a range hint: "Confidence score (0-1): .7"
+    r"(?:\s*\b(?:is|of)\b)?(?:\s*[:=])?\s*" + _STATED_NUMBER,
+    re.IGNORECASE,
+)
+# "I am about 90% confident", "95 percent sure". It starts where a number starts, so a long run of digits is
+# tried once, not once per digit.
+_PERCENT_PHRASE = re.compile(
+    r"(?<![\d.,])(?P<number>\d+(?:[.,]\d+)?)\s*(?P<percent>%|percent)\s*(?:confident|sure|certain)\b",
+    re.IGNORECASE,
+)
+_BARE_PROBABILITY = re.compile(r"^\s*" + _STATED_NUMBER + r"\s*$", re.IGNORECASE)
 # Where a stated confidence begins: numbers after it are not the answer.
 _CONFIDENCE_START = re.compile(r"(?:more\s+)?conf(?:ident|idence)?\b", re.IGNORECASE)
 _PUNCTUATION = set(string.punctuation) | {"‘", "’", "´", "`"}
@@ -47,25 +91,30 @@ def normalize_number(text: str) -> str | None:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def _answer_span(output: str) -> str:
+def _answer_span(output: str) -> tuple[str, bool]:
+    """The rest of the answer label's line (else the output's first line), and whether a label was found."""
     match = _ANSWER_LINE.search(output)
     span = match.group(1) if match else output.strip()
-    return span.splitlines()[0].strip() if span.strip() else ""
+    return (span.splitlines()[0].strip() if span.strip() else ""), match is not None
 
 
 def extract_answer(output: str, answer_type: str) -> str | None:
     """The answer in a model output, canonicalised for its type; None when nothing can be read."""
-    span = _answer_span(output)
+    output = _EMPHASIS.sub("", output)
+    span, labelled = _answer_span(output)
     if answer_type == "number":
-        # The first number on the "Answer:" line; without one, the last number before any stated
-        # confidence (where worked solutions end).
-        if _ANSWER_LINE.search(output):
-            candidates = _NUMBER.findall(span)[:1]
+        if labelled:
+            # The first number of the answer line's result: a worked line ends in "= <result>", and a
+            # confidence stated on the same line is not part of it.
+            result = _CONFIDENCE_START.split(span)[0].rsplit("=", 1)[-1]
+            candidates = _NUMBER.findall(result)[:1]
         else:
+            # The last number before any stated confidence, where worked solutions end.
             candidates = _NUMBER.findall(_CONFIDENCE_START.split(output)[0])[-1:]
         return normalize_number(candidates[0]) if candidates else None
     if answer_type == "letter":
-        for pattern in _LETTER_PATTERNS:
+        leading = _LABELLED_LEADING_LETTER if labelled else _LEADING_LETTER
+        for pattern in [leading, *_LETTER_PHRASES]:
             match = pattern.search(span)
             if match:
                 return match.group(1).upper()
@@ -99,18 +148,66 @@ def contains_match(predicted: str | None, gold: str, aliases: Sequence[str], ans
     return any(f" {alias} " in padded for alias in {normalize_text(alias) for alias in [gold, *aliases]} if alias)
 
 
-# A matcher decides whether an extracted answer is right; an NLI-based equivalence matcher can be plugged in
-# through the same signature (not used by default: no NLI model is available offline).
+# A matcher decides whether an extracted answer is right: (predicted, gold, aliases, answer_type) -> bool. One
+# that also has ``match_many(cases) -> list[bool]`` (a model-based matcher) judges many answers in one call.
 Matcher = Callable[[str | None, str, Sequence[str], str], bool]
 
 MATCHERS: dict[str, Matcher] = {"exact": exact_match, "contains": contains_match}
 
 
-def get_matcher(name: str) -> Matcher:
-    """The matcher registered under ``name``."""
-    if name not in MATCHERS:
-        raise ValueError(f"Unknown answer matcher {name!r}; registered matchers: {sorted(MATCHERS)}.")
-    return MATCHERS[name]
+class ModelMatcher(NamedTuple):
+    """A matcher that loads a model: ``load(**options)`` builds it, ``check(**options)`` fails fast without weights."""
+
+    load: Callable[..., Matcher]
+    check: Callable[..., None]
+
+
+# Matchers built from their own options, ``answer_matcher.<name>`` in globals.yml.
+MODEL_MATCHERS: dict[str, ModelMatcher] = {
+    "nli": ModelMatcher(load=partial(nli.load_nli_matcher, alias_matcher=contains_match), check=nli.check_nli_matcher),
+}
+
+
+def _matcher_choice(settings: str | Mapping) -> tuple[str, Mapping]:
+    """(name, that matcher's options) from a bare name or from ``{name: <name>, <name>: {options}}``."""
+    if isinstance(settings, str):
+        name, options = settings, {}
+    elif "name" in settings:
+        name, options = settings["name"], settings.get(settings["name"]) or {}
+    else:
+        raise ValueError(f"Answer matcher settings {dict(settings)} lack a 'name' (e.g. name: contains).")
+    if name not in MATCHERS and name not in MODEL_MATCHERS:
+        raise ValueError(
+            f"Unknown answer matcher {name!r}; registered matchers: {sorted([*MATCHERS, *MODEL_MATCHERS])}."
+        )
+    return name, options
+
+
+def get_matcher(settings: str | Mapping) -> Matcher:
+    """The matcher that ``settings`` chooses: a registered name, or ``{name: <name>, <name>: {its options}}``."""
+    name, options = _matcher_choice(settings)
+    return MATCHERS[name] if name in MATCHERS else MODEL_MATCHERS[name].load(**options)
+
+
+def check_matcher(settings: str | Mapping) -> None:
+    """Raise now if ``settings`` choose no registered matcher, or one whose model cannot be loaded (no weights read)."""
+    name, options = _matcher_choice(settings)
+    if name in MODEL_MATCHERS:
+        MODEL_MATCHERS[name].check(**options)
+
+
+def score_answers(
+    outputs: Sequence[str], questions: Sequence[Mapping], matcher: Matcher
+) -> list[tuple[str | None, bool]]:
+    """``score_answer`` for each output and its question; a matcher with ``match_many`` judges them in one call."""
+    kinds = [domain_answer_type(question["domain"]) for question in questions]
+    cases = [
+        (extract_answer(output, kind), question["answer"], list(question["aliases"]), kind)
+        for output, question, kind in zip(outputs, questions, kinds, strict=True)
+    ]
+    match_many = getattr(matcher, "match_many", None)
+    verdicts = match_many(cases) if match_many is not None else [matcher(*case) for case in cases]
+    return [(case[0], verdict) for case, verdict in zip(cases, verdicts, strict=True)]
 
 
 def score_answer(output: str, question: Mapping, matcher: Matcher) -> tuple[str | None, bool]:
@@ -119,27 +216,39 @@ def score_answer(output: str, question: Mapping, matcher: Matcher) -> tuple[str 
     ``question`` is a row of the question schema (``domain``, ``answer``, ``aliases``); an unreadable answer is
     None, which the registered matchers score as wrong.
     """
-    kind = domain_answer_type(question["domain"])
-    answer = extract_answer(output, kind)
-    return answer, matcher(answer, question["answer"], list(question["aliases"]), kind)
+    return score_answers([output], [question], matcher)[0]
 
 
-def parse_confidence(output: str) -> float | None:
-    """A stated confidence in [0, 1] (``0.7``, ``85%``, ``conf=.9``); None when absent or out of range."""
-    labelled = _CONFIDENCE.search(output)
-    match = labelled or _BARE_PROBABILITY.match(output)
-    if match is None or not match.group(1):
-        return None
-    number = match.group(1).replace(",", ".")
+def _stated_probability(match: re.Match, labelled: bool) -> float | None:
+    """The probability a ``_STATED_NUMBER`` match states, or None outside [0, 1]."""
+    stated = match.groupdict()
+    number = stated["number"].replace(",", ".")
     value = float(number)
+    if stated.get("denominator") is not None:
+        denominator = float(stated["denominator"])
+        if denominator == 0:
+            return None
+        value /= denominator
     # "85%" is a percentage; so is a whole number up to 100 after a confidence label ("Confidence: 85").
     # A bare "7" is an answer, not a confidence, and "1.5" is out of range rather than 1.5%.
-    if match.group(2) or (labelled and "." not in number and 1 < value <= 100):
+    elif stated["percent"] or (labelled and "." not in number and 1 < value <= 100):
         value /= 100
     return value if 0.0 <= value <= 1.0 else None
 
 
+def parse_confidence(output: str) -> float | None:
+    """A stated confidence in [0, 1] (formats: the module docstring); None when absent or out of range."""
+    output = _EMPHASIS.sub("", output)
+    labelled = _CONFIDENCE.search(output) or _PERCENT_PHRASE.search(output)
+    if labelled:
+        return _stated_probability(labelled, labelled=True)
+    bare = _BARE_PROBABILITY.match(output)
+    return _stated_probability(bare, labelled=False) if bare else None
+
+
 def parse_preference(output: str) -> int | None:
     """The question (1 or 2) a pairwise answer says it is more confident about."""
-    match = re.search(r"more confident\s*[:=]?\s*(?:question\s*)?([12])\b", output, re.IGNORECASE)
+    match = re.search(
+        r"more confident\s*(?:[:=]\s*)?(?:question\s*)?([12])\b", _EMPHASIS.sub("", output), re.IGNORECASE
+    )
     return int(match.group(1)) if match else None

@@ -22,6 +22,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -179,11 +180,11 @@ def _not_found(spec: str, error: OSError) -> ModelNotFoundError:
     )
 
 
-def check_model_available(spec: str) -> None:
-    """Raise ``ModelNotFoundError`` now if ``spec`` cannot be loaded, reading only its config (no weights)."""
+def check_model_available(spec: str, local_files_only: bool = False) -> PretrainedConfig:
+    """The config of ``spec`` (no weights read); ``ModelNotFoundError`` now if it cannot be loaded."""
     location = locate_model(spec)
     try:
-        AutoConfig.from_pretrained(location)
+        return AutoConfig.from_pretrained(location, local_files_only=local_files_only)
     except OSError as error:
         raise _not_found(spec, error) from error
 

@@ -15,7 +15,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from metasyn.lm.answers import Matcher, parse_confidence, parse_preference, score_answer
+from metasyn.lm.answers import Matcher, parse_confidence, parse_preference, score_answers
 from metasyn.metacognition.calibration import (
     ALL_DOMAINS,
     Estimator,
@@ -84,10 +84,10 @@ def score_confidence_outputs(
 
     ``generations`` holds ``question_id, raw_output``; the result keeps its row order.
     """
-    questions = test_questions.set_index("id").loc[generations["question_id"]].reset_index()
+    questions = test_questions.set_index("id").loc[generations["question_id"]].reset_index().to_dict("records")
+    scored = score_answers(list(generations["raw_output"]), questions, matcher)
     rows = []
-    for question, output in zip(questions.to_dict("records"), generations["raw_output"]):
-        answer, correct = score_answer(output, question, matcher)
+    for question, output, (answer, correct) in zip(questions, generations["raw_output"], scored, strict=True):
         confidence = parse_confidence(output)
         rows.append(
             {

@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
-from metasyn.lm.answers import get_matcher, score_answer
+from metasyn.lm.answers import check_matcher, get_matcher, score_answers
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel
 from metasyn.lm.prompts import answer_messages, render_prompts
@@ -25,7 +25,7 @@ def check_sampling(sampling: dict) -> dict:
             f"data_prep.sampling.n_samples is {sampling['n_samples']}; consistency needs at least 2 samples "
             "per question (the study uses 10)."
         )
-    get_matcher(sampling["matcher"])
+    check_matcher(sampling["matcher"])
     return sampling
 
 
@@ -67,11 +67,12 @@ def sample_answers(questions: pd.DataFrame, model: LanguageModel, sampling: dict
         seed=seed,
         progress="sampling answers",
     )
-    matcher = get_matcher(sampling["matcher"])
+    sampled_questions = [records[index // sampling["n_samples"]] for index in range(len(generations.texts))]
+    scored = score_answers(generations.texts, sampled_questions, get_matcher(sampling["matcher"]))
     rows = []
-    for index, output in enumerate(generations.texts):
-        question = records[index // sampling["n_samples"]]
-        answer, correct = score_answer(output, question, matcher)
+    for index, (output, question, (answer, correct)) in enumerate(
+        zip(generations.texts, sampled_questions, scored, strict=True)
+    ):
         rows.append(
             {
                 "question_id": question["id"],
