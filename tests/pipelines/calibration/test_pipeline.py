@@ -96,13 +96,26 @@ def test_whole_pipeline_on_tiny_models(tmp_path, monkeypatch, tiny_lm, test_ques
 def test_embedded_model_answers_hand_made_questions(embedded_lm, test_questions):
     generation = {"batch_size": 8, "confidence_max_new_tokens": 24, "pairwise_max_new_tokens": 8}
     easy = test_questions[test_questions["id"].isin(["a1", "f1", "m1"])]
-    generations = nodes.generate_confidence_answers(embedded_lm, easy, generation)
-    outputs = nodes.score_confidence_answers(generations, easy, "exact", model_name="base").set_index("question_id")
+    generations = nodes.generate_confidence_answers(embedded_lm, easy, generation, ["stated", "forced"], "forced")
+    stated = nodes.score_confidence_answers(generations, easy, "exact", model_name="base")
+    outputs = nodes.elicit_confidences(embedded_lm, stated, easy, ["stated", "forced"], generation)
+    outputs = outputs.set_index("question_id")
     assert outputs["raw_output"].str.strip().str.len().gt(0).all()
     # Greedy and on CPU in float32: the 135M model gets 2 + 2 right (it states no confidence unprompted
     # by training, so the output may well be unparsed; that is what parse_rate reports).
     assert outputs.loc["a1", "answer"] == "4" and outputs.loc["a1", "correct"]
     assert (outputs["parsed"] == outputs["confidence"].notna() & outputs["answer"].notna()).all()
+    # forced: a confidence for every question, whatever the model wrote, from digits it expected there.
+    assert outputs["confidence_forced"].between(0.05, 0.95).all() and (outputs["forced_mass"] > 0.5).all()
+    assert "confidence_p_true" not in outputs.columns  # only the methods asked for
+
+
+def test_unknown_methods_stop_before_any_generation(embedded_lm, test_questions):
+    generation = {"batch_size": 8, "confidence_max_new_tokens": 24}
+    with pytest.raises(ValueError, match="unknown: \\['vibes'\\]"):
+        nodes.generate_confidence_answers(embedded_lm, test_questions, generation, ["stated", "vibes"], "stated")
+    with pytest.raises(ValueError, match="verdict_method 'forced' is not among"):
+        nodes.generate_confidence_answers(embedded_lm, test_questions, generation, ["stated"], "forced")
 
 
 @pytest.mark.slow
@@ -110,11 +123,29 @@ def test_smoke_run_writes_every_output(run_smoke):
     data = run_smoke("calibration") / "data"
     for model in declared_variants().evaluated_models:
         outputs = pd.read_parquet(data / "07_model_output" / "calibration" / model / "calibration_outputs.parquet")
-        assert set(outputs.columns) >= {"question_id", "domain", "model", "raw_output", "answer", "confidence"}
+        assert set(outputs.columns) >= {
+            "question_id",
+            "domain",
+            "model",
+            "raw_output",
+            "answer",
+            "confidence",
+            "confidence_forced",
+            "forced_mass",
+            "confidence_p_true",
+            "p_true_mass",
+        }
+        assert outputs[["confidence_forced", "confidence_p_true"]].notna().all().all()  # every question, every model
         assert (data / "07_model_output" / "calibration" / model / "pairwise_outputs.parquet").is_file()
         assert (data / "08_reporting" / "calibration" / model / "metrics.parquet").is_file()
     table = pd.read_parquet(data / "08_reporting" / "calibration" / "metrics_table.parquet")
     assert set(table["model"]) == set(declared_variants().evaluated_models)
     assert {f"{metric}_minus_base" for metric in ("ece", "brier", "auroc", "accuracy")} <= set(table["metric"])
+    assert set(table["method"]) == {"answer", "stated", "forced", "p_true", "pairwise"}
+    pooled = table[(table["domain"] == "all") & (table["model"] == "base")].set_index(["method", "metric"])
+    # The base model's calibration exists under forced and p_true, with its n, whatever it wrote.
+    for method in ("forced", "p_true"):
+        assert np.isfinite(pooled.loc[(method, "brier"), "value"])
+        assert pooled.loc[(method, "brier"), "n"] == pooled.loc[("answer", "accuracy"), "n"]
     for figure in ("reliability_diagrams", "risk_coverage", "metrics_by_domain"):
         assert (data / "08_reporting" / "calibration" / f"{figure}.png").stat().st_size > 0
