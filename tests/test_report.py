@@ -133,10 +133,11 @@ def test_judgement_separates_change_inconclusive_and_no_change():
 
 
 def test_demo_sizes_are_named_and_study_sizes_are_not():
-    sizes = {"prompts": 60, "test_questions": 500}
-    assert size_label(12, 19, sizes).startswith("**Demo sizes**: 12 synergy prompts (study: 60), 19 test questions")
-    assert "synergy prompts" not in size_label(60, 19, sizes)
-    assert size_label(60, 700, sizes) == ""
+    sizes = {"prompts": 60, "test_questions": 500, "seeds": 3}
+    assert size_label(12, 19, 3, sizes).startswith("**Demo sizes**: 12 synergy prompts (study: 60), 19 test questions")
+    assert "synergy prompts" not in size_label(60, 19, 3, sizes)
+    assert size_label(60, 700, 2, sizes).startswith("**Demo sizes**: 2 training seeds per variant (study: 3).")
+    assert size_label(60, 700, 3, sizes) == ""
 
 
 def test_report_contains_verdict_tables_and_figure_links():
@@ -195,3 +196,30 @@ def test_an_undefined_change_says_why_with_both_values_and_their_n():
         "ECE change undefined (only 3 answers with a confidence (minimum 20, calibration.metrics.min_n)); "
         "base 0.300 [0.250, 0.350] (n = 40), metacog 0.100 [0.050, 0.150] (n = 40)"
     ) in text
+
+
+def test_training_seeds_are_set_beside_every_change():
+    calibration = _calibration(0.10, (-0.25, -0.15))
+    second_seed = calibration[calibration["model"] == "metacog"].assign(model="metacog_seed1")
+    second_seed.loc[second_seed["metric"] == "ece_minus_base", "value"] = -0.05
+    band_changes, shape_changes, layer_changes, rankings, model_shapes = _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2))
+    seed_band = pd.DataFrame([_band("metacog", 0.01, (-0.05, 0.07))]).assign(
+        variant="metacog_seed1", contrast="(metacog_seed1 - base) - (metacog - base)"
+    )
+    seed_shape = pd.DataFrame(_shape("metacog_seed1 vs metacog", 0.6, (-0.05, 0.05)))
+    text = verdict(
+        pd.concat([calibration, second_seed]),
+        pd.concat([band_changes, seed_band], ignore_index=True),
+        pd.concat([shape_changes, seed_shape], ignore_index=True),
+        layer_changes,
+        rankings,
+        model_shapes,
+        ["metacog"],
+        SETTINGS,
+        "forced",
+        {"metacog": ["metacog", "metacog_seed1"]},
+    )
+    assert "Between training seeds of metacog ('forced'): ECE change by seed: metacog -0.200 [-0.250, -0.150] " \
+        "(n = 40), metacog_seed1 -0.050 [-0.250, -0.150] (n = 40) (range 0.150)" in text  # fmt: skip
+    assert "Between training seeds: **metacog_seed1 vs metacog** (n = 12 prompts)" in text
+    assert "permutation p = 0.600" in text

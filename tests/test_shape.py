@@ -292,7 +292,8 @@ def test_shape_change_table_compares_every_variant_with_base_and_the_control():
         return synergy, redundancy
 
     per_prompt = {"base": model(3), "metacog": model(6), "control": model(3)}
-    table = shape.shape_change_table(per_prompt, heads, ["metacog", "control"], "control", n_resamples=40, seed=0)
+    pairs = [("metacog", "base"), ("control", "base"), ("metacog", "control")]
+    table = shape.shape_change_table(per_prompt, heads, pairs, n_resamples=40, seed=0)
     assert sorted(set(table["comparison"])) == ["control vs base", "metacog vs base", "metacog vs control"]
     distance = table[table["statistic"] == "l2_distance"].set_index("comparison")
     assert distance.loc["metacog vs base", "p_value"] < 0.05 < distance.loc["control vs base", "p_value"]
@@ -330,8 +331,7 @@ def test_band_score_changes_detect_a_mid_layer_boost_and_are_zero_for_identical_
         {"base": base, "metacog": boosted, "control": base},
         heads_per_layer=2,
         band=(0.3, 0.7),
-        variants=["metacog", "control"],
-        control="control",
+        pairs=[("metacog", "base"), ("control", "base"), ("metacog", "control")],
         n_resamples=100,
         seed=0,
     ).set_index("contrast")
@@ -347,7 +347,7 @@ def test_moving_only_the_two_extreme_heads_does_not_move_the_band_contrast():
     """The band *mean* of the scaled profile rises with every layer (the artefact); the contrast does not."""
     a_levels, b_levels, _, _ = extreme_heads_moved()
     per_prompt = {"base": matrices(*a_levels, seed=2000), "metacog": matrices(*b_levels, seed=2001)}
-    table = shape.band_score_changes(per_prompt, HEADS_PER_LAYER, shape.MIDDLE_BAND, ["metacog"], None, 100, 0)
+    table = shape.band_score_changes(per_prompt, HEADS_PER_LAYER, shape.MIDDLE_BAND, [("metacog", "base")], 100, 0)
     profiles = [shape.profile_from_matrices(*per_prompt[model], HEADS_PER_LAYER) for model in ("base", "metacog")]
     middle = [3, 4, 5, 6]  # depths 0.3 - 0.6 of 11 layers
     assert profiles[1][middle].mean() - profiles[0][middle].mean() > 0.01  # the band mean alone would move

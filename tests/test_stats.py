@@ -37,6 +37,10 @@ def test_comparison_pairs_add_the_control_contrast_for_every_other_variant():
         ("metacog", "base"), ("control", "base"), ("metacog", "control"),
     ]  # fmt: skip
     assert stats.comparison_pairs(["metacog"], None) == [("metacog", "base")]
+    replicates = {"metacog": ["metacog", "metacog_seed1", "metacog_seed2"], "control": ["control"]}
+    assert stats.comparison_pairs(["metacog", "control"], "control", replicates)[3:] == [
+        ("metacog_seed1", "metacog"), ("metacog_seed2", "metacog"),
+    ]  # fmt: skip
 
 
 def test_sign_flip_test_detects_a_planted_mean_and_is_uniform_under_the_null():

@@ -5,7 +5,7 @@ Every sentence of the verdict is produced from the numbers it is given; nothing 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -156,13 +156,29 @@ def model_shape_sentence(model_shapes: pd.DataFrame, statistic: str, label: str)
     return f"{label}: " + "; ".join(values) + "."
 
 
-def size_label(n_prompts: int, n_questions: int, study_sizes: Mapping) -> str:
+def seed_spread_sentence(calibration: pd.DataFrame, replicates: Sequence[str], method: str) -> str:
+    """Each training seed's calibration change from base, and their range: the spread of fine-tuning itself."""
+    pooled = calibration[(calibration["domain"] == ALL_DOMAINS) & (calibration["method"] == method)]
+    pooled = pooled.set_index(["model", "metric"])
+    parts = []
+    for metric in VERDICT_METRICS:
+        rows = [pooled.loc[(namespace, f"{metric}_minus_base")] for namespace in replicates
+                if (namespace, f"{metric}_minus_base") in pooled.index]  # fmt: skip
+        values = np.array([row["value"] for row in rows], dtype=float)
+        listed = ", ".join(f"{namespace} {_value_with_n(row)}" for namespace, row in zip(replicates, rows))
+        spread = f"range {_number(np.ptp(values))}" if len(values) and np.isfinite(values).all() else "range n/a"
+        parts.append(f"{metric.upper() if metric != 'brier' else 'Brier'} change by seed: {listed} ({spread})")
+    return f"Between training seeds of {replicates[0]} ({method!r}): " + "; ".join(parts) + "."
+
+
+def size_label(n_prompts: int, n_questions: int, n_seeds: int, study_sizes: Mapping) -> str:
     """A warning line when the run is smaller than the study's sizes, empty when it is not."""
     short = [
         f"{have} {what} (study: {want})"
         for what, have, want in (
             ("synergy prompts", n_prompts, study_sizes["prompts"]),
             ("test questions", n_questions, study_sizes["test_questions"]),
+            ("training seeds per variant", n_seeds, study_sizes["seeds"]),
         )
         if have < want
     ]
@@ -184,24 +200,37 @@ def verdict(
     variants: list[str],
     settings: Mapping,
     calibration_method: str,
+    replicates: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """Plain-language answer to the research question, computed from the statistics."""
+    """Plain-language answer to the research question, computed from the statistics.
+
+    ``variants`` are the first replicates; ``replicates`` maps each to all its training-seed namespaces,
+    whose differences from the first are the between-seed reference for every change.
+    """
     thresholds = settings["verdict"]
+    replicates = replicates or {}
     lines = []
+
+    def synergy_lines(model: str) -> list[str]:
+        return [
+            synergy_sentence(
+                f"{model} vs {change.reference}",
+                shape_changes,
+                band_changes.loc[change.Index],
+                layer_changes,
+                thresholds,
+                settings["band_name"],
+            )
+            for change in band_changes[band_changes["variant"] == model].itertuples()
+        ]
+
     for variant in variants:
         lines.append(calibration_sentence(calibration, variant, calibration_method, thresholds))
-        for change in band_changes[band_changes["variant"] == variant].itertuples():
-            comparison = f"{variant} vs {change.reference}"
-            lines.append(
-                synergy_sentence(
-                    comparison,
-                    shape_changes,
-                    band_changes.loc[change.Index],
-                    layer_changes,
-                    thresholds,
-                    settings["band_name"],
-                )
-            )
+        lines.extend(synergy_lines(variant))
+        seeds = list(replicates.get(variant, [variant]))
+        if len(seeds) > 1:
+            lines.append(seed_spread_sentence(calibration, seeds, calibration_method))
+            lines.extend(f"Between training seeds: {line}" for seed in seeds[1:] for line in synergy_lines(seed))
         lines.append(ranking_sentence(rankings, model_shapes, variant))
     lines.append(
         model_shape_sentence(

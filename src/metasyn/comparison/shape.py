@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import integrate
 from scipy import stats as scipy_stats
 
-from metasyn.comparison.statistics import band_contrast, comparison_pairs, percentile_interval
+from metasyn.comparison.statistics import band_contrast, percentile_interval
 from metasyn.metacognition.calibration import bootstrap_indices
 from metasyn.synergy.scores import head_scores, layer_profile, nanmean
 
@@ -312,17 +312,16 @@ def band_score_changes(
     per_prompt: Mapping[str, Matrices],
     heads_per_layer: int,
     band: tuple[float, float],
-    variants: Sequence[str],
-    control: str | None,
+    pairs: Sequence[tuple[str, str]],
     n_resamples: int,
     seed: int,
 ) -> pd.DataFrame:
-    """Band contrast change (variant - base) per variant, and each variant's change minus the control's.
+    """Band contrast change of each ``(model, reference)`` pair (``comparison_pairs``), with paired intervals.
 
     The band contrast (``band_contrast``) of each model's layer profile, recomputed on the same prompt
-    resamples for every model, so the intervals are paired.
+    resamples for every model, so the intervals are paired. Against a reference other than base the change
+    is (model - base) - (reference - base).
     """
-    pairs = comparison_pairs(variants, control)
     models = {name: _Model(per_prompt[name]) for name in dict.fromkeys(name for pair in pairs for name in pair)}
     n_prompts = models["base"].n_prompts
     weights = [np.ones(n_prompts)] + [
@@ -440,14 +439,13 @@ SHAPE_TABLE_COLUMNS = ["comparison", "statistic", "estimate", "ci_low", "ci_high
 def shape_change_table(
     per_prompt: Mapping[str, Matrices],
     heads_per_layer: int,
-    variants: Sequence[str],
-    control: str | None,
+    pairs: Sequence[tuple[str, str]],
     n_resamples: int,
     seed: int,
 ) -> pd.DataFrame:
-    """Profile shape change of each variant from base (and of each other variant from the control), one row per statistic."""
+    """Profile shape change of each ``(model, reference)`` pair (``comparison_pairs``), one row per statistic."""
     rows = []
-    for variant, reference in comparison_pairs(variants, control):
+    for variant, reference in pairs:
         result = profile_shape_test(per_prompt[reference], per_prompt[variant], heads_per_layer, n_resamples, seed)
         for statistic in SHAPE_STATISTICS:
             distance = statistic == "l2_distance"

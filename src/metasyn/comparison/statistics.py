@@ -63,11 +63,16 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
     return float(low), float(high)
 
 
-def comparison_pairs(variants: Sequence[str], control: str | None) -> list[tuple[str, str]]:
-    """``(model, reference)``: every variant against base, then every other variant against the control."""
+def comparison_pairs(
+    variants: Sequence[str], control: str | None, replicates: Mapping[str, Sequence[str]] | None = None
+) -> list[tuple[str, str]]:
+    """``(model, reference)``: every variant against base, every other variant against the control, and
+    every further training-seed replicate of a variant against its first (the between-seed spread)."""
     pairs = [(variant, "base") for variant in variants]
     if control in variants:
         pairs += [(variant, control) for variant in variants if variant != control]
+    for namespaces in (replicates or {}).values():
+        pairs += [(namespace, namespaces[0]) for namespace in namespaces[1:]]
     return pairs
 
 

@@ -33,10 +33,11 @@ def test_layer_changes(
     head_scores: dict[str, pd.DataFrame],
     settings: dict,
     variants: list[str],
+    replicates: dict[str, list[str]],
 ) -> pd.DataFrame:
-    """Per layer, raw synergy and redundancy change from base (and the control): permutation p and FDR q."""
+    """Per layer, raw synergy and redundancy change from base, the control and between seeds: p and FDR q."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
-    pairs = statistics.comparison_pairs(variants, settings["control"])
+    pairs = statistics.comparison_pairs(variants, settings["control"], replicates)
     return statistics.layer_quantity_changes(
         phiid, heads_per_layer, pairs, settings["shape_resamples"], settings["seed"]
     )
@@ -57,15 +58,15 @@ def bootstrap_band_changes(
     head_scores: dict[str, pd.DataFrame],
     settings: dict,
     variants: list[str],
+    replicates: dict[str, list[str]],
 ) -> pd.DataFrame:
-    """Depth-band contrast change per variant and versus the control, with intervals over prompt resamples."""
+    """Depth-band contrast change from base, the control and between seeds, with intervals over prompts."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return shape.band_score_changes(
         phiid,
         heads_per_layer,
         tuple(settings["depth_band"]),
-        variants,
-        settings["control"],
+        statistics.comparison_pairs(variants, settings["control"], replicates),
         settings["bootstrap_resamples"],
         settings["seed"],
     )
@@ -76,14 +77,14 @@ def test_profile_shapes(
     head_scores: dict[str, pd.DataFrame],
     settings: dict,
     variants: list[str],
+    replicates: dict[str, list[str]],
 ) -> pd.DataFrame:
-    """Layer-profile distance, peak shift and correlation of each variant from base and the control."""
+    """Layer-profile distance, peak shift and correlation from base, the control and between seeds."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return shape.shape_change_table(
         phiid,
         heads_per_layer,
-        variants,
-        settings["control"],
+        statistics.comparison_pairs(variants, settings["control"], replicates),
         settings["shape_resamples"],
         settings["seed"],
     )
@@ -157,6 +158,7 @@ def compose_verdict(
     settings: dict,
     calibration_method: str,
     variants: list[str],
+    replicates: dict[str, list[str]],
 ) -> str:
     """The plain-language verdict, computed from the statistics (calibration under ``calibration_method``)."""
     return report.verdict(
@@ -169,6 +171,7 @@ def compose_verdict(
         variants,
         settings,
         calibration_method,
+        replicates,
     )
 
 
@@ -183,11 +186,13 @@ def compose_report(
     layer_changes: pd.DataFrame,
     rankings: pd.DataFrame,
     variants: list[str],
+    replicates: dict[str, list[str]],
     baselines: list[str],
 ) -> str:
     """The self-contained Markdown report (figures sit beside it)."""
     configuration = {
         "fine-tuned variants": ", ".join(variants),
+        "training-seed replicates": "; ".join(f"{name}: {', '.join(names)}" for name, names in replicates.items()),
         "baselines": ", ".join(baselines),
         "depth band": f"{settings['band_name']} {tuple(settings['depth_band'])}",
         "bootstrap resamples": settings["bootstrap_resamples"],
@@ -198,6 +203,7 @@ def compose_report(
     size_note = report.size_label(
         int(band_changes["n_prompts"].iloc[0]),
         int(pooled.loc[pooled["metric"] == "accuracy", "n"].iloc[0]),
+        min((len(names) for names in replicates.values()), default=0),
         settings["study_sizes"],
     )
     return report.render_report(

@@ -19,8 +19,10 @@ def _collect(dataset: str, models: list[str], output: str) -> node:
 def create_pipeline(variants: Variants) -> Pipeline:
     """Collect per-model results, test base vs each variant, plot, and write the report."""
     evaluated_models, synergy_models = variants.evaluated_models, variants.synergy_models
-    # The fine-tuned variants are fixed here, from the same list the namespaces were built from.
-    fine_tuned = variants.finetuned_names
+    # The fine-tuned variants are fixed here, from the same list the namespaces were built from: each
+    # variant's first training seed is compared with base and the control, its further seeds with the first.
+    replicates = variants.replicates
+    fine_tuned = [namespaces[0] for namespaces in replicates.values()]
     return pipeline(
         [
             _collect("layer_profile", synergy_models, "layer_profiles_by_model"),
@@ -37,7 +39,7 @@ def create_pipeline(variants: Variants) -> Pipeline:
             ),
             _collect("model_description", synergy_models, "model_descriptions_by_model"),
             node(
-                func=bind(nodes.test_layer_changes, variants=fine_tuned),
+                func=bind(nodes.test_layer_changes, variants=fine_tuned, replicates=replicates),
                 inputs=["phiid_by_model", "head_scores_by_model", "params:comparison"],
                 outputs="layer_quantity_changes",
                 name="test_layer_changes",
@@ -50,14 +52,14 @@ def create_pipeline(variants: Variants) -> Pipeline:
                 name="correlate_rankings",
             ),
             node(
-                func=bind(nodes.bootstrap_band_changes, variants=fine_tuned),
+                func=bind(nodes.bootstrap_band_changes, variants=fine_tuned, replicates=replicates),
                 inputs=["phiid_by_model", "head_scores_by_model", "params:comparison"],
                 outputs="band_score_changes",
                 name="bootstrap_band_changes",
                 tags=[CPU_LARGE_TAG],
             ),
             node(
-                func=bind(nodes.test_profile_shapes, variants=fine_tuned),
+                func=bind(nodes.test_profile_shapes, variants=fine_tuned, replicates=replicates),
                 inputs=["phiid_by_model", "head_scores_by_model", "params:comparison"],
                 outputs="profile_shape_changes",
                 name="test_profile_shapes",
@@ -101,7 +103,7 @@ def create_pipeline(variants: Variants) -> Pipeline:
                 name="plot_calibration_vs_synergy",
             ),
             node(
-                func=bind(nodes.compose_verdict, variants=fine_tuned),
+                func=bind(nodes.compose_verdict, variants=fine_tuned, replicates=replicates),
                 inputs=[
                     "calibration_metrics_table",
                     "band_score_changes",
@@ -116,7 +118,9 @@ def create_pipeline(variants: Variants) -> Pipeline:
                 name="compose_verdict",
             ),
             node(
-                func=bind(nodes.compose_report, variants=fine_tuned, baselines=list(variants.baselines)),
+                func=bind(
+                    nodes.compose_report, variants=fine_tuned, replicates=replicates, baselines=list(variants.baselines)
+                ),
                 inputs=[
                     "model_descriptions_by_model",
                     "params:comparison",
