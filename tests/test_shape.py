@@ -352,3 +352,11 @@ def test_moving_only_the_two_extreme_heads_does_not_move_the_band_contrast():
     middle = [3, 4, 5, 6]  # depths 0.3 - 0.6 of 11 layers
     assert profiles[1][middle].mean() - profiles[0][middle].mean() > 0.01  # the band mean alone would move
     assert covers_zero(table.iloc[0].to_dict())
+
+
+def test_an_undefined_profile_has_no_p_value_instead_of_the_smallest_one():
+    """Every head tied (synergy and redundancy ranks equal) leaves the scaled profile undefined: p is NaN."""
+    level = np.linspace(0.0, 1.0, HEADS)
+    tied = matrices(level, level, noise=0.0)
+    result = shape_test(tied, tied, n_resamples=10, n_permutations=10)
+    assert np.isnan(result["l2_distance"]["estimate"]) and np.isnan(result["p_value"])

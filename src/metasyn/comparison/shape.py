@@ -268,7 +268,8 @@ def profile_shape_test(
 
     ``p_value`` tests ``l2_distance`` against the null that the models are exchangeable: paired, the models'
     matrices are swapped on a random subset of prompts; unpaired, prompts are pooled and re-split.
-    p = (1 + #{null >= observed}) / (1 + n_permutations). Use p, not the interval, for the verdict on the
+    p = (1 + #{null >= observed}) / (1 + n_permutations) over the permutations where the distance is defined,
+    NaN when the observed distance is undefined. Use p, not the interval, for the verdict on the
     distance: a distance is never negative and prompt noise alone makes it positive, so its bootstrap interval
     excludes 0 even for identical models.
     """
@@ -296,11 +297,13 @@ def profile_shape_test(
         ]
     )
     # A small tolerance so that permutations reproducing the observed distance (up to rounding) count as >=.
-    exceed = int(np.sum(null >= observed[0] - 1e-12))
+    # An undefined distance (a profile whose heads all tie) has no p-value; undefined nulls are left out.
+    defined = null[np.isfinite(null)]
+    exceed = int(np.sum(defined >= observed[0] - 1e-12))
     result: dict[str, Interval | float | int] = {
         name: _interval(observed[k], samples[:, k]) for k, name in enumerate(SHAPE_STATISTICS)
     }
-    result["p_value"] = (1 + exceed) / (1 + n_permutations)
+    result["p_value"] = (1 + exceed) / (1 + len(defined)) if np.isfinite(observed[0]) and len(defined) else math.nan
     result["n_permutations"] = n_permutations
     result["n_prompts"] = n_base
     if not paired:
