@@ -4,6 +4,7 @@ from importlib.resources import files
 
 from metasyn.context import ProjectContext
 from metasyn.hooks import CheckModelsHook
+from metasyn.run_record import RunRecordHook
 
 
 def _package_file(name: str) -> str:
@@ -12,7 +13,7 @@ def _package_file(name: str) -> str:
 
 
 CONTEXT_CLASS = ProjectContext
-HOOKS = (CheckModelsHook(),)
+HOOKS = (CheckModelsHook(), RunRecordHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

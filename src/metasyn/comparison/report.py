@@ -269,6 +269,33 @@ def layer_change_summary(layer_changes: pd.DataFrame, alpha: float) -> pd.DataFr
     ).reset_index()
 
 
+def node_times(records: Sequence[Mapping]) -> pd.DataFrame:
+    """Each node's wall time in the newest run that ran it, longest first, with the run and its share."""
+    latest = {}
+    for record in sorted(records, key=lambda record: record.get("started", "")):
+        for entry in record.get("nodes", []):
+            latest[entry["name"]] = {"node": entry["name"], "seconds": entry["seconds"], "run": record["run_id"]}
+    table = pd.DataFrame(list(latest.values()), columns=["node", "seconds", "run"])
+    table = table.sort_values("seconds", ascending=False, ignore_index=True)
+    return table.assign(share=table["seconds"] / table["seconds"].sum() if len(table) else [])
+
+
+def provenance_lines(record: Mapping) -> str:
+    """The run record of the run that wrote the report, as a Markdown list."""
+    git = record.get("git") or {}
+    packages = ", ".join(f"{name} {version}" for name, version in (record.get("packages") or {}).items() if version)
+    device = record.get("device") or {}
+    return "\n".join(
+        [
+            f"- **run**: `{record['run_id']}`, started {record.get('started')}, environment "
+            f"`{record.get('environment')}`, pipelines `{record.get('pipeline')}`",
+            f"- **code**: commit `{git.get('commit')}`" + (" (with uncommitted changes)" if git.get("dirty") else ""),
+            f"- **machine**: {device.get('kind')} {', '.join(device.get('names', []))}; Python {record.get('python')}",
+            f"- **packages**: {packages}",
+        ]
+    )
+
+
 def render_report(
     configuration: Mapping,
     models: pd.DataFrame,
@@ -282,6 +309,7 @@ def render_report(
     model_shapes: pd.DataFrame,
     figures: Mapping[str, str],
     alpha: float,
+    run_records: Sequence[Mapping] = (),
 ) -> str:
     """The whole report as Markdown; ``models`` describes each loaded model (one row per model name);
     ``size_note`` (``size_label``) opens it when the run is below the study's sizes; ``figures`` maps a caption
@@ -329,6 +357,18 @@ def render_report(
         "split-half reliability of the head ranking (Spearman-Brown; the ceiling for any ranking correlation "
         "above) and the ablation area (order minus mean random order, per unit fraction).",
         _markdown_table(model_shapes),
+        "## Provenance",
+        "Run records: `data/08_reporting/runs/<run id>.json` (every parameter as resolved, package versions, "
+        "device, each node's time).",
+        *(
+            [
+                provenance_lines(max(run_records, key=lambda record: record.get("started", ""))),
+                "Wall time of each node in the newest run that ran it:",
+                _markdown_table(node_times(run_records), digits=2),
+            ]
+            if run_records
+            else []
+        ),
         "## Figures",
         "\n\n".join(f"### {caption}\n\n![{caption}]({path})" for caption, path in figures.items()),
     ]

@@ -126,6 +126,11 @@ def comparison_run(tmp_path_factory) -> Path:
     parameters = loader["parameters"]
     inputs["params:comparison"] = parameters["comparison"] | {"shape_resamples": 99, "bootstrap_resamples": 200}
     inputs["params:calibration.verdict_method"] = "forced"
+    record = {"run_id": "run-1", "started": "2026-12-02T01:00:00+00:00", "git": {"commit": "abc123", "dirty": False},
+              "environment": "smoke", "device": {"kind": "cpu", "names": ["Test CPU"]}, "python": "3.11",
+              "packages": {"torch": "2.9"}, "nodes": [{"name": "base.compute_phiid", "seconds": 12.5},
+                                                      {"name": "pair_phiid", "seconds": 0.25}]}  # fmt: skip
+    inputs["run_records"] = {"run-1": lambda: record}
     catalog = DataCatalog.from_config(loader["catalog"])
     for name, data in inputs.items():
         catalog[name] = MemoryDataset(data, copy_mode="assign")
@@ -173,3 +178,4 @@ def test_the_report_states_the_verdict_sizes_and_seed_spread(comparison_run):
     assert "Between training seeds: **metacog_seed1 vs metacog**" in text
     assert "random_init" in text and "paired t-test" not in text
     assert (comparison_run / "layer_profiles.png").stat().st_size > 0
+    assert "- **code**: commit `abc123`" in text and "| base.compute_phiid | 12.50 | run-1 | 0.98 |" in text

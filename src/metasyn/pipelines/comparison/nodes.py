@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import torch
@@ -185,11 +187,12 @@ def compose_report(
     band_changes: pd.DataFrame,
     layer_changes: pd.DataFrame,
     rankings: pd.DataFrame,
+    run_records: dict[str, Callable[[], dict]],
     variants: list[str],
     replicates: dict[str, list[str]],
     baselines: list[str],
 ) -> str:
-    """The self-contained Markdown report (figures sit beside it)."""
+    """The self-contained Markdown report (figures sit beside it), with the run records' provenance."""
     configuration = {
         "fine-tuned variants": ", ".join(variants),
         "training-seed replicates": "; ".join(f"{name}: {', '.join(names)}" for name, names in replicates.items()),
@@ -219,4 +222,5 @@ def compose_report(
         model_shapes,
         settings["figures"],
         settings["verdict"]["alpha"],
+        [load() for load in run_records.values()],
     )

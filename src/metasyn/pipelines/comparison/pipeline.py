@@ -131,6 +131,7 @@ def create_pipeline(variants: Variants) -> Pipeline:
                     "band_score_changes",
                     "layer_quantity_changes",
                     "ranking_correlations",
+                    "run_records",
                 ],
                 outputs="report",
                 name="compose_report",

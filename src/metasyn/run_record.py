@@ -1,0 +1,140 @@
+"""Provenance of a run: what code, settings and machine made the outputs, and how long each node took.
+
+``RunRecordHook`` (registered in ``settings.py``) writes ``data/08_reporting/runs/<run id>.json`` when a run
+starts and rewrites it after every node, so an interrupted run still leaves its record (``status`` says
+``running``, ``failed`` or ``completed``). Fields: ``run_id``, ``started``, ``finished`` (ISO 8601, UTC),
+``status``, ``error``, ``git`` (``commit``, ``dirty``), ``python``, ``packages`` (versions of the libraries
+the numbers depend on), ``environment`` (the Kedro config environment), ``pipeline`` and ``namespaces`` as
+asked for, ``device`` (CUDA device names, or the CPU model), ``parameters`` (every parameter as resolved),
+``nodes`` (name, started, seconds, in the order they finished).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from kedro.framework.hooks import hook_impl
+
+RUNS_DIRECTORY = Path("data/08_reporting/runs")
+PACKAGES = ("kedro", "torch", "transformers", "trl", "peft", "datasets", "numpy", "scipy", "pandas", "scikit-learn")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def git_state(directory: Path) -> dict[str, Any]:
+    """The commit checked out in ``directory`` and whether tracked files differ from it (None outside git)."""
+
+    def git(*arguments: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *arguments], cwd=directory, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions of ``names`` (None for one that is not installed)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_description() -> dict[str, Any]:
+    """The accelerators this process sees: CUDA device names, else the CPU model and core count."""
+    if torch.cuda.is_available():
+        return {"kind": "cuda", "names": [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]}
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"kind": "cpu", "names": [model], "threads": torch.get_num_threads()}
+
+
+def latest_records(directory: Path = RUNS_DIRECTORY) -> list[dict]:
+    """Every run record in ``directory``, oldest first (by start time)."""
+    records = [json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))]
+    return sorted(records, key=lambda record: record.get("started", ""))
+
+
+class RunRecordHook:
+    """Writes the run record (module docstring) at the start, after every node, and at the end of a run."""
+
+    def __init__(self) -> None:
+        self._record: dict[str, Any] | None = None
+        self._node_started: dict[str, float] = {}
+
+    def _write(self) -> None:
+        RUNS_DIRECTORY.mkdir(parents=True, exist_ok=True)
+        path = RUNS_DIRECTORY / f"{self._record['run_id']}.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self._record, indent=2, default=str))
+        temporary.replace(path)  # atomic: a reader never sees half a record
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        run_id = str(run_params.get("session_id") or datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ"))
+        self._record = {
+            "run_id": run_id,
+            "started": _now(),
+            "finished": None,
+            "status": "running",
+            "error": None,
+            "git": git_state(Path.cwd()),
+            "python": sys.version.split()[0],
+            "packages": package_versions(),
+            "environment": run_params.get("env") or "local",
+            "pipeline": run_params.get("pipeline_names") or run_params.get("pipeline_name") or "__default__",
+            "namespaces": run_params.get("namespaces"),
+            "device": device_description(),
+            "parameters": catalog.load("parameters") if "parameters" in catalog else None,
+            "nodes": [],
+        }
+        self._write()
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        self._node_started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node) -> None:
+        if self._record is None:
+            return
+        started = self._node_started.pop(node.name, time.perf_counter())
+        seconds = time.perf_counter() - started
+        self._record["nodes"].append({"name": node.name, "finished": _now(), "seconds": round(seconds, 3)})
+        self._write()
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        if self._record is not None:
+            self._record |= {"finished": _now(), "status": "completed"}
+            self._write()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception) -> None:
+        if self._record is not None:
+            self._record |= {"finished": _now(), "status": "failed", "error": f"{type(error).__name__}: {error}"}
+            self._write()
