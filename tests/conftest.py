@@ -53,6 +53,7 @@ def copy_project(destination: Path) -> Path:
     shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))
     (destination / "conf" / "local").mkdir()
     shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    shutil.copy(PROJECT_ROOT / ".telemetry", destination / ".telemetry")
     (destination / "src").mkdir()  # Kedro checks that it exists; the package itself is installed
     (destination / "data").mkdir()
     return destination
