@@ -319,7 +319,8 @@ def test_static_site_builds_with_previews_and_opens_from_disk(chromium, viz_proj
     build = subprocess.run(
         _kedro("viz", "build", "--include-previews"),
         cwd=viz_project,
-        env=_kedro_environment(),
+        # `kedro viz build` has no --env option; Kedro reads the environment from KEDRO_ENV instead.
+        env=_kedro_environment() | {"KEDRO_ENV": ENV},
         capture_output=True,
         text=True,
         timeout=600,
