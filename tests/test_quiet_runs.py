@@ -26,7 +26,13 @@ def test_a_kedro_command_leaves_git_status_clean(tmp_path: Path) -> None:
         key: value for key, value in os.environ.items() if key not in {"KEDRO_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
     }
     kedro = Path(sys.executable).with_name("kedro")
-    done = subprocess.run([kedro, "catalog", "describe-datasets", "--pipeline", "data_prep"], cwd=project, env=environment, capture_output=True, text=True)
+    done = subprocess.run(
+        [kedro, "catalog", "describe-datasets", "--pipeline", "data_prep"],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "anonymous usage data" not in done.stdout + done.stderr
     assert git("status", "--porcelain") == ""  # pyproject.toml untouched; info.log ignored

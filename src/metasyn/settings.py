@@ -4,7 +4,10 @@ from importlib.resources import files
 
 from metasyn.context import ProjectContext
 from metasyn.hooks import CheckModelsHook
+from metasyn.quiet import silence_third_party_warnings
 from metasyn.run_record import RunRecordHook
+
+silence_third_party_warnings()
 
 
 def _package_file(name: str) -> str:
