@@ -1,4 +1,5 @@
-"""Project hooks: every model the run reads is checked before any node runs."""
+"""Project hooks: before any node runs, every model the run reads is checked, and every input it needs from
+another pipeline must exist."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro_datasets.partitions import PartitionedDataset
 
 from metasyn.datasets import ModelDataset
 from metasyn.lm.answers import check_matcher
@@ -36,3 +38,57 @@ class CheckModelsHook:
                     check_matcher(settings)
             elif isinstance(dataset := catalog.get(name), ModelDataset):
                 dataset.check_available()
+
+
+def _namespace(node_name: str) -> str | None:
+    """The top-level namespace of a node name (``metacog`` of ``metacog.train_adapter``), None outside one."""
+    return node_name.split(".", 1)[0] if "." in node_name else None
+
+
+def missing_inputs_message(
+    missing: dict[str, list[str]], runnable_namespaces: list[str], blocked_namespaces: list[str]
+) -> str:
+    """One paragraph: which inputs are missing, which pipelines make them, and what to run instead."""
+    listed = "; ".join(
+        f"{name} (made by {' or '.join(makers) if makers else 'no registered pipeline'})"
+        for name, makers in sorted(missing.items())
+    )
+    makers = sorted({maker for makers in missing.values() for maker in makers})
+    advice = f"Run `kedro run --pipelines {','.join(makers)}` first" if makers else "Provide them in the catalog"
+    if runnable_namespaces and blocked_namespaces:
+        advice += f", or run only the namespaces whose inputs exist: `--namespaces {','.join(runnable_namespaces)}`"
+    return f"This run needs inputs that do not exist yet: {listed}. {advice}."
+
+
+class CheckInputsHook:
+    """Before any node runs, every input the run reads from outside it must exist (written by an earlier run).
+
+    A fresh ``kedro run --pipeline synergy`` would otherwise load the base model, start writing, and fail
+    minutes later on ``metacog.model``; here it stops at once, naming the pipelines that make what is missing.
+    """
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        from kedro.framework.project import pipelines
+
+        needed = sorted(name for name in pipeline.inputs() if not name.startswith("params:") and name != "parameters")
+        # A partitioned input is a resume point (what an earlier, interrupted run saved): empty is valid.
+        missing = [
+            name
+            for name in needed
+            if not isinstance(catalog.get(name), PartitionedDataset) and not catalog.exists(name)
+        ]
+        if not missing:
+            return
+        makers = {
+            name: sorted(
+                registered
+                for registered, candidate in pipelines.items()
+                if registered != "__default__" and name in candidate.all_outputs()
+            )
+            for name in missing
+        }
+        blocked = {_namespace(node.name) for node in pipeline.nodes if set(node.inputs) & set(missing)}
+        namespaces = sorted({_namespace(node.name) for node in pipeline.nodes} - {None})
+        runnable = [namespace for namespace in namespaces if namespace not in blocked]
+        raise ValueError(missing_inputs_message(makers, runnable, sorted(blocked - {None})))

@@ -3,7 +3,7 @@
 from importlib.resources import files
 
 from metasyn.context import ProjectContext
-from metasyn.hooks import CheckModelsHook
+from metasyn.hooks import CheckInputsHook, CheckModelsHook
 from metasyn.quiet import silence_third_party_warnings
 from metasyn.run_record import RunRecordHook
 
@@ -16,7 +16,7 @@ def _package_file(name: str) -> str:
 
 
 CONTEXT_CLASS = ProjectContext
-HOOKS = (CheckModelsHook(), RunRecordHook())
+HOOKS = (CheckInputsHook(), CheckModelsHook(), RunRecordHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
