@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
@@ -46,9 +47,10 @@ def test_a_run_leaves_a_record_with_every_field_and_each_nodes_time(project):
 
 def test_a_failed_run_says_so_with_the_error(project):
     hook = RunRecordHook()
+    hook.after_context_created(SimpleNamespace(project_path=project / "elsewhere"))  # not the working directory
     hook.before_pipeline_run({"session_id": "run-1"}, None, DataCatalog())
     hook.on_pipeline_error(ValueError("synergy.steps must exceed tau + 2"))
-    record = json.loads((project / RUNS_DIRECTORY / "run-1.json").read_text())
+    record = json.loads((project / "elsewhere" / RUNS_DIRECTORY / "run-1.json").read_text())
     assert record["status"] == "failed" and record["error"] == "ValueError: synergy.steps must exceed tau + 2"
     assert record["parameters"] is None and record["environment"] == "local"
 

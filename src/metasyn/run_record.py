@@ -1,6 +1,7 @@
 """Provenance of a run: what code, settings and machine made the outputs, and how long each node took.
 
-``RunRecordHook`` (registered in ``settings.py``) writes ``data/08_reporting/runs/<run id>.json`` when a run
+``RunRecordHook`` (registered in ``settings.py``) writes ``data/08_reporting/runs/<run id>.json`` (in the
+project directory) when a run
 starts and rewrites it after every node, so an interrupted run still leaves its record (``status`` says
 ``running``, ``failed`` or ``completed``). Fields: ``run_id``, ``started``, ``finished`` (ISO 8601, UTC),
 ``status``, ``error``, ``git`` (``commit``, ``dirty``), ``python``, ``packages`` (versions of the libraries
@@ -85,13 +86,20 @@ class RunRecordHook:
     def __init__(self) -> None:
         self._record: dict[str, Any] | None = None
         self._node_started: dict[str, float] = {}
+        self._project_path = Path.cwd()
 
     def _write(self) -> None:
-        RUNS_DIRECTORY.mkdir(parents=True, exist_ok=True)
-        path = RUNS_DIRECTORY / f"{self._record['run_id']}.json"
+        directory = self._project_path / RUNS_DIRECTORY
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{self._record['run_id']}.json"
         temporary = path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(self._record, indent=2, default=str))
         temporary.replace(path)  # atomic: a reader never sees half a record
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        # A session may run a project other than the working directory's (a notebook, the test suite).
+        self._project_path = Path(context.project_path)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
@@ -102,7 +110,7 @@ class RunRecordHook:
             "finished": None,
             "status": "running",
             "error": None,
-            "git": git_state(Path.cwd()),
+            "git": git_state(self._project_path),
             "python": sys.version.split()[0],
             "packages": package_versions(),
             "environment": run_params.get("env") or "local",
