@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 from metasyn.lm.answers import check_matcher, get_matcher, score_answers
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel
-from metasyn.lm.prompts import answer_messages, render_prompts
+from metasyn.lm.prompts import confidence_messages, render_prompts
 from metasyn.metacognition import examples as examples_lib
 from metasyn.metacognition import plots as metacognition_plots
 from metasyn.metacognition import targets as targets_lib
@@ -53,9 +53,10 @@ def split_questions(questions: pd.DataFrame, split: dict, seed: int) -> pd.DataF
 
 
 def sample_answers(questions: pd.DataFrame, model: LanguageModel, sampling: dict, seed: int) -> pd.DataFrame:
-    """Sample every question ``n_samples`` times and score each sample; unparseable ones are kept."""
+    """Sample every question ``n_samples`` times in the trained and evaluated prompt; score each (unparseable kept)."""
     records = questions.to_dict("records")
-    prompts = render_prompts(model.tokenizer, [answer_messages(question) for question in records])
+    # The trained and evaluated prompt: the answer is read off its "Answer:" line, the stated confidence ignored.
+    prompts = render_prompts(model.tokenizer, [confidence_messages(question) for question in records])
     generations = generate(
         model,
         prompts,
