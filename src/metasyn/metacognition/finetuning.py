@@ -44,6 +44,7 @@ from metasyn.lm.prompts import (
     pairwise_completion,
     render_prompts,
 )
+from metasyn.metacognition.examples import example_token_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -212,19 +213,21 @@ def check_target_modules(model: torch.nn.Module, target_modules: Sequence[str]) 
 
 
 def check_sequence_lengths(tokenizer: PreTrainedTokenizerBase, examples: DatasetDict, max_length: int | None) -> None:
-    """Fail when a prompt plus completion exceeds ``max_length``: truncation would cut off the target."""
+    """Fail when a prompt plus completion exceeds ``max_length``: truncation would cut off the target.
+
+    data_prep already drops such examples (``examples.drop_long_examples``); this is the last guard, for
+    examples built with another tokenizer or a smaller ``max_length``.
+    """
     if max_length is None:
         return
     for split, dataset in examples.items():
-        lengths = [
-            len(tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=False))
-            for prompt, completion in zip(dataset["prompt"], dataset["completion"], strict=True)
-        ]
+        lengths = example_token_lengths(tokenizer, dataset)
         too_long = sum(length > max_length for length in lengths)
         if too_long:
             raise ValueError(
                 f"{too_long} {split} example(s) are longer than max_length={max_length} tokens (the longest has "
-                f"{max(lengths)}); truncation would cut off their completions. Raise finetune.training.max_length."
+                f"{max(lengths)}); truncation would cut off their completions. Raise finetune.training.max_length, or "
+                "rebuild training_examples with data_prep at this max_length (it drops longer examples)."
             )
 
 

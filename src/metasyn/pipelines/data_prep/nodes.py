@@ -125,6 +125,13 @@ def build_training_examples(
     return datasets.DatasetDict(splits)
 
 
+def drop_long_examples(
+    examples: datasets.DatasetDict, model: LanguageModel, max_length: int | None
+) -> tuple[datasets.DatasetDict, pd.DataFrame]:
+    """Drop examples longer than finetune's ``max_length`` in the base model's tokens; tabulate every length."""
+    return examples_lib.drop_long_examples(model.tokenizer, examples, max_length)
+
+
 def select_test_questions(questions: pd.DataFrame, consistency: pd.DataFrame) -> pd.DataFrame:
     """Held-out questions with the base model's consistency (calibration's consistency ranking)."""
     test = questions[questions["split"] == "test"].drop(columns="split")
@@ -135,3 +142,8 @@ def select_test_questions(questions: pd.DataFrame, consistency: pd.DataFrame) ->
 def plot_consistency(consistency: pd.DataFrame, bins: pd.DataFrame) -> Figure:
     """Consistency histogram per domain, and empirical accuracy per bin (the targets' source)."""
     return metacognition_plots.consistency_figure(consistency, bins)
+
+
+def plot_example_lengths(example_lengths: pd.DataFrame, max_length: int | None) -> Figure:
+    """Token-length histogram of the training examples per split, with the ``max_length`` cut."""
+    return metacognition_plots.example_lengths_figure(example_lengths, max_length)
