@@ -78,7 +78,7 @@ def example_lengths_figure(lengths: pd.DataFrame, max_length: int | None) -> Fig
         title = f"{split}: {int((~rows['kept']).sum())} of {len(rows)} dropped"
         if max_length is not None:
             ax.axvline(max_length, color="tab:red", linestyle="--")
-            title += f" (longer than max_length={max_length}, dashed)"
+            title += f"\nlonger than max_length={max_length} (dashed)"
         ax.set(xlabel="tokens (prompt + completion, chat template)", ylabel="examples", title=title)
     return figure
 

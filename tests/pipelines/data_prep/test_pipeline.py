@@ -137,8 +137,8 @@ def test_examples_longer_than_max_length_are_dropped_and_every_length_is_tabulat
 
     figure = nodes.plot_example_lengths(lengths, 100)
     assert [ax.get_title() for ax in figure.axes] == [
-        "train: 2 of 4 dropped (longer than max_length=100, dashed)",
-        "validation: 1 of 2 dropped (longer than max_length=100, dashed)",
+        "train: 2 of 4 dropped\nlonger than max_length=100 (dashed)",
+        "validation: 1 of 2 dropped\nlonger than max_length=100 (dashed)",
     ]
 
 
