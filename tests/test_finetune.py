@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -29,6 +30,7 @@ from tests.pipelines.finetune.tiny import (
 
 BASE_PARAMETERS = Path(__file__).parents[1] / "conf" / "base" / "parameters_finetune.yml"
 CONFIGURED_LORA = yaml.safe_load(BASE_PARAMETERS.read_text())["finetune"]["lora"]
+MERGE_TOLERANCE = yaml.safe_load(BASE_PARAMETERS.read_text())["finetune"]["merge_check"]["relative_tolerance"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -189,39 +191,101 @@ def test_training_lowers_validation_loss_and_leaves_the_base_model_untouched(tin
     assert all(torch.equal(before[name], tensor) for name, tensor in tiny_lm.model.state_dict().items())
 
 
-def _random_adapter(model: torch.nn.Module) -> finetuning.Adapter:
-    """An adapter with random non-zero weights (a freshly initialised LoRA adapter changes nothing)."""
-    adapted = get_peft_model(copy.deepcopy(model), finetuning.lora_config({**TINY_LORA, "init_lora_weights": False}))
-    weights = {name: 20 * tensor for name, tensor in get_peft_model_state_dict(adapted).items()}
+def _adapter_with_b(model: torch.nn.Module, value: float) -> finetuning.Adapter:
+    """PEFT's random A with every entry of B set to ``value``: the update B A scale is as small as B.
+
+    B = 1e-2 is a normal-size update (well above bfloat16's resolution of the tiny model's weights), 1e-6 one that
+    bfloat16 rounds away, 0 an untrained adapter.
+    """
+    adapted = get_peft_model(copy.deepcopy(model), finetuning.lora_config(TINY_LORA))
+    weights = {
+        name: torch.full_like(tensor, value) if "lora_B" in name else tensor
+        for name, tensor in get_peft_model_state_dict(adapted).items()
+    }
     return finetuning.Adapter(adapted.peft_config["default"], weights)
 
 
+def _in_dtype(lm: LanguageModel, dtype: torch.dtype) -> LanguageModel:
+    return LanguageModel(lm.model.to(dtype), lm.tokenizer)
+
+
+def _check_prompts(count: int = 3) -> list:
+    return hand_made_examples()["validation"]["prompt"][:count]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_merged_model_gives_the_adapted_logits(dtype):
-    lm = tiny_llama()
-    lm = LanguageModel(lm.model.to(dtype), lm.tokenizer)
+def test_merged_model_gives_the_adapted_logits_in_the_dtype_it_is_stored_in(dtype):
+    lm = _in_dtype(tiny_llama(), dtype)
     before = _parameters(lm.model)
-    prompts = hand_made_examples()["validation"]["prompt"][:3]
 
-    merged, check = finetuning.merge_adapter(lm, _random_adapter(lm.model), prompts, tolerance=1e-4)
+    merged, check = finetuning.merge_adapter(lm, _adapter_with_b(lm.model, 1e-2), _check_prompts(), MERGE_TOLERANCE)
 
-    # Checked in float32 whatever the dtype: bfloat16 rounding alone would exceed the tolerance.
-    assert check["max_abs_logit_diff"] <= 1e-4
+    assert check["relative_logit_diff"] <= MERGE_TOLERANCE
+    assert check["relative_logit_diff"] == pytest.approx(
+        check["max_abs_logit_diff"] / check["adapter_max_abs_logit_change"]
+    )
     assert check["adapter_max_abs_logit_change"] > 1e-2  # the check compares models that differ from the base
-    assert check["prompts"] == 3
+    assert check["float32_relative_logit_diff"] < 1e-4  # the merge itself is exact up to float32 rounding
+    assert check["dtype"] == str(dtype).removeprefix("torch.") and check["prompts"] == 3
     assert not isinstance(merged.model, PeftModel) and not _adapted_modules(merged.model)
     assert merged.model.dtype == dtype
     assert not _adapted_modules(lm.model)  # the base model is not merged into
     assert all(torch.equal(before[name], tensor) for name, tensor in lm.model.state_dict().items())
 
 
-def test_a_merge_that_changes_logits_is_rejected(tiny_lm, monkeypatch):
+def test_a_bfloat16_merge_that_rounds_a_minuscule_adapter_away_fails():
+    lm = _in_dtype(tiny_llama(), torch.bfloat16)
+    minuscule = _adapter_with_b(lm.model, 1e-6)
+    # The premise: the update is below bfloat16's resolution, so rounding base + update gives back the base weights.
+    weight = lm.model.model.layers[0].self_attn.q_proj.weight
+    a, b = (minuscule.weights[f"base_model.model.model.layers.0.self_attn.q_proj.lora_{m}.weight"] for m in "AB")
+    update = (b @ a) * TINY_LORA["lora_alpha"] / TINY_LORA["r"]
+    assert (weight.float() + update).to(torch.bfloat16).eq(weight).float().mean() > 0.99
+
+    with pytest.raises(
+        RuntimeError, match="rounding the merged weights to bfloat16 loses or distorts the adapter.s update"
+    ) as error:
+        finetuning.merge_adapter(lm, minuscule, _check_prompts(), MERGE_TOLERANCE)
+    assert "model.dtype: float32" in str(error.value)  # says what to do
+
+
+def test_the_minuscule_adapter_merges_exactly_in_float32():
+    lm = tiny_llama()
+    _, check = finetuning.merge_adapter(lm, _adapter_with_b(lm.model, 1e-6), _check_prompts(), MERGE_TOLERANCE)
+    assert 0 < check["adapter_max_abs_logit_change"] < 1e-4  # a tiny effect, yet float32 keeps it
+    assert check["relative_logit_diff"] <= MERGE_TOLERANCE
+
+
+def test_a_merge_that_drops_the_adapter_is_rejected(tiny_lm, monkeypatch):
     # A merge that drops the adapter instead of folding it in.
     monkeypatch.setattr(BaseTuner, "merge_and_unload", BaseTuner.unload)
-    with pytest.raises(RuntimeError, match="differ from base\\+adapter"):
-        finetuning.merge_adapter(
-            tiny_lm, _random_adapter(tiny_lm.model), hand_made_examples()["validation"]["prompt"][:2], 1e-4
-        )
+    with pytest.raises(RuntimeError, match="already in float32, before any rounding: the merge itself"):
+        finetuning.merge_adapter(tiny_lm, _adapter_with_b(tiny_lm.model, 1e-2), _check_prompts(2), MERGE_TOLERANCE)
+
+
+def test_an_adapter_that_changes_nothing_is_rejected(tiny_lm):
+    untrained = _adapter_with_b(tiny_lm.model, 0.0)  # B = 0, as PEFT initialises it
+    with pytest.raises(RuntimeError, match="changes no logit at all: it is still at its initialisation"):
+        finetuning.merge_adapter(tiny_lm, untrained, _check_prompts(2), MERGE_TOLERANCE)
+
+
+def test_the_training_summary_records_the_merge_check():
+    log = pd.DataFrame({"loss": [2.0, 1.5, None], "eval_loss": [None, None, 1.7]})
+    check = {"dtype": "bfloat16", "max_abs_logit_diff": 0.1, "adapter_max_abs_logit_change": 2.0,
+             "relative_logit_diff": 0.05, "float32_relative_logit_diff": 1e-6, "relative_tolerance": 0.25,
+             "prompts": 4}  # fmt: skip
+    summary = finetuning.training_summary({"optimizer_steps": 2}, log, check)
+    assert summary == {
+        "optimizer_steps": 2,
+        "final_train_loss": 1.5,
+        "initial_validation_loss": 1.7,
+        "final_validation_loss": 1.7,
+        "merge_dtype": "bfloat16",
+        "merge_max_abs_logit_diff": 0.1,
+        "adapter_max_abs_logit_change": 2.0,
+        "merge_relative_logit_diff": 0.05,
+        "merge_relative_tolerance": 0.25,
+    }
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_lm, tmp_path, monkeypatch):

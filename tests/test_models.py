@@ -26,10 +26,10 @@ def test_embedded_model_loads_with_expected_architecture(embedded_lm):
 
 def test_embedded_model_answers_an_easy_question(embedded_lm):
     from metasyn.lm.generation import generate
-    from metasyn.lm.prompts import answer_messages, render_prompts
+    from metasyn.lm.prompts import confidence_messages, render_prompts
 
     question = {"domain": "arithmetic", "question": "What is 2 plus 3?", "choices": []}
-    prompts = render_prompts(embedded_lm.tokenizer, [answer_messages(question)])
+    prompts = render_prompts(embedded_lm.tokenizer, [confidence_messages(question)])
     assert "What is 2 plus 3?" in prompts[0] and prompts[0].endswith("<|im_start|>assistant\n")
     text = generate(embedded_lm, prompts, max_new_tokens=12).texts[0]
     assert "5" in text

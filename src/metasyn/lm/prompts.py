@@ -30,15 +30,12 @@ def question_block(question: Mapping) -> str:
     return "\n".join(lines)
 
 
-def answer_messages(question: Mapping) -> Messages:
-    """Plain answering prompt used to sample answers (consistency estimation)."""
-    instruction = ANSWER_FORMATS[answer_type(question["domain"])]
-    content = f"{question_block(question)}\n\n{instruction} Reply in the form 'Answer: <answer>'."
-    return [{"role": "user", "content": content}]
-
-
 def confidence_messages(question: Mapping) -> Messages:
-    """Single-question task: answer, then state the probability that the answer is correct."""
+    """Single-question task: answer, then state the probability that the answer is correct.
+
+    data_prep samples consistency with this prompt too, so the targets describe the model in the regime in which
+    it is trained and evaluated.
+    """
     instruction = ANSWER_FORMATS[answer_type(question["domain"])]
     content = (
         f"{question_block(question)}\n\n{instruction} Reply in the form 'Answer: <answer>', then on a new line "

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
+from datasets import Dataset, DatasetDict
+from transformers import PreTrainedTokenizerBase
 
 from metasyn.lm.prompts import (
     assistant_message,
@@ -12,6 +16,8 @@ from metasyn.lm.prompts import (
     pairwise_completion,
     pairwise_messages,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list[dict]:
@@ -64,3 +70,46 @@ def pairwise_task_examples(targets: pd.DataFrame, questions: pd.DataFrame, n_pai
             }
         )
     return examples
+
+
+def example_token_lengths(tokenizer: PreTrainedTokenizerBase, examples: Dataset) -> list[int]:
+    """Tokens in each example's prompt plus completion, rendered with the tokenizer's chat template."""
+    return [
+        len(tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=False))
+        for prompt, completion in zip(examples["prompt"], examples["completion"], strict=True)
+    ]
+
+
+def drop_long_examples(
+    tokenizer: PreTrainedTokenizerBase, examples: DatasetDict, max_length: int | None
+) -> tuple[DatasetDict, pd.DataFrame]:
+    """Drop the examples longer than ``max_length`` tokens from every split; None keeps them all.
+
+    Training would truncate such an example and cut off its completion, the part the loss is on. Returns the
+    kept examples and one row per example before the cut: ``split, task, length, kept``.
+    """
+    kept_splits, tables = {}, []
+    for split, dataset in examples.items():
+        lengths = example_token_lengths(tokenizer, dataset)
+        kept = [max_length is None or length <= max_length for length in lengths]
+        if lengths and not any(kept):
+            raise ValueError(
+                f"Every {split} example is longer than max_length={max_length} tokens (the shortest has "
+                f"{min(lengths)}), so none could be trained on. Raise finetune.training.max_length to at least "
+                f"{min(lengths)}, or give data_prep shorter questions (data_prep.sources)."
+            )
+        dropped = len(kept) - sum(kept)
+        log = logger.warning if dropped else logger.info
+        log(
+            "%s: dropped %d of %d examples longer than max_length=%s tokens (finetune.training.max_length), "
+            "kept %.1f%%; the longest has %d tokens",
+            split,
+            dropped,
+            len(kept),
+            max_length,
+            100 * sum(kept) / max(len(kept), 1),
+            max(lengths, default=0),
+        )
+        kept_splits[split] = dataset.select(np.flatnonzero(kept))
+        tables.append(pd.DataFrame({"split": split, "task": dataset["task"], "length": lengths, "kept": kept}))
+    return DatasetDict(kept_splits), pd.concat(tables, ignore_index=True)

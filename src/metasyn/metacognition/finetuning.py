@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,7 @@ from metasyn.lm.prompts import (
     pairwise_completion,
     render_prompts,
 )
+from metasyn.metacognition.examples import example_token_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -211,19 +213,21 @@ def check_target_modules(model: torch.nn.Module, target_modules: Sequence[str]) 
 
 
 def check_sequence_lengths(tokenizer: PreTrainedTokenizerBase, examples: DatasetDict, max_length: int | None) -> None:
-    """Fail when a prompt plus completion exceeds ``max_length``: truncation would cut off the target."""
+    """Fail when a prompt plus completion exceeds ``max_length``: truncation would cut off the target.
+
+    data_prep already drops such examples (``examples.drop_long_examples``); this is the last guard, for
+    examples built with another tokenizer or a smaller ``max_length``.
+    """
     if max_length is None:
         return
     for split, dataset in examples.items():
-        lengths = [
-            len(tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=False))
-            for prompt, completion in zip(dataset["prompt"], dataset["completion"], strict=True)
-        ]
+        lengths = example_token_lengths(tokenizer, dataset)
         too_long = sum(length > max_length for length in lengths)
         if too_long:
             raise ValueError(
                 f"{too_long} {split} example(s) are longer than max_length={max_length} tokens (the longest has "
-                f"{max(lengths)}); truncation would cut off their completions. Raise finetune.training.max_length."
+                f"{max(lengths)}); truncation would cut off their completions. Raise finetune.training.max_length, or "
+                "rebuild training_examples with data_prep at this max_length (it drops longer examples)."
             )
 
 
@@ -347,48 +351,93 @@ def _logits(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch
     return model(**inputs).logits.float()
 
 
+def _max_logit_diff(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], reference: torch.Tensor) -> float:
+    """Largest absolute difference between the model's logits (at real tokens) and ``reference``."""
+    return float((_logits(model, inputs)[inputs["attention_mask"].bool()] - reference).abs().max())
+
+
+def _relative(diff: float, adapter_change: float) -> float:
+    return diff / adapter_change if adapter_change > 0 else math.inf
+
+
 def merge_adapter(
     lm: LanguageModel,
     adapter: Adapter,
     check_prompts: Sequence[Messages],
-    tolerance: float,
+    relative_tolerance: float,
 ) -> tuple[LanguageModel, dict]:
-    """Merge the adapter into a copy of the base weights and check that it changes no logits on a few prompts.
+    """Merge the adapter into a copy of the base weights, stored in the base model's dtype, and check them as stored.
 
-    Merge and check run in float32, so one tight tolerance serves every model dtype: in bfloat16, rounding alone
-    moves logits by about a unit and would hide a faulty merge. The merged model is returned in the base
-    model's dtype. The check reports the largest absolute logit difference between merged and base+adapter
-    (must not exceed ``tolerance``) and, for scale, the largest change the adapter makes to the base logits.
+    The reference is base+adapter in float32 (the base weights as stored, the adapter unmerged): the fine-tune
+    free of rounding. The merge is done in float32 and its weights are then rounded to ``lm.model.dtype``, in
+    which the merged model is returned and saved. The check runs those stored weights (upcast exactly to float32,
+    so that bfloat16 arithmetic, which the base model has as much as any fine-tune, does not count) and fails
+    when any logit on the check prompts moves further from the reference than ``relative_tolerance`` times the
+    largest change the adapter itself makes to the base logits. A merge whose weight update falls below the
+    dtype's resolution (the adapter rounded away) reads about 1 and fails instead of passing as the base model.
     """
     texts = render_prompts(lm.tokenizer, check_prompts)
     inputs = lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.model.device)
-    real = inputs["attention_mask"].bool()
     adapted = attach_adapter(lm.model, adapter).float()
+    reference = _logits(adapted, inputs)[inputs["attention_mask"].bool()]
     with adapted.disable_adapter():
-        base_logits = _logits(adapted, inputs)[real]
-    adapted_logits = _logits(adapted, inputs)[real]
-    merged = adapted.merge_and_unload()
-    merged_logits = _logits(merged, inputs)[real]
+        adapter_change = _max_logit_diff(adapted, inputs, reference)
+    merged = adapted.merge_and_unload()  # in float32, so the update is added before any rounding
+    float32_diff = _max_logit_diff(merged, inputs, reference)
+    merged.to(lm.model.dtype).float()  # the stored weights, exactly, in float32 arithmetic
+    stored_diff = _max_logit_diff(merged, inputs, reference)
+    dtype = str(lm.model.dtype).removeprefix("torch.")
     check = {
-        "max_abs_logit_diff": float((merged_logits - adapted_logits).abs().max()),
-        "tolerance": tolerance,
-        "adapter_max_abs_logit_change": float((adapted_logits - base_logits).abs().max()),
+        "dtype": dtype,
+        "max_abs_logit_diff": stored_diff,
+        "adapter_max_abs_logit_change": adapter_change,
+        "relative_logit_diff": _relative(stored_diff, adapter_change),
+        "float32_relative_logit_diff": _relative(float32_diff, adapter_change),
+        "relative_tolerance": relative_tolerance,
         "prompts": len(texts),
     }
     logger.info(
-        "Merged adapter: max |logit(merged) - logit(base+adapter)| = %.3g (tolerance %.3g) on %d prompts; the "
-        "adapter itself moves logits by up to %.3g",
-        check["max_abs_logit_diff"],
-        tolerance,
+        "Merged adapter, stored in %s: max |logit(merged) - logit(base+adapter)| = %.3g on %d prompts, %.3g of "
+        "the adapter's own max logit change %.3g (relative tolerance %.3g; %.3g before rounding to %s)",
+        dtype,
+        stored_diff,
         len(texts),
-        check["adapter_max_abs_logit_change"],
+        check["relative_logit_diff"],
+        adapter_change,
+        relative_tolerance,
+        check["float32_relative_logit_diff"],
+        dtype,
     )
-    if not check["max_abs_logit_diff"] <= tolerance:
-        raise RuntimeError(
-            f"The merged model's logits differ from base+adapter by {check['max_abs_logit_diff']:.3g}, beyond the "
-            f"tolerance {tolerance:.3g} (finetune.merge_check.tolerance); the merged model is not the fine-tune."
-        )
+    if not check["relative_logit_diff"] <= relative_tolerance:
+        raise RuntimeError(_merge_failure(check))
     return LanguageModel(merged.to(lm.model.dtype), lm.tokenizer), check
+
+
+def _merge_failure(check: Mapping) -> str:
+    """What a failed merge check means and what to do about it."""
+    found = (
+        f"The merged model as stored ({check['dtype']}) moves logits by up to {check['max_abs_logit_diff']:.3g} "
+        f"from base+adapter, {check['relative_logit_diff']:.3g} times the adapter's own largest logit change "
+        f"({check['adapter_max_abs_logit_change']:.3g}); finetune.merge_check.relative_tolerance is "
+        f"{check['relative_tolerance']:.3g}. "
+    )
+    if check["adapter_max_abs_logit_change"] == 0:
+        return found + (
+            "The adapter changes no logit at all: it is still at its initialisation. Check that training ran "
+            "optimizer steps (finetune.training: max_steps, num_train_epochs, learning_rate)."
+        )
+    if not check["float32_relative_logit_diff"] <= check["relative_tolerance"]:
+        return found + (
+            f"It is off by {check['float32_relative_logit_diff']:.3g} already in float32, before any rounding: the "
+            "merge itself (peft's merge_and_unload) is faulty, not the precision, and the merged model is not the "
+            "fine-tune."
+        )
+    return found + (
+        f"Merged in float32 it agrees ({check['float32_relative_logit_diff']:.3g}): rounding the merged weights to "
+        f"{check['dtype']} loses or distorts the adapter's update (an update below that dtype's resolution is "
+        "lost outright). Store the models in float32 (globals.yml: model.dtype: float32), or make the update larger (a higher "
+        "finetune.lora.lora_alpha or finetune.training.learning_rate, or more training steps)."
+    )
 
 
 def training_summary(run: Mapping, log: pd.DataFrame, merge_check: Mapping) -> dict:
@@ -399,9 +448,11 @@ def training_summary(run: Mapping, log: pd.DataFrame, merge_check: Mapping) -> d
         "final_train_loss": train[-1] if train else None,
         "initial_validation_loss": validation[0] if validation else None,
         "final_validation_loss": validation[-1] if validation else None,
+        "merge_dtype": merge_check["dtype"],
         "merge_max_abs_logit_diff": merge_check["max_abs_logit_diff"],
-        "merge_tolerance": merge_check["tolerance"],
         "adapter_max_abs_logit_change": merge_check["adapter_max_abs_logit_change"],
+        "merge_relative_logit_diff": merge_check["relative_logit_diff"],
+        "merge_relative_tolerance": merge_check["relative_tolerance"],
     }
 
 

@@ -1,5 +1,5 @@
-"""Metacognition figures: the consistency behind the training targets (data_prep), and the calibration
-pipeline's reliability diagrams, risk-coverage curves and metrics by domain.
+"""Metacognition figures: the consistency behind the training targets and the training examples' lengths
+(data_prep), and the calibration pipeline's reliability diagrams, risk-coverage curves and metrics by domain.
 
 Figures are built on ``matplotlib.figure.Figure`` directly (not pyplot), so building many of them in a run
 leaves no global state behind.
@@ -61,6 +61,25 @@ def consistency_figure(consistency: pd.DataFrame, bins: pd.DataFrame) -> Figure:
     )
     right.legend(loc="upper left")
     figure.tight_layout()
+    return figure
+
+
+def example_lengths_figure(lengths: pd.DataFrame, max_length: int | None) -> Figure:
+    """Token lengths of the training examples, one histogram per split by task, with the ``max_length`` cut.
+
+    ``lengths`` holds ``split, task, length, kept`` per example (``metasyn.metacognition.examples``).
+    """
+    splits = list(dict.fromkeys(lengths["split"]))
+    figure = Figure(figsize=(5.5 * len(splits), 4), layout="constrained")
+    axes = figure.subplots(1, len(splits), squeeze=False)[0]
+    for ax, split in zip(axes, splits):
+        rows = lengths[lengths["split"] == split]
+        sns.histplot(rows, x="length", hue="task", multiple="stack", bins=30, ax=ax)
+        title = f"{split}: {int((~rows['kept']).sum())} of {len(rows)} dropped"
+        if max_length is not None:
+            ax.axvline(max_length, color="tab:red", linestyle="--")
+            title += f"\nlonger than max_length={max_length} (dashed)"
+        ax.set(xlabel="tokens (prompt + completion, chat template)", ylabel="examples", title=title)
     return figure
 
 

@@ -1,15 +1,26 @@
-"""data_prep through Kedro: a smoke run on the embedded model, splits and the early errors."""
+"""data_prep through Kedro: a smoke run on the embedded model, splits, the sampling regime, the length cut and
+the early errors."""
+
+from types import SimpleNamespace
 
 import datasets
 import pandas as pd
 import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
 
+from metasyn.lm.models import LanguageModel
+from metasyn.lm.prompts import confidence_messages, render_prompts
 from metasyn.pipelines.data_prep import nodes
 from metasyn.questions.generated import (
     arithmetic_questions,
     factual_questions,
     multiple_choice_questions,
 )
+from tests.pipelines.finetune.tiny import CHATML_TEMPLATE, tiny_tokenizer
+
+# ChatML around a user and an assistant turn: 4 special tokens, "user\n", "\n", "assistant\n", "\n".
+CHATML_OVERHEAD = 4 + 5 + 1 + 10 + 1
 
 
 def _questions() -> pd.DataFrame:
@@ -50,6 +61,97 @@ def test_a_null_source_is_disabled_so_an_overlay_can_drop_a_base_source():
     assert set(questions["domain"]) == {"multiple_choice"} and len(questions) == 5
 
 
+def test_consistency_is_sampled_in_the_evaluated_prompt_and_read_off_the_answer_line(monkeypatch):
+    questions = pd.DataFrame(
+        [{"id": "f1", "domain": "factual", "question": "What is the capital of France?", "choices": [],
+          "answer": "Paris", "aliases": ["Paris"], "split": "train"}]
+    )  # fmt: skip
+    outputs = ["Answer: Paris\nConfidence: 0.9", "Answer: paris\nConfidence: 0.2", "Answer: Lyon\nConfidence: 0.9"]
+    calls = []
+
+    def fake_generate(model, prompts, max_new_tokens, **options):
+        calls.append((prompts, max_new_tokens))
+        return SimpleNamespace(texts=outputs)
+
+    monkeypatch.setattr(nodes, "generate", fake_generate)
+    tokenizer = tiny_tokenizer()
+    sampling = {"n_samples": 3, "temperature": 1.0, "max_new_tokens": 20, "batch_size": 1, "matcher": "contains"}
+
+    samples = nodes.sample_answers(questions, LanguageModel(None, tokenizer), sampling, seed=0)
+
+    assert calls == [(render_prompts(tokenizer, [confidence_messages(questions.iloc[0].to_dict())]), 20)]
+    assert samples["answer"].tolist() == ["paris", "paris", "lyon"]  # the confidence line is not part of it
+    consistency = nodes.score_consistency(samples, questions)
+    assert consistency.loc[0, "consistency"] == pytest.approx(2 / 3) and consistency.loc[0, "modal_correct"]
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """One token per byte and per ChatML special token, so an example's length can be counted by hand."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=1,
+        special_tokens=["<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator([], trainer)  # no merges: the byte alphabet only
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|im_end|>")
+    wrapped.chat_template = CHATML_TEMPLATE
+    return wrapped
+
+
+def _example(task: str, prompt_bytes: int) -> dict:
+    """An example of ``CHATML_OVERHEAD + prompt_bytes + 10`` tokens with the byte tokenizer."""
+    return {
+        "prompt": [{"role": "user", "content": "q" * prompt_bytes}],
+        "completion": [{"role": "assistant", "content": "Answer: 42"}],
+        "task": task,
+    }
+
+
+def _length_examples() -> datasets.DatasetDict:
+    """Train examples of 81, 100, 101 and 121 tokens, validation ones of 41 and 102."""
+    train = [_example("single", 50), _example("single", 69), _example("pairwise", 70), _example("pairwise", 90)]
+    validation = [_example("single", 10), _example("pairwise", 71)]
+    return datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(train), "validation": datasets.Dataset.from_list(validation)}
+    )
+
+
+def test_examples_longer_than_max_length_are_dropped_and_every_length_is_tabulated(caplog):
+    model = LanguageModel(None, byte_tokenizer())  # the node reads only the tokenizer
+
+    kept, lengths = nodes.drop_long_examples(_length_examples(), model, max_length=100)
+
+    assert kept["train"]["prompt"] == _length_examples()["train"]["prompt"][:2]  # 100 tokens is kept, 101 is not
+    assert kept["validation"]["task"] == ["single"]
+    assert lengths.to_dict("list") == {
+        "split": ["train"] * 4 + ["validation"] * 2,
+        "task": ["single", "single", "pairwise", "pairwise", "single", "pairwise"],
+        "length": [81, 100, 101, 121, 41, 102],
+        "kept": [True, True, False, False, True, False],
+    }
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any(message.startswith("train: dropped 2 of 4 examples longer than max_length=100") for message in warnings)
+    assert any(message.startswith("validation: dropped 1 of 2") for message in warnings)
+
+    figure = nodes.plot_example_lengths(lengths, 100)
+    assert [ax.get_title() for ax in figure.axes] == [
+        "train: 2 of 4 dropped\nlonger than max_length=100 (dashed)",
+        "validation: 1 of 2 dropped\nlonger than max_length=100 (dashed)",
+    ]
+
+
+def test_no_max_length_keeps_every_example():
+    kept, lengths = nodes.drop_long_examples(_length_examples(), LanguageModel(None, byte_tokenizer()), None)
+    assert len(kept["train"]) == 4 and lengths["kept"].all()
+
+
+def test_a_split_with_every_example_too_long_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"Every train example is longer than max_length=80 tokens .* at least 81"):
+        nodes.drop_long_examples(_length_examples(), LanguageModel(None, byte_tokenizer()), max_length=80)
+
+
 @pytest.mark.slow
 def test_smoke_run_writes_every_output(run_smoke):
     project = run_smoke("data_prep")
@@ -69,3 +171,6 @@ def test_smoke_run_writes_every_output(run_smoke):
     assert test_ids and not used & test_ids  # test questions never reach training
     assert set(examples["train"]["task"]) == {"single", "pairwise"}
     assert (data / "08_reporting" / "data_prep" / "consistency.png").stat().st_size > 0
+    lengths = pd.read_parquet(data / "05_model_input" / "example_lengths.parquet")
+    assert lengths.groupby("split")["kept"].sum().to_dict() == {split: len(examples[split]) for split in examples}
+    assert (data / "08_reporting" / "data_prep" / "example_lengths.png").stat().st_size > 0

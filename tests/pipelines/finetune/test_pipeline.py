@@ -56,7 +56,8 @@ def test_both_variants_run_through_the_catalog_on_hand_made_examples(project):
         summary = json.loads((project / f"data/08_reporting/finetune/{variant}/summary.json").read_text())
         assert summary["trainable_parameters"] == 2 * 16 * (2 * (64 + 64) + 2 * (64 + 32))
         assert summary["optimizer_steps"] == 2 and summary["train_examples"] == 14
-        assert summary["merge_max_abs_logit_diff"] <= summary["merge_tolerance"] == 1e-3
+        assert summary["merge_relative_logit_diff"] <= summary["merge_relative_tolerance"] == 0.25
+        assert summary["merge_dtype"] == "float32" and summary["adapter_max_abs_logit_change"] > 0
         assert summary["final_validation_loss"] is not None
         log = pd.read_parquet(project / f"data/08_reporting/finetune/{variant}/training_log.parquet")
         assert log["loss"].notna().sum() == 2
@@ -90,8 +91,8 @@ def test_smoke_run_fine_tunes_the_embedded_model(run_smoke):
     for variant in declared_variants().finetuned_names:
         summary = json.loads((project / f"data/08_reporting/finetune/{variant}/summary.json").read_text())
         assert summary["trainable_parameters"] == SMOLLM2_TRAINABLE_PARAMETERS == 1_843_200
-        assert summary["merge_max_abs_logit_diff"] <= summary["merge_tolerance"]
-        assert summary["adapter_max_abs_logit_change"] > summary["merge_tolerance"]
+        assert summary["merge_relative_logit_diff"] <= summary["merge_relative_tolerance"]
+        assert summary["adapter_max_abs_logit_change"] > 0  # the check compares models that differ from the base
         assert (project / f"data/06_models/{variant}/merged_model/config.json").is_file()
     metacog, control = _sft_targets(project, "metacog"), _sft_targets(project, "control_shuffled")
     assert metacog["answers"].map(list).equals(control["answers"].map(list))

@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 from metasyn.lm.answers import check_matcher, get_matcher, score_answers
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel
-from metasyn.lm.prompts import answer_messages, render_prompts
+from metasyn.lm.prompts import confidence_messages, render_prompts
 from metasyn.metacognition import examples as examples_lib
 from metasyn.metacognition import plots as metacognition_plots
 from metasyn.metacognition import targets as targets_lib
@@ -53,9 +53,10 @@ def split_questions(questions: pd.DataFrame, split: dict, seed: int) -> pd.DataF
 
 
 def sample_answers(questions: pd.DataFrame, model: LanguageModel, sampling: dict, seed: int) -> pd.DataFrame:
-    """Sample every question ``n_samples`` times and score each sample; unparseable ones are kept."""
+    """Sample every question ``n_samples`` times in the trained and evaluated prompt; score each (unparseable kept)."""
     records = questions.to_dict("records")
-    prompts = render_prompts(model.tokenizer, [answer_messages(question) for question in records])
+    # The trained and evaluated prompt: the answer is read off its "Answer:" line, the stated confidence ignored.
+    prompts = render_prompts(model.tokenizer, [confidence_messages(question) for question in records])
     generations = generate(
         model,
         prompts,
@@ -124,6 +125,13 @@ def build_training_examples(
     return datasets.DatasetDict(splits)
 
 
+def drop_long_examples(
+    examples: datasets.DatasetDict, model: LanguageModel, max_length: int | None
+) -> tuple[datasets.DatasetDict, pd.DataFrame]:
+    """Drop examples longer than finetune's ``max_length`` in the base model's tokens; tabulate every length."""
+    return examples_lib.drop_long_examples(model.tokenizer, examples, max_length)
+
+
 def select_test_questions(questions: pd.DataFrame, consistency: pd.DataFrame) -> pd.DataFrame:
     """Held-out questions with the base model's consistency (calibration's consistency ranking)."""
     test = questions[questions["split"] == "test"].drop(columns="split")
@@ -134,3 +142,8 @@ def select_test_questions(questions: pd.DataFrame, consistency: pd.DataFrame) ->
 def plot_consistency(consistency: pd.DataFrame, bins: pd.DataFrame) -> Figure:
     """Consistency histogram per domain, and empirical accuracy per bin (the targets' source)."""
     return metacognition_plots.consistency_figure(consistency, bins)
+
+
+def plot_example_lengths(example_lengths: pd.DataFrame, max_length: int | None) -> Figure:
+    """Token-length histogram of the training examples per split, with the ``max_length`` cut."""
+    return metacognition_plots.example_lengths_figure(example_lengths, max_length)

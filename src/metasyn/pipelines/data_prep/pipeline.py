@@ -8,7 +8,7 @@ from metasyn.pipelines.variants import Variants
 
 
 def create_pipeline(variants: Variants) -> Pipeline:
-    """Questions -> samples -> consistency -> bins -> targets -> training examples and test questions."""
+    """Questions -> samples -> consistency -> bins -> targets -> training examples (those that fit) and test questions."""
     # One namespace (a kedro-viz group, one SLURM job); dataset names stay unprefixed for the catalog.
     return pipeline(
         [
@@ -63,8 +63,14 @@ def create_pipeline(variants: Variants) -> Pipeline:
             node(
                 func=nodes.build_training_examples,
                 inputs=["confidence_targets", "question_splits", "params:data_prep.examples", "params:data_prep.seed"],
-                outputs="training_examples",
+                outputs="candidate_training_examples",
                 name="build_training_examples",
+            ),
+            node(
+                func=nodes.drop_long_examples,
+                inputs=["candidate_training_examples", "base.model", "params:finetune.training.max_length"],
+                outputs=["training_examples", "example_lengths"],
+                name="drop_long_examples",
             ),
             node(
                 func=nodes.select_test_questions,
@@ -77,6 +83,12 @@ def create_pipeline(variants: Variants) -> Pipeline:
                 inputs=["question_consistency", "consistency_bins"],
                 outputs="consistency_figure",
                 name="plot_consistency",
+            ),
+            node(
+                func=nodes.plot_example_lengths,
+                inputs=["example_lengths", "params:finetune.training.max_length"],
+                outputs="example_lengths_figure",
+                name="plot_example_lengths",
             ),
         ],
         namespace="data_prep",

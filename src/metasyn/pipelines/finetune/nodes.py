@@ -38,9 +38,9 @@ def train_adapter(
 def merge_adapter(
     base_model: LanguageModel, adapter: Adapter, examples: DatasetDict, merge_check: dict
 ) -> tuple[LanguageModel, dict]:
-    """Merge the adapter into the base weights, checked on the first validation prompts."""
+    """Merge the adapter into the base weights, checked as stored on the first validation prompts."""
     check_prompts = examples["validation"]["prompt"][: merge_check["prompts"]]
-    return finetuning.merge_adapter(base_model, adapter, check_prompts, merge_check["tolerance"])
+    return finetuning.merge_adapter(base_model, adapter, check_prompts, merge_check["relative_tolerance"])
 
 
 def plot_loss_curve(training_log: pd.DataFrame) -> Figure:
