@@ -299,3 +299,17 @@ def test_score_answer_reads_by_the_domains_answer_type_and_applies_the_matcher()
     )
     with pytest.raises(ValueError, match="Unknown question domain"):
         score_answer("Answer: 3", {"domain": "astrology", "answer": "3", "aliases": []}, exact_match)
+
+
+@pytest.mark.parametrize(
+    ("output", "answer_type", "expected"),
+    [
+        ("Answer: Paris, Confidence: 0.9", "text", "paris"),
+        ("Answer: B Confidence: 0.9", "letter", "B"),
+        ("Answer: 42; confidence = 0.7", "number", "42"),
+        ("Answer: Leonardo da Vinci | Confidence score (0-1): .7", "text", "leonardo da vinci"),
+        ("Answer: I'm confident it is Paris", "text", "i m confident it is paris"),  # no label: words kept
+    ],
+)
+def test_a_confidence_label_on_the_answer_line_ends_the_answer(output, answer_type, expected):
+    assert extract_answer(output, answer_type) == expected

@@ -71,6 +71,9 @@ _PERCENT_PHRASE = re.compile(
 _BARE_PROBABILITY = re.compile(r"^\s*" + _STATED_NUMBER + r"\s*$", re.IGNORECASE)
 # Where a stated confidence begins: numbers after it are not the answer.
 _CONFIDENCE_START = re.compile(r"(?:more\s+)?conf(?:ident|idence)?\b", re.IGNORECASE)
+# A confidence label on the answer's own line ("Answer: Paris, Confidence: 0.9") ends the answer. Only a label
+# with its colon, equals sign or range hint: "Answer: I'm confident it is Paris" keeps its words.
+_SAME_LINE_CONFIDENCE = re.compile(r"[\s,;|]*\bconf(?:idence)?\b(?:\s*(?:level|score|rating)\b)?\s*[:=(\[].*$", re.I)
 _PUNCTUATION = set(string.punctuation) | {"‘", "’", "´", "`"}
 
 
@@ -92,10 +95,12 @@ def normalize_number(text: str) -> str | None:
 
 
 def _answer_span(output: str) -> tuple[str, bool]:
-    """The rest of the answer label's line (else the output's first line), and whether a label was found."""
+    """The rest of the answer label's line (else the output's first line) up to a confidence label on that
+    line, and whether an answer label was found."""
     match = _ANSWER_LINE.search(output)
     span = match.group(1) if match else output.strip()
-    return (span.splitlines()[0].strip() if span.strip() else ""), match is not None
+    line = span.splitlines()[0] if span.strip() else ""
+    return _SAME_LINE_CONFIDENCE.sub("", line).strip(), match is not None
 
 
 def extract_answer(output: str, answer_type: str) -> str | None:
