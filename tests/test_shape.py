@@ -233,38 +233,70 @@ def test_inverted_u_statistics_of_an_exact_parabola():
     assert contrast == pytest.approx(profile[inside].mean() - profile[~inside].mean())
 
 
-def ablation_table(gap: np.ndarray, fractions: np.ndarray) -> pd.DataFrame:
-    """An ablation_curves-like table: random mean rising linearly, synergistic_first = random + gap."""
-    random_mean = 0.5 * fractions
-    rows = [("random", random_mean), ("synergistic_first", random_mean + gap), ("redundant_first", random_mean - gap)]
-    return pd.DataFrame(
-        [
-            {
-                "order": order,
-                "fraction": f,
-                "heads_removed": round(f * HEADS),
-                "divergence": d,
-                "divergence_sd": np.nan,
-                "repeats": 1,
-            }
-            for order, values in rows
-            for f, d in zip(fractions, values)
-        ]
+def divergences_table(gap: np.ndarray, fractions: np.ndarray, prompts: int = 6, repeats: int = 3,
+                      noise: float = 0.0, seed: int = 0) -> pd.DataFrame:  # fmt: skip
+    """An ablation_divergences table: random orders rising linearly (plus per-prompt noise), synergistic_first
+    = random mean + gap, redundant_first = random mean - gap, for every prompt."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for prompt in range(prompts):
+        randoms = 0.5 * fractions + rng.normal(0.0, noise, (repeats, len(fractions)))
+        curves = [("random", repeat, randoms[repeat]) for repeat in range(repeats)]
+        mean = randoms.mean(axis=0)
+        curves += [("synergistic_first", 0, mean + gap), ("redundant_first", 0, mean - gap)]
+        rows += [
+            {"order": order, "repeat": repeat, "fraction": f, "heads_removed": round(f * HEADS),
+             "prompt_id": f"p{prompt}", "divergence": d}
+            for order, repeat, values in curves for f, d in zip(fractions, values)
+        ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def area(table: pd.DataFrame, order: str = "synergistic_first", **options) -> dict:
+    return shape.ablation_area_with_interval(
+        table, order, n_resamples=options.pop("n_resamples", 50), seed=0, **options
     )
 
 
 def test_ablation_area_is_zero_at_the_random_mean_and_signed_by_the_gap():
     fractions = np.linspace(0.0, 1.0, 5)
     triangle = np.array([0.0, 0.2, 0.4, 0.2, 0.0])  # trapezoid area 0.25 * (0.2 + 0.4 + 0.2) = 0.2
-    assert shape.ablation_area(ablation_table(np.zeros(5), fractions)) == 0.0
-    assert shape.ablation_area(ablation_table(triangle, fractions)) == pytest.approx(0.2)
-    assert shape.ablation_area(ablation_table(-triangle, fractions)) == pytest.approx(-0.2)
-    assert shape.ablation_area(ablation_table(triangle, fractions), order="redundant_first") == pytest.approx(-0.2)
+    flat = area(divergences_table(np.zeros(5), fractions))
+    assert flat["estimate"] == 0.0 and flat["ci_low"] == flat["ci_high"] == 0.0
+    assert area(divergences_table(triangle, fractions))["estimate"] == pytest.approx(0.2)
+    assert area(divergences_table(-triangle, fractions))["estimate"] == pytest.approx(-0.2)
+    assert area(divergences_table(triangle, fractions), "redundant_first")["estimate"] == pytest.approx(-0.2)
     # Normalised by the fraction range: the same mean gap over fractions 0 .. 0.5.
-    shuffled = ablation_table(np.full(3, 0.1), np.linspace(0.0, 0.5, 3)).sample(frac=1.0, random_state=0)
-    assert shape.ablation_area(shuffled) == pytest.approx(0.1)
+    shuffled = divergences_table(np.full(3, 0.1), np.linspace(0.0, 0.5, 3)).sample(frac=1.0, random_state=0)
+    assert area(shuffled)["estimate"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="no 'random' order"):
-        shape.ablation_area(ablation_table(triangle, fractions).query("order != 'random'"))
+        area(divergences_table(triangle, fractions).query("order != 'random'"))
+
+
+def test_the_ablation_area_interval_covers_zero_for_noise_and_excludes_it_for_a_gap():
+    fractions = np.linspace(0.0, 1.0, 5)
+    noisy_null = area(divergences_table(np.zeros(5), fractions, prompts=20, noise=0.2), n_resamples=200)
+    # Against a resampled random mean the synergistic-first curve (the original mean) can fall either side.
+    assert noisy_null["ci_low"] < 0 < noisy_null["ci_high"] and noisy_null["n_random_orders"] == 3
+    gap = area(divergences_table(np.full(5, 0.3), fractions, prompts=20, noise=0.2), n_resamples=200)
+    assert gap["ci_low"] > 0 and gap["estimate"] == pytest.approx(0.3)
+
+
+def test_paired_area_changes_are_zero_for_identical_models_and_find_a_larger_gap():
+    fractions = np.linspace(0.0, 1.0, 5)
+    base = divergences_table(np.full(5, 0.1), fractions, prompts=10, noise=0.05)
+    table = shape.ablation_area_changes(
+        {"base": base, "same": base, "more": divergences_table(np.full(5, 0.4), fractions, prompts=10, noise=0.05)},
+        [("same", "base"), ("more", "base")], n_resamples=100, seed=0,
+    )  # fmt: skip
+    same = table[table["comparison"] == "same vs base"].set_index("statistic")
+    assert (same[["estimate", "ci_low", "ci_high"]] == 0).all().all()
+    more = table[table["comparison"] == "more vs base"].set_index("statistic")
+    assert more.loc["ablation_area_synergistic_first_change", "estimate"] == pytest.approx(0.3)
+    assert more.loc["ablation_area_synergistic_first_change", "ci_low"] > 0
+    assert more.loc["ablation_area_redundant_first_change", "ci_high"] < 0
+    with pytest.raises(ValueError, match="same prompts"):
+        shape.ablation_area_changes({"a": base, "b": base.query("prompt_id != 'p0'")}, [("a", "b")], 10, 0)
 
 
 def test_split_half_reliability_is_near_one_for_strong_structure_and_near_zero_for_noise():
@@ -304,14 +336,12 @@ def test_shape_change_table_compares_every_variant_with_base_and_the_control():
 def test_model_shape_table_has_ablation_areas_only_for_ablated_models():
     rng = np.random.default_rng(1)
     matrices = (rng.normal(size=(8, 6, 6)), rng.normal(size=(8, 6, 6)))
-    curves = pd.DataFrame({
-        "order": ["synergistic_first"] * 2 + ["redundant_first"] * 2 + ["random"] * 2,
-        "fraction": [0.0, 1.0] * 3, "divergence": [0.0, 2.0, 0.0, 0.5, 0.0, 1.0],
-    })  # fmt: skip
-    table = shape.model_shape_table({"base": matrices, "random_init": matrices}, {"base": curves}, 2, 20, 0)
+    divergences = divergences_table(np.array([0.0, 0.5]), np.array([0.0, 1.0]))
+    table = shape.model_shape_table({"base": matrices, "random_init": matrices}, {"base": divergences}, 2, 20, 0)
     base = table[table["model"] == "base"].set_index("statistic")
-    assert base.loc["ablation_area_synergistic_first", "estimate"] == pytest.approx(0.5)
+    assert base.loc["ablation_area_synergistic_first", "estimate"] == pytest.approx(0.25)
     assert base.loc["ablation_area_redundant_first", "estimate"] == pytest.approx(-0.25)
+    assert "3 random orders" in base.loc["ablation_area_redundant_first", "note"]
     assert not table.loc[table["model"] == "random_init", "statistic"].str.startswith("ablation").any()
 
 

@@ -379,21 +379,84 @@ def inverted_u(
     }
 
 
-def ablation_area(curves: pd.DataFrame, order: str = "synergistic_first") -> float:
-    """Mean gap (trapezoid area / fraction range) of ``order``'s divergence curve above the random-order mean.
-
-    ``curves`` is an ``ablation_curves`` table (columns order, fraction, divergence; the random rows already
-    hold the mean over random orders). Positive: removing heads in this order hurts more than at random.
-    """
-    table = curves.pivot_table(index="fraction", columns="order", values="divergence", aggfunc="mean").sort_index()
+def _divergence_arrays(divergences: pd.DataFrame, order: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """``order``'s ``(prompts, fractions)`` and random orders' ``(repeats, prompts, fractions)`` divergences."""
     for needed in (order, "random"):
-        if needed not in table.columns:
-            raise ValueError(f"Ablation curves have no {needed!r} order; orders: {sorted(table.columns)}.")
-    gap = (table[order] - table["random"]).dropna()
-    fraction = gap.index.to_numpy(dtype=float)
-    if len(gap) < 2 or fraction[-1] == fraction[0]:
-        return math.nan
-    return float(integrate.trapezoid(gap.to_numpy(dtype=float), fraction) / (fraction[-1] - fraction[0]))
+        if needed not in set(divergences["order"]):
+            raise ValueError(
+                f"Ablation divergences have no {needed!r} order; orders: {sorted(set(divergences['order']))}."
+            )
+    fractions = np.sort(divergences["fraction"].unique())
+    prompts = sorted(divergences["prompt_id"].unique())
+
+    def grid(rows: pd.DataFrame) -> np.ndarray:
+        table = rows.pivot_table(index=["repeat", "prompt_id"], columns="fraction", values="divergence")
+        table = table.reindex(columns=fractions)
+        repeats = sorted(rows["repeat"].unique())
+        full = pd.MultiIndex.from_product([repeats, prompts], names=["repeat", "prompt_id"])
+        return table.reindex(full).to_numpy(dtype=float).reshape(len(repeats), len(prompts), len(fractions))
+
+    chosen = grid(divergences[divergences["order"] == order]).mean(axis=0)
+    return chosen, grid(divergences[divergences["order"] == "random"]), fractions, prompts
+
+
+def _areas(gaps: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Trapezoid area over the last axis (fractions), divided by the fraction range."""
+    return integrate.trapezoid(gaps, fractions, axis=-1) / (fractions[-1] - fractions[0])
+
+
+def ablation_area_with_interval(
+    divergences: pd.DataFrame,
+    order: str,
+    n_resamples: int,
+    seed: int,
+    reference: pd.DataFrame | None = None,
+) -> dict[str, float | int]:
+    """Ablation area of ``order`` (``ablation_area``) from per-prompt divergences, with a 95% interval that
+    resamples prompts and random orders; with ``reference`` (another model's divergences on the same prompts)
+    the area minus the reference's, prompts resampled jointly (paired).
+
+    Per prompt the gap is the order's divergence minus the mean of the drawn random orders; the estimate is
+    the mean over prompts of the gap's area. A model with one random order gets prompt resampling only.
+    """
+    rng = np.random.default_rng([seed, 4])
+    models = [divergences] if reference is None else [divergences, reference]
+    arrays = [_divergence_arrays(table, order) for table in models]
+    fractions, prompts = arrays[0][2], arrays[0][3]
+    if any(len(a[2]) != len(fractions) or not np.allclose(a[2], fractions) or a[3] != prompts for a in arrays):
+        raise ValueError("Paired ablation areas need the same prompts and fractions for both models.")
+    if len(fractions) < 2:
+        return {
+            "estimate": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "n_prompts": len(prompts),
+            "n_random_orders": 0,
+        }
+
+    def area(chosen: np.ndarray, random: np.ndarray, prompt_rows: np.ndarray, repeat_rows: np.ndarray) -> float:
+        gap = chosen[prompt_rows] - random[repeat_rows][:, prompt_rows].mean(axis=0)
+        return float(np.nanmean(_areas(gap, fractions)))
+
+    def statistic(prompt_rows: np.ndarray, repeats: list[np.ndarray]) -> float:
+        values = [area(chosen, random, prompt_rows, rows) for (chosen, random, _, _), rows in zip(arrays, repeats)]
+        return values[0] if reference is None else values[0] - values[1]
+
+    n_prompts = len(prompts)
+    everything = [np.arange(a[1].shape[0]) for a in arrays]
+
+    def drawn_repeats() -> list[np.ndarray]:
+        # The k-th random order of both models comes from the same seed: drawn together when they have as many.
+        if len({len(rows) for rows in everything}) == 1:
+            return [rng.integers(0, len(everything[0]), len(everything[0]))] * len(everything)
+        return [rng.integers(0, len(rows), len(rows)) for rows in everything]
+
+    samples = np.array([statistic(rng.integers(0, n_prompts, n_prompts), drawn_repeats()) for _ in range(n_resamples)])
+    low, high = percentile_interval(samples)
+    return {
+        "estimate": statistic(np.arange(n_prompts), everything), "ci_low": low, "ci_high": high,
+        "n_prompts": n_prompts, "n_random_orders": int(min(a[1].shape[0] for a in arrays)),
+    }  # fmt: skip
 
 
 def split_half_reliability(
@@ -461,9 +524,12 @@ def shape_change_table(
     return pd.DataFrame(rows, columns=SHAPE_TABLE_COLUMNS)
 
 
+ABLATION_ORDERS = ("synergistic_first", "redundant_first")
+
+
 def model_shape_table(
     per_prompt: Mapping[str, Matrices],
-    ablation_curves: Mapping[str, pd.DataFrame],
+    ablation_divergences: Mapping[str, pd.DataFrame],
     heads_per_layer: int,
     n_resamples: int,
     seed: int,
@@ -481,14 +547,31 @@ def model_shape_table(
                 "interval: 2.5-97.5% over random prompt splits",
             ),
         }
-        if model in ablation_curves:
-            for order in ("synergistic_first", "redundant_first"):
-                area = {
-                    "estimate": ablation_area(ablation_curves[model], order),
-                    "ci_low": math.nan,
-                    "ci_high": math.nan,
-                }
-                measures[f"ablation_area_{order}"] = (area, "no interval: the curves are already means over prompts")
+        if model in ablation_divergences:
+            for order in ABLATION_ORDERS:
+                area = ablation_area_with_interval(ablation_divergences[model], order, n_resamples, seed)
+                measures[f"ablation_area_{order}"] = (
+                    {key: area[key] for key in ("estimate", "ci_low", "ci_high")},
+                    f"interval over prompts and {area['n_random_orders']} random orders",
+                )
         for statistic, (values, note) in measures.items():
             rows.append({"model": model, "statistic": statistic, **values, "n_prompts": len(synergy), "note": note})
     return pd.DataFrame(rows, columns=["model", "statistic", "estimate", "ci_low", "ci_high", "n_prompts", "note"])
+
+
+def ablation_area_changes(
+    ablation_divergences: Mapping[str, pd.DataFrame], pairs: Sequence[tuple[str, str]], n_resamples: int, seed: int
+) -> pd.DataFrame:
+    """Ablation area of each ``(model, reference)`` pair's model minus the reference's, paired over prompts."""
+    rows = []
+    for model, reference in pairs:
+        for order in ABLATION_ORDERS:
+            change = ablation_area_with_interval(
+                ablation_divergences[model], order, n_resamples, seed, reference=ablation_divergences[reference]
+            )
+            rows.append({
+                "comparison": f"{model} vs {reference}", "statistic": f"ablation_area_{order}_change",
+                **{key: change[key] for key in ("estimate", "ci_low", "ci_high", "n_prompts")},
+                "note": f"paired over prompts; {change['n_random_orders']} random orders resampled",
+            })  # fmt: skip
+    return pd.DataFrame(rows, columns=["comparison", "statistic", "estimate", "ci_low", "ci_high", "n_prompts", "note"])
