@@ -13,11 +13,14 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from metasyn import synergy
 from metasyn.synergy import activity as synergy_activity
 from tests.conftest import copy_project, declared_variants, tiny_llama_config
 
-# conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps; the tiny model has 2 layers x 4 heads.
-PROMPTS, STEPS, LAYERS, HEADS = 6, 8, 2, 4
+# conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps; ablation at 0, 0.5, 1 with 2 random orders.
+# The tiny model has 2 layers x 4 heads of 16 dimensions.
+PROMPTS, STEPS, LAYERS, HEADS, HEAD_DIM = 6, 8, 2, 4, 16
+ABLATION_ROWS = 4 * 3 * PROMPTS  # (synergistic, redundant, 2 random orders) x fractions x prompts
 HEAD_SCORE_COLUMNS = [
     "head_index", "layer", "head", "synergy", "synergy_rank", "redundancy", "redundancy_rank", "syn_red_score"
 ]  # fmt: skip
@@ -79,11 +82,18 @@ def check_outputs(project: Path) -> None:
         ablated = model in declared_variants().evaluated_models
         assert (output / "ablation_curves.parquet").exists() == ablated
         assert (reporting / "ablation_curves.png").exists() == ablated
+        # The noise scale comes from the base model alone, for every ablated model.
+        assert (output / "head_output_spread.safetensors").exists() == (model == "base")
         if ablated:
+            divergences = pd.read_parquet(output / "ablation_divergences.parquet")
+            assert list(divergences.columns) == synergy.DIVERGENCE_COLUMNS and len(divergences) == ABLATION_ROWS
             curves = pd.read_parquet(output / "ablation_curves.parquet")
+            pd.testing.assert_frame_equal(curves, synergy.ablation_curves(divergences))
             assert set(curves["order"]) == {"synergistic_first", "redundant_first", "random"}
             assert (curves.loc[curves["fraction"] == 0, "divergence"] == 0).all()
             assert (curves.loc[curves["fraction"] == 1, "divergence"] > 0).all()
+    spread = load_file(project / "data" / "07_model_output" / "synergy" / "base" / "head_output_spread.safetensors")
+    assert spread["sd"].shape == (LAYERS, HEADS, HEAD_DIM) and int(spread["positions"]) == PROMPTS * STEPS
 
 
 @pytest.mark.slow

@@ -105,20 +105,43 @@ def measure_networks(phiid_synergy: Tensors, phiid_redundancy: Tensors, head_sco
     }
 
 
+def estimate_head_output_spread(
+    model: LanguageModel, head_activity: dict[str, Callable[[], Tensors]], prompt_set: pd.DataFrame, ablation: dict
+) -> Tensors:
+    """Per head and dimension, the SD of the model's head outputs over its recorded steps (the noise scale)."""
+    synergy.check_ablation_settings(ablation)
+    activity = synergy.load_activity(head_activity, prompt_set["id"])
+    return synergy.head_output_spread(model.model, activity, ablation["batch_size"], model.tokenizer.pad_token_id)
+
+
 def ablate_heads_cumulatively(
     model: LanguageModel,
     head_activity: dict[str, Callable[[], Tensors]],
     prompt_set: pd.DataFrame,
     head_scores: pd.DataFrame,
+    head_output_spread: Tensors,
     ablation: dict,
 ) -> pd.DataFrame:
-    """Behaviour divergence as heads are removed in syn-red order, reverse order and random orders."""
+    """Per-prompt behaviour divergence as heads are removed in syn-red order, reverse order and random orders."""
+    noise = synergy.ablation_noise(ablation, head_output_spread)
     fractions = synergy.ablation_fractions(ablation["fraction_step"])
     orders = synergy.ablation_orders(head_scores, ablation["random_orders"], ablation["seed"])
     activity = synergy.load_activity(head_activity, prompt_set["id"])
-    return synergy.ablation_curves(
-        model.model, activity, orders, fractions, ablation["batch_size"], model.tokenizer.pad_token_id
+    return synergy.ablation_divergences(
+        model.model,
+        activity,
+        prompt_set["id"],
+        orders,
+        fractions,
+        ablation["batch_size"],
+        model.tokenizer.pad_token_id,
+        noise,
     )
+
+
+def summarize_ablation_curves(ablation_divergences: pd.DataFrame) -> pd.DataFrame:
+    """Per order and fraction: the divergence averaged over prompts, then mean and SD over random orders."""
+    return synergy.ablation_curves(ablation_divergences)
 
 
 def plot_phiid_matrices(phiid_synergy: Tensors, phiid_redundancy: Tensors) -> Figure:
