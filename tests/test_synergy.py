@@ -355,3 +355,68 @@ def test_zero_method_needs_no_noise():
     assert synergy.ablation_noise({**ABLATION_SETTINGS, "method": "zero"}, {"sd": torch.ones(2, 4, 16)}) is None
     noise = synergy.ablation_noise({**ABLATION_SETTINGS, "noise_scale": 2}, {"sd": torch.ones(2, 4, 16)})
     assert noise.scale == 2.0 and noise.seed == 0
+
+
+def activity_with_ends(ends, steps=30, seed=0):
+    rng = np.random.default_rng(seed)
+    norms = torch.from_numpy(rng.random((len(ends), 2, 3, steps)))
+    return [
+        HeadActivity(prompt_norms, torch.tensor([0]), torch.arange(steps), end)
+        for prompt_norms, end in zip(norms, ends)
+    ]
+
+
+def test_natural_ends_cap_the_steps_and_mark_short_prompts():
+    activity = activity_with_ends([None, 12, 5, 25])
+    prompt_set = prompt_table(["a", "b", "c", "d"], ["x", "x", "y", "y"])
+    ends = synergy.natural_ends(prompt_set, activity, max_steps=20, min_steps=6)
+    assert list(ends.columns) == ["prompt_id", "category", "natural_end", "steps_used", "analysed"]
+    assert ends["prompt_id"].tolist() == ["a", "b", "c", "d"] and ends["category"].tolist() == ["x", "x", "y", "y"]
+    assert ends["natural_end"].isna().tolist() == [True, False, False, False]
+    assert ends["natural_end"].dropna().tolist() == [12, 5, 25]
+    assert ends["steps_used"].tolist() == [20, 12, 5, 20]
+    assert ends["analysed"].tolist() == [True, True, False, True]
+    assert synergy.natural_ends(prompt_set, activity, None, 6)["steps_used"].tolist() == [30, 12, 5, 25]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"steps": None, "min_steps": 5}, "min_steps must be an integer >= tau \\+ 5 = 6"),
+        ({"steps": 10, "min_steps": 12}, "steps must be null \\(every recorded step\\) or an integer >= min_steps"),
+        ({"steps": 10.5, "min_steps": 6}, "steps must be null"),
+    ],
+)
+def test_bad_truncation_settings_are_refused(settings, message):
+    synergy.check_truncation_settings({"steps": None, "min_steps": 6}, tau=1)
+    with pytest.raises(ValueError, match=message):
+        synergy.check_truncation_settings(settings, tau=1)
+
+
+def test_phiid_on_leading_steps_equals_phiid_of_the_cut_series():
+    activity = activity_with_ends([None, None, None])
+    synergy_matrices, redundancy_matrices, _ = synergy.phiid_matrices(activity, 1, "MMI", "cpu", steps=[30, 12, 12])
+    cut = [
+        HeadActivity(a.head_output_norms[..., :12], a.prompt_token_ids, a.completion_token_ids, None) for a in activity
+    ]
+    expected_synergy, expected_redundancy, _ = synergy.phiid_matrices(cut, 1, "MMI", "cpu")
+    full_synergy, _, _ = synergy.phiid_matrices(activity, 1, "MMI", "cpu")
+    np.testing.assert_allclose(synergy_matrices[1:], expected_synergy[1:], rtol=1e-10)
+    np.testing.assert_allclose(redundancy_matrices[1:], expected_redundancy[1:], rtol=1e-10)
+    np.testing.assert_allclose(synergy_matrices[0], full_synergy[0], rtol=1e-10)
+    assert not np.allclose(synergy_matrices[1], full_synergy[1], equal_nan=True)
+
+
+def test_phiid_before_the_end_reuses_full_matrices_and_skips_short_prompts():
+    activity = activity_with_ends([None, 12, 4])
+    ends = synergy.natural_ends(prompt_table(["a", "b", "c"], ["x"] * 3), activity, max_steps=None, min_steps=6)
+    # Recognisable stand-ins for the full-length matrices: a prompt with every step must get them unchanged.
+    full = np.full((3, 6, 6), 7.0)
+    synergy_matrices, redundancy_matrices, invalid = synergy.phiid_matrices_before_end(
+        activity, ends, full, full, 1, "MMI", "cpu"
+    )
+    assert (synergy_matrices[0] == 7).all() and (redundancy_matrices[0] == 7).all()
+    expected, _, _ = synergy.phiid_matrices(activity[1:2], 1, "MMI", "cpu", steps=[12])
+    np.testing.assert_array_equal(synergy_matrices[1], expected[0])
+    assert np.isnan(synergy_matrices[2]).all() and np.isnan(redundancy_matrices[2]).all()
+    assert invalid.empty and list(invalid.columns) == ["prompt", "source", "target", "reason"]

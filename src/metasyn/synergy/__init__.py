@@ -3,7 +3,9 @@
 Steps: per-head output norms over generation (``metasyn.synergy.heads``) -> PhiID synergy (``sts``) and redundancy
 (``rtr``) of every head pair per prompt (``metasyn.synergy.phiid``) -> per-head scores and ranks -> the layer profile
 (the paper's inverted U) and graph measures -> cumulative head ablation in score order, the heads zeroed or
-given Gaussian noise (``metasyn.synergy.ablation``).
+given Gaussian noise (``metasyn.synergy.ablation``). PhiID is also computed on each prompt's steps before its
+natural end (``natural_ends``), to show how much of the result comes from text past the point where the model
+would have stopped.
 
 Heads are numbered layer-major: ``head_index = layer * heads_per_layer + head``; every matrix is ordered so.
 A head whose pairs are all undefined in a prompt (constant or non-finite activity) is *degenerate* there and
@@ -32,6 +34,13 @@ Schemas (read by the comparison pipeline):
 ``head_output_spread`` (tensors, base model only)
     ``sd`` (float32 ``(layers, heads, head_dim)``: SD, ddof=1, of each dimension of each head's ``o_proj`` input
     over every prompt's generation steps), ``positions`` (int64 scalar: the positions pooled).
+``natural_ends`` (one row per prompt, in prompt-set order)
+    ``prompt_id``, ``category`` (str), ``natural_end`` (nullable int: the step at which the model chose
+    end-of-sequence, <NA> if it never did), ``steps_used`` (int: steps before the natural end, at most
+    ``synergy.truncation.steps``), ``analysed`` (bool: ``steps_used >= synergy.truncation.min_steps``; the
+    prompt's ``*_truncated`` PhiID matrices are NaN otherwise).
+``degenerate_heads`` (one row per prompt and degenerate head)
+    ``prompt_id`` (str), ``head_index, layer, head`` (int), ``reason`` (str, from ``metasyn.synergy.phiid``).
 """
 
 from metasyn.synergy.ablation import (
@@ -50,8 +59,10 @@ from metasyn.synergy.ablation import (
 from metasyn.synergy.activity import (
     PROMPT_COLUMNS,
     PROMPT_ID_PATTERN,
+    check_truncation_settings,
     lazy_head_activity,
     load_activity,
+    natural_ends,
     prompt_token_ids,
     prompts_to_record,
     select_prompts,
@@ -64,6 +75,7 @@ from metasyn.synergy.scores import (
     nanmean,
     network_measures,
     phiid_matrices,
+    phiid_matrices_before_end,
     synergy_redundancy_correlation,
     top_edge_graph,
 )
@@ -80,6 +92,7 @@ __all__ = [
     "ablation_noise",
     "ablation_orders",
     "check_ablation_settings",
+    "check_truncation_settings",
     "degenerate_heads",
     "head_output_spread",
     "head_scores",
@@ -88,8 +101,10 @@ __all__ = [
     "lazy_head_activity",
     "load_activity",
     "nanmean",
+    "natural_ends",
     "network_measures",
     "phiid_matrices",
+    "phiid_matrices_before_end",
     "prompt_token_ids",
     "prompts_to_record",
     "removal_mask",

@@ -17,9 +17,9 @@ from metasyn import synergy
 from metasyn.synergy import activity as synergy_activity
 from tests.conftest import copy_project, declared_variants, tiny_llama_config
 
-# conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps; ablation at 0, 0.5, 1 with 2 random orders.
-# The tiny model has 2 layers x 4 heads of 16 dimensions.
-PROMPTS, STEPS, LAYERS, HEADS, HEAD_DIM = 6, 8, 2, 4, 16
+# conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps, truncated to 7; ablation at 0, 0.5, 1 with
+# 2 random orders. The tiny model has 2 layers x 4 heads of 16 dimensions.
+PROMPTS, STEPS, TRUNCATED_STEPS, LAYERS, HEADS, HEAD_DIM = 6, 8, 7, 2, 4, 16
 ABLATION_ROWS = 4 * 3 * PROMPTS  # (synergistic, redundant, 2 random orders) x fractions x prompts
 HEAD_SCORE_COLUMNS = [
     "head_index", "layer", "head", "synergy", "synergy_rank", "redundancy", "redundancy_rank", "syn_red_score"
@@ -60,7 +60,7 @@ def check_outputs(project: Path) -> None:
         activity = load_file(partitions[0])
         assert activity["head_output_norms"].shape == (LAYERS, HEADS, STEPS)
         assert activity["completion_token_ids"].shape == (STEPS,)
-        for atom in ("phiid_synergy", "phiid_redundancy"):
+        for atom in ("phiid_synergy", "phiid_redundancy", "phiid_synergy_truncated", "phiid_redundancy_truncated"):
             matrices = load_file(output / f"{atom}.safetensors")
             assert matrices["per_prompt"].shape == (PROMPTS, LAYERS * HEADS, LAYERS * HEADS)
             assert matrices["mean"].shape == (LAYERS * HEADS, LAYERS * HEADS)
@@ -72,6 +72,9 @@ def check_outputs(project: Path) -> None:
         assert list(pd.read_parquet(output / "degenerate_heads.parquet").columns) == [
             "prompt_id", "head_index", "layer", "head", "reason"
         ]  # fmt: skip
+        ends = pd.read_parquet(output / "natural_ends.parquet")
+        assert list(ends.columns) == ["prompt_id", "category", "natural_end", "steps_used", "analysed"]
+        assert len(ends) == PROMPTS and (ends["steps_used"] <= TRUNCATED_STEPS).all()
         reporting = project / "data" / "08_reporting" / "synergy" / model
         measures = json.loads((reporting / "graph_measures.json").read_text())
         assert set(measures) == {

@@ -83,6 +83,48 @@ def compute_phiid(
     )
 
 
+def compute_phiid_before_natural_end(
+    head_activity: dict[str, Callable[[], Tensors]],
+    prompt_set: pd.DataFrame,
+    phiid_synergy: Tensors,
+    phiid_redundancy: Tensors,
+    phiid: dict,
+    truncation: dict,
+) -> tuple[Tensors, Tensors, pd.DataFrame]:
+    """PhiID per prompt on its steps before the natural end (at most ``truncation.steps``), and those ends."""
+    synergy.check_truncation_settings(truncation, phiid["tau"])
+    activity = synergy.load_activity(head_activity, prompt_set["id"])
+    layers, heads_per_layer, _ = activity[0].head_output_norms.shape
+    ends = synergy.natural_ends(prompt_set, activity, truncation["steps"], truncation["min_steps"])
+    logger.info(
+        "PhiID before the natural end: %d of %d prompts analysed (median %d steps), %d with too few steps.",
+        ends["analysed"].sum(),
+        len(ends),
+        ends["steps_used"].median(),
+        (~ends["analysed"]).sum(),
+    )
+    synergy_matrices, redundancy_matrices, invalid_pairs = synergy.phiid_matrices_before_end(
+        activity,
+        ends,
+        phiid_synergy["per_prompt"].numpy(),
+        phiid_redundancy["per_prompt"].numpy(),
+        phiid["tau"],
+        phiid["redundancy"],
+        resolve_device(phiid["device"]),
+    )
+    if len(invalid_pairs):
+        logger.warning(
+            "PhiID before the natural end undefined for %d head pairs (%s).",
+            len(invalid_pairs),
+            invalid_pairs["reason"].value_counts().to_dict(),
+        )
+    return (
+        _matrix_tensors(synergy_matrices, layers, heads_per_layer),
+        _matrix_tensors(redundancy_matrices, layers, heads_per_layer),
+        ends,
+    )
+
+
 def score_heads(phiid_synergy: Tensors, phiid_redundancy: Tensors) -> pd.DataFrame:
     """Per-head synergy, redundancy, ranks and syn-red score from the prompt-mean matrices."""
     heads_per_layer = synergy.heads_per_layer(phiid_synergy["head"])

@@ -39,6 +39,19 @@ def measurement_pipeline() -> Pipeline:
                 name="compute_phiid",
             ),
             node(
+                func=nodes.compute_phiid_before_natural_end,
+                inputs=[
+                    "head_activity",
+                    "synergy_prompt_set",
+                    "phiid_synergy",
+                    "phiid_redundancy",
+                    "params:synergy.phiid",
+                    "params:synergy.truncation",
+                ],
+                outputs=["phiid_synergy_truncated", "phiid_redundancy_truncated", "natural_ends"],
+                name="compute_phiid_before_natural_end",
+            ),
+            node(
                 func=nodes.score_heads,
                 inputs=["phiid_synergy", "phiid_redundancy"],
                 outputs="head_scores",
