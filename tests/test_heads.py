@@ -20,6 +20,7 @@ from metasyn.synergy.heads import (
     record_head_activity,
     record_head_norms,
     step_log_probs,
+    sum_head_outputs,
     teacher_forced_batch,
 )
 
@@ -157,6 +158,76 @@ def test_ablation_zeroes_exactly_the_removed_heads(tiny_lm):
     assert (records[1][0] > 0).all()
     assert mean_step_divergence(reference, ablated).item() > 0
     assert not torch.allclose(reference, ablated)
+
+
+def o_proj_inputs(model, batch) -> list[torch.Tensor]:
+    """Every layer's ``o_proj`` input ``(rows, positions, heads, head_dim)``, as the module receives it."""
+    inputs = []
+    handles = [
+        module.register_forward_pre_hook(lambda module, args: inputs.append(args[0].unflatten(-1, (4, 16))))
+        for module in o_proj_modules(model)
+    ]  # registered after any ablation hook: they see what o_proj gets
+    with torch.no_grad():
+        model(**batch)
+    for handle in handles:
+        handle.remove()
+    return inputs
+
+
+def test_noise_changes_only_the_removed_heads_slices_row_by_row(tiny_lm):
+    model = tiny_lm.model
+    batch = teacher_forced_batch(
+        [torch.tensor([10, 11, 12, 13]), torch.tensor([20, 21])], [torch.tensor([14, 15])] * 2, 0
+    )
+    clean = o_proj_inputs(model, batch)
+    # Two head sets x two prompts, head-set-major: set A removes layer 1 head 2, set B layer 1 heads 0 and 3.
+    removed = torch.zeros(2, 2, 4, dtype=torch.bool)
+    removed[0, 1, 2] = removed[1, 1, 0] = removed[1, 1, 3] = True
+    noise = [torch.randn(2, 5, 4, 16, generator=torch.Generator().manual_seed(layer)) for layer in range(2)]
+    rows = {name: tensor.repeat(2, 1) for name, tensor in batch.items()}
+    with ablate_heads(model, removed.repeat_interleave(2, 0), noise):
+        noisy = o_proj_inputs(model, rows)
+
+    # Layer 0 has no removed head: untouched. In layer 1, a removed head's slice gains exactly the noise of its
+    # prompt (the same draw in both head sets), every other slice is untouched.
+    torch.testing.assert_close(noisy[0], clean[0].repeat(2, 1, 1, 1), rtol=0, atol=0)
+    for row in range(4):
+        head_set, prompt = divmod(row, 2)
+        for head in range(4):
+            expected = clean[1][prompt, :, head]
+            if removed[head_set, 1, head]:
+                expected = expected + noise[1][prompt, :, head]
+            torch.testing.assert_close(noisy[1][row, :, head], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_per_row_zeroing_equals_one_mask_per_forward(tiny_lm):
+    model = tiny_lm.model
+    batch = teacher_forced_batch(
+        [torch.tensor([10, 11, 12, 13]), torch.tensor([20, 21])], [torch.tensor([14, 15])] * 2, 0
+    )
+    masks = torch.zeros(3, 2, 4, dtype=torch.bool)
+    masks[1, 0, 1] = masks[2, 1] = True  # nothing; layer 0 head 1; all of layer 1
+    rows = {name: tensor.repeat(3, 1) for name, tensor in batch.items()}
+    with ablate_heads(model, masks.repeat_interleave(2, 0)):
+        together = step_log_probs(model, rows, 2).unflatten(0, (3, 2))
+    for head_set, mask in enumerate(masks):
+        with ablate_heads(model, mask):
+            alone = step_log_probs(model, batch, 2)
+        torch.testing.assert_close(together[head_set], alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(together[0], together[2])
+
+
+def test_summed_head_outputs_cover_the_last_positions_of_every_row(tiny_lm):
+    model = tiny_lm.model
+    batch = teacher_forced_batch(
+        [torch.tensor([10, 11, 12, 13]), torch.tensor([20, 21])], [torch.tensor([14, 15, 16])] * 2, 0
+    )
+    with sum_head_outputs(model, last_positions=3) as totals, torch.no_grad():
+        model(**batch)
+    steps = [inputs[:, -3:].flatten(0, 1).double() for inputs in o_proj_inputs(model, batch)]
+    assert int(totals["count"]) == 6
+    torch.testing.assert_close(totals["sum"], torch.stack([values.sum(0) for values in steps]))
+    torch.testing.assert_close(totals["sum_of_squares"], torch.stack([values.square().sum(0) for values in steps]))
 
 
 def test_ablation_mask_of_wrong_shape_is_rejected(tiny_lm):

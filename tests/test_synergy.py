@@ -184,9 +184,14 @@ def tiny_model():
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
 
 
-def test_ablation_curves_start_at_zero_and_meet_when_all_heads_are_removed(tiny_model):
+PROMPT_IDS = ["p0", "p1", "p2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_activity():
+    """Three prompts of different lengths (so the batch is padded), 5 recorded steps each, for the tiny model."""
     generator = torch.Generator().manual_seed(0)
-    activity = [
+    return [
         HeadActivity(
             torch.ones(2, 4, 5),
             torch.randint(1, 64, (length,), generator=generator),
@@ -195,20 +200,223 @@ def test_ablation_curves_start_at_zero_and_meet_when_all_heads_are_removed(tiny_
         )  # fmt: skip
         for length in (3, 6, 4)
     ]
-    scores = pd.DataFrame({"head_index": range(8), "syn_red_score": [3.0, -1, 2, 0, -2, 1, -3, 4]})
-    orders = synergy.ablation_orders(scores, random_orders=2, seed=0)
-    curves = synergy.ablation_curves(tiny_model, activity, orders, [0.0, 0.5, 1.0], batch_size=2, pad_token_id=0)
 
-    assert curves["order"].tolist() == ["synergistic_first"] * 3 + ["redundant_first"] * 3 + ["random"] * 3
-    assert curves["heads_removed"].tolist() == [0, 4, 8] * 3
-    assert (curves.loc[curves["fraction"] == 0, "divergence"] == 0).all()
-    everything = curves.loc[curves["fraction"] == 1, "divergence"]
-    assert everything.nunique() == 1 and everything.iloc[0] > 0
-    # The curve's value is the mean over prompts of a direct ablation of the same heads.
+
+@pytest.fixture(scope="module")
+def tiny_orders():
+    scores = pd.DataFrame({"head_index": range(8), "syn_red_score": [3.0, -1, 2, 0, -2, 1, -3, 4]})
+    return synergy.ablation_orders(scores, random_orders=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_noise(tiny_model, tiny_activity):
+    spread = synergy.head_output_spread(tiny_model, tiny_activity, batch_size=2, pad_token_id=0)
+    return synergy.NoiseAblation(spread["sd"], scale=1.0, seed=0)
+
+
+def divergences(model, activity, orders, batch_size, noise=None, fractions=(0.0, 0.5, 1.0)):
+    return synergy.ablation_divergences(model, activity, PROMPT_IDS, orders, fractions, batch_size, 0, noise)
+
+
+def direct_divergence(model, activity, heads, noise=None) -> np.ndarray:
+    """Per prompt: one forward with one mask for the whole batch, as the ablation did before head sets were batched."""
     batch = teacher_forced_batch([a.prompt_token_ids for a in activity], [a.completion_token_ids for a in activity], 0)
-    with ablate_heads(tiny_model, synergy.removal_mask(np.array([7, 0, 2, 5]), 2, 4)):
-        ablated = step_log_probs(tiny_model, batch, 5)
-    expected = mean_step_divergence(step_log_probs(tiny_model, batch, 5), ablated).mean().item()
-    synergistic_half = curves.query("order == 'synergistic_first' and fraction == 0.5")["divergence"].item()
-    assert synergistic_half == pytest.approx(expected, rel=1e-5)
-    assert math.isnan(curves.loc[0, "divergence_sd"]) and curves.loc[6, "divergence_sd"] == 0
+    layer_noise = None if noise is None else noise.for_batch(PROMPT_IDS, batch["attention_mask"], torch.float32, "cpu")
+    with ablate_heads(model, synergy.removal_mask(np.asarray(heads), 2, 4), layer_noise):
+        ablated = step_log_probs(model, batch, 5)
+    return mean_step_divergence(step_log_probs(model, batch, 5), ablated).numpy()
+
+
+def test_zero_ablation_per_prompt_equals_a_direct_ablation_of_the_same_heads(tiny_model, tiny_activity, tiny_orders):
+    table = divergences(tiny_model, tiny_activity, tiny_orders, batch_size=2)
+
+    assert list(table.columns) == synergy.DIVERGENCE_COLUMNS
+    # 4 orders (2 fixed, 2 random) x 3 fractions x 3 prompts.
+    assert len(table) == 36 and table["prompt_id"].tolist()[:3] == PROMPT_IDS
+    assert (table.loc[table["fraction"] == 0, "divergence"] == 0).all()
+    for (order, repeat, fraction), rows in table.groupby(["order", "repeat", "fraction"]):
+        heads = tiny_orders[order][repeat][: rows["heads_removed"].iloc[0]]
+        assert rows["heads_removed"].iloc[0] == round(fraction * 8)
+        np.testing.assert_allclose(rows["divergence"], direct_divergence(tiny_model, tiny_activity, heads), rtol=1e-5)
+    everything = table.loc[table["fraction"] == 1, "divergence"].to_numpy().reshape(4, 3)
+    assert (everything == everything[0]).all() and (everything > 0).all()
+
+
+@pytest.mark.parametrize("method", ["zero", "noise"])
+def test_batched_head_sets_equal_one_head_set_per_forward(tiny_model, tiny_activity, tiny_orders, tiny_noise, method):
+    noise = tiny_noise if method == "noise" else None
+    one_per_forward = divergences(tiny_model, tiny_activity, tiny_orders, batch_size=3, noise=noise)
+    # 3 prompts x 4 head sets per forward, and 2 prompts x 1 head set (other padding).
+    for batch_size in (12, 2):
+        batched = divergences(tiny_model, tiny_activity, tiny_orders, batch_size=batch_size, noise=noise)
+        pd.testing.assert_frame_equal(batched, one_per_forward, rtol=1e-5, atol=1e-7)
+    assert one_per_forward["divergence"].max() > 1e-3
+
+
+def test_noise_ablation_is_a_direct_noisy_forward_and_differs_from_zeroing(
+    tiny_model, tiny_activity, tiny_orders, tiny_noise
+):
+    noisy = divergences(tiny_model, tiny_activity, tiny_orders, batch_size=12, noise=tiny_noise)
+    heads = tiny_orders["synergistic_first"][0][:4]
+    half = noisy.query("order == 'synergistic_first' and fraction == 0.5")["divergence"]
+    np.testing.assert_allclose(half, direct_divergence(tiny_model, tiny_activity, heads, tiny_noise), rtol=1e-5)
+    zeroed = divergences(tiny_model, tiny_activity, tiny_orders, batch_size=12)
+    assert not np.allclose(noisy["divergence"], zeroed["divergence"])
+
+
+def test_noise_of_scale_zero_is_no_ablation(tiny_model, tiny_activity, tiny_orders, tiny_noise):
+    silent = synergy.NoiseAblation(tiny_noise.sd, scale=0.0, seed=0)
+    table = divergences(tiny_model, tiny_activity, tiny_orders, batch_size=12, noise=silent)
+    np.testing.assert_allclose(table["divergence"], 0.0, atol=1e-7)
+
+
+def test_noise_ablation_is_reproducible_with_its_seed(tiny_model, tiny_activity, tiny_orders, tiny_noise):
+    first = synergy.ablation_curves(divergences(tiny_model, tiny_activity, tiny_orders, 12, tiny_noise))
+    again = synergy.ablation_curves(divergences(tiny_model, tiny_activity, tiny_orders, 12, tiny_noise))
+    pd.testing.assert_frame_equal(first, again, check_exact=True)
+    reseeded = synergy.NoiseAblation(tiny_noise.sd, scale=1.0, seed=1)
+    other = synergy.ablation_curves(divergences(tiny_model, tiny_activity, tiny_orders, 12, reseeded))
+    assert not np.allclose(
+        other.loc[other["fraction"] > 0, "divergence"], first.loc[first["fraction"] > 0, "divergence"]
+    )
+
+
+def test_a_prompts_noise_depends_on_its_id_and_seed_only():
+    sd = torch.tensor([[[1.0, 2.0]], [[0.5, 0.0]]])  # 2 layers x 1 head x 2 dims
+    noise = synergy.NoiseAblation(sd, scale=3.0, seed=5)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])  # "a" has 2 real positions after 2 pads, "b" 4
+    layers = noise.for_batch(["a", "b"], mask, torch.float32, "cpu")
+    assert len(layers) == 2 and layers[0].shape == (2, 4, 1, 2)
+    assert (layers[0][0, :2] == 0).all() and (layers[0][0, 2:] != 0).all()  # nothing on padding
+    assert (layers[1][..., 1] == 0).all()  # a dimension that never varies gets no noise
+    alone = noise.for_batch(["a"], torch.tensor([[1, 1]]), torch.float32, "cpu")
+    torch.testing.assert_close(alone[0][0], layers[0][0, 2:], rtol=0, atol=0)
+    # SD: scale x the dimension's SD, over many positions.
+    wide = noise.for_batch(["c"], torch.ones(1, 20_000, dtype=torch.long), torch.float32, "cpu")[0][0, :, 0]
+    np.testing.assert_allclose(wide.std(0).numpy(), [3.0, 6.0], rtol=0.03)
+
+
+def test_head_output_spread_is_the_sd_over_every_prompts_steps(tiny_model, tiny_activity):
+    spread = synergy.head_output_spread(tiny_model, tiny_activity, batch_size=2, pad_token_id=0)
+    inputs = []
+    handle = tiny_model.model.layers[1].self_attn.o_proj.register_forward_pre_hook(
+        lambda module, args: inputs.append(args[0][:, -5:].reshape(-1, 4, 16))
+    )
+    with torch.no_grad():
+        for record in tiny_activity:  # one prompt at a time: no padding at all
+            batch = teacher_forced_batch([record.prompt_token_ids], [record.completion_token_ids], 0)
+            tiny_model(**batch)
+    handle.remove()
+    assert spread["sd"].shape == (2, 4, 16) and int(spread["positions"]) == 15
+    expected = torch.cat(inputs).std(0, correction=1)
+    torch.testing.assert_close(spread["sd"][1], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_ablation_curves_average_prompts_then_repeats():
+    rows = [
+        ("synergistic_first", 0, 0.5, 4, "p0", 1.0),
+        ("synergistic_first", 0, 0.5, 4, "p1", 3.0),
+        ("random", 0, 0.5, 4, "p0", 1.0),
+        ("random", 0, 0.5, 4, "p1", 1.0),
+        ("random", 1, 0.5, 4, "p0", 2.0),
+        ("random", 1, 0.5, 4, "p1", 4.0),
+    ]
+    curves = synergy.ablation_curves(pd.DataFrame(rows, columns=synergy.DIVERGENCE_COLUMNS))
+    assert list(curves.columns) == ["order", "fraction", "heads_removed", "divergence", "divergence_sd", "repeats"]
+    assert curves["order"].tolist() == ["synergistic_first", "random"]
+    assert curves["divergence"].tolist() == [2.0, 2.0]  # random: repeat means 1 and 3
+    assert math.isnan(curves.loc[0, "divergence_sd"]) and curves.loc[1, "divergence_sd"] == pytest.approx(math.sqrt(2))
+    assert curves["repeats"].tolist() == [1, 2] and curves["heads_removed"].tolist() == [4, 4]
+
+
+ABLATION_SETTINGS = {"method": "noise", "noise_scale": 1.0, "seed": 0, "batch_size": 4, "random_orders": 2,
+                     "fraction_step": 0.25}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"method": "dropout"}, "method must be one of \\('zero', 'noise'\\)"),
+        ({"noise_scale": -1}, "noise_scale must be a number >= 0"),
+        ({"noise_scale": "1"}, "noise_scale"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"random_orders": 1.5}, "random_orders"),
+        ({"fraction_step": 0.3}, "must divide 1"),
+    ],
+)
+def test_bad_ablation_settings_are_refused(change, message):
+    synergy.check_ablation_settings(ABLATION_SETTINGS)
+    with pytest.raises(ValueError, match=message):
+        synergy.ablation_noise({**ABLATION_SETTINGS, **change}, {"sd": torch.ones(2, 4, 16)})
+
+
+def test_zero_method_needs_no_noise():
+    assert synergy.ablation_noise({**ABLATION_SETTINGS, "method": "zero"}, {"sd": torch.ones(2, 4, 16)}) is None
+    noise = synergy.ablation_noise({**ABLATION_SETTINGS, "noise_scale": 2}, {"sd": torch.ones(2, 4, 16)})
+    assert noise.scale == 2.0 and noise.seed == 0
+
+
+def activity_with_ends(ends, steps=30, seed=0):
+    rng = np.random.default_rng(seed)
+    norms = torch.from_numpy(rng.random((len(ends), 2, 3, steps)))
+    return [
+        HeadActivity(prompt_norms, torch.tensor([0]), torch.arange(steps), end)
+        for prompt_norms, end in zip(norms, ends)
+    ]
+
+
+def test_natural_ends_cap_the_steps_and_mark_short_prompts():
+    activity = activity_with_ends([None, 12, 5, 25])
+    prompt_set = prompt_table(["a", "b", "c", "d"], ["x", "x", "y", "y"])
+    ends = synergy.natural_ends(prompt_set, activity, max_steps=20, min_steps=6)
+    assert list(ends.columns) == ["prompt_id", "category", "natural_end", "steps_used", "analysed"]
+    assert ends["prompt_id"].tolist() == ["a", "b", "c", "d"] and ends["category"].tolist() == ["x", "x", "y", "y"]
+    assert ends["natural_end"].isna().tolist() == [True, False, False, False]
+    assert ends["natural_end"].dropna().tolist() == [12, 5, 25]
+    assert ends["steps_used"].tolist() == [20, 12, 5, 20]
+    assert ends["analysed"].tolist() == [True, True, False, True]
+    assert synergy.natural_ends(prompt_set, activity, None, 6)["steps_used"].tolist() == [30, 12, 5, 25]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"steps": None, "min_steps": 5}, "min_steps must be an integer >= tau \\+ 5 = 6"),
+        ({"steps": 10, "min_steps": 12}, "steps must be null \\(every recorded step\\) or an integer >= min_steps"),
+        ({"steps": 10.5, "min_steps": 6}, "steps must be null"),
+    ],
+)
+def test_bad_truncation_settings_are_refused(settings, message):
+    synergy.check_truncation_settings({"steps": None, "min_steps": 6}, tau=1)
+    with pytest.raises(ValueError, match=message):
+        synergy.check_truncation_settings(settings, tau=1)
+
+
+def test_phiid_on_leading_steps_equals_phiid_of_the_cut_series():
+    activity = activity_with_ends([None, None, None])
+    synergy_matrices, redundancy_matrices, _ = synergy.phiid_matrices(activity, 1, "MMI", "cpu", steps=[30, 12, 12])
+    cut = [
+        HeadActivity(a.head_output_norms[..., :12], a.prompt_token_ids, a.completion_token_ids, None) for a in activity
+    ]
+    expected_synergy, expected_redundancy, _ = synergy.phiid_matrices(cut, 1, "MMI", "cpu")
+    full_synergy, _, _ = synergy.phiid_matrices(activity, 1, "MMI", "cpu")
+    np.testing.assert_allclose(synergy_matrices[1:], expected_synergy[1:], rtol=1e-10)
+    np.testing.assert_allclose(redundancy_matrices[1:], expected_redundancy[1:], rtol=1e-10)
+    np.testing.assert_allclose(synergy_matrices[0], full_synergy[0], rtol=1e-10)
+    assert not np.allclose(synergy_matrices[1], full_synergy[1], equal_nan=True)
+
+
+def test_phiid_before_the_end_reuses_full_matrices_and_skips_short_prompts():
+    activity = activity_with_ends([None, 12, 4])
+    ends = synergy.natural_ends(prompt_table(["a", "b", "c"], ["x"] * 3), activity, max_steps=None, min_steps=6)
+    # Recognisable stand-ins for the full-length matrices: a prompt with every step must get them unchanged.
+    full = np.full((3, 6, 6), 7.0)
+    synergy_matrices, redundancy_matrices, invalid = synergy.phiid_matrices_before_end(
+        activity, ends, full, full, 1, "MMI", "cpu"
+    )
+    assert (synergy_matrices[0] == 7).all() and (redundancy_matrices[0] == 7).all()
+    expected, _, _ = synergy.phiid_matrices(activity[1:2], 1, "MMI", "cpu", steps=[12])
+    np.testing.assert_array_equal(synergy_matrices[1], expected[0])
+    assert np.isnan(synergy_matrices[2]).all() and np.isnan(redundancy_matrices[2]).all()
+    assert invalid.empty and list(invalid.columns) == ["prompt", "source", "target", "reason"]

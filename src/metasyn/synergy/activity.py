@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
+import numpy as np
 import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -122,3 +124,46 @@ def load_activity(
             "models or step counts. Delete the model's head_activity folder and run again."
         )
     return activity
+
+
+def check_truncation_settings(settings: Mapping, tau: int) -> None:
+    """Refuse ``synergy.truncation`` settings that cannot run, with the key and what it accepts."""
+
+    def is_integer(value: object) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    # PhiID's Gaussian over (past, future) of a pair has 4 variables: its covariance from the steps - tau samples
+    # is singular below 5 samples.
+    shortest = tau + 5
+    min_steps, steps = settings.get("min_steps"), settings.get("steps")
+    if not is_integer(min_steps) or min_steps < shortest:
+        raise ValueError(
+            f"synergy.truncation.min_steps must be an integer >= tau + 5 = {shortest} (PhiID needs 5 samples of "
+            f"past and future); got {min_steps!r}."
+        )
+    if steps is not None and not (is_integer(steps) and steps >= min_steps):
+        raise ValueError(
+            f"synergy.truncation.steps must be null (every recorded step) or an integer >= min_steps "
+            f"({min_steps}); got {steps!r}."
+        )
+
+
+def natural_ends(
+    prompt_set: pd.DataFrame, activity: Sequence[HeadActivity], max_steps: int | None, min_steps: int
+) -> pd.DataFrame:
+    """Per prompt: its natural end, the steps before it (at most ``max_steps``) and whether they are analysed.
+
+    Schema in the package docstring; a prompt is analysed when at least ``min_steps`` steps remain.
+    """
+    recorded = np.array([record.head_output_norms.shape[-1] for record in activity])
+    ends = pd.array([record.natural_end for record in activity], dtype="Int64")
+    steps_used = np.minimum(ends.fillna(np.iinfo(np.int64).max).to_numpy(np.int64), recorded)
+    if max_steps is not None:
+        steps_used = np.minimum(steps_used, max_steps)
+    return pd.DataFrame({
+        "prompt_id": prompt_set["id"].to_numpy(dtype=str).astype(object),
+        "category": prompt_set["category"].to_numpy(dtype=str).astype(object),
+        "natural_end": ends,
+        "steps_used": steps_used,
+        "analysed": steps_used >= min_steps,
+    })  # fmt: skip

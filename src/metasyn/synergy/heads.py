@@ -14,13 +14,12 @@ fraction of the cost.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -63,6 +62,18 @@ def o_proj_modules(model: PreTrainedModel) -> list[nn.Module]:
 
 
 @contextmanager
+def _o_proj_pre_hooks(model: PreTrainedModel, hooks: Mapping[int, Callable]) -> Iterator[None]:
+    """Register ``hooks[layer]`` as forward pre-hooks on those layers' ``o_proj`` while the context is open."""
+    modules = o_proj_modules(model)
+    handles = [modules[layer].register_forward_pre_hook(hook) for layer, hook in hooks.items()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
 def record_head_norms(model: PreTrainedModel, last_positions: int | None = None) -> Iterator[list[list[torch.Tensor]]]:
     """Record the L2 norm of every head's output at each forward pass, while the context is open.
 
@@ -81,38 +92,79 @@ def record_head_norms(model: PreTrainedModel, last_positions: int | None = None)
 
         return record
 
-    handles = [module.register_forward_pre_hook(recorder(layer)) for layer, module in enumerate(o_proj_modules(model))]
-    try:
+    with _o_proj_pre_hooks(model, {layer: recorder(layer) for layer in range(layout.layers)}):
         yield records
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager
-def ablate_heads(model: PreTrainedModel, removed: torch.Tensor) -> Iterator[None]:
-    """Zero the output of the heads marked in ``removed`` (bool, ``layers x heads``) while the context is open."""
+def ablate_heads(
+    model: PreTrainedModel, removed: torch.Tensor, noise: Sequence[torch.Tensor] | None = None
+) -> Iterator[None]:
+    """Deactivate the heads marked in ``removed`` while the context is open: zero their output, or add ``noise``.
+
+    ``removed`` (bool) is ``(layers, heads)`` for every batch row, or ``(rows, layers, heads)``: one head set per
+    row, so one forward evaluates several head sets. ``noise[layer]`` is ``(prompts, positions, heads, head_dim)``
+    on the batch's positions; rows are head-set-major (row ``r`` is prompt ``r % prompts``), so every head set of
+    a prompt gets the same draw and only the removed heads' slices of the ``o_proj`` input change.
+    """
     layout = head_layout(model)
-    if tuple(removed.shape) != (layout.layers, layout.heads):
-        raise ValueError(f"Ablation mask has shape {tuple(removed.shape)}; expected {(layout.layers, layout.heads)}.")
+    if tuple(removed.shape[-2:]) != (layout.layers, layout.heads) or removed.ndim not in (2, 3):
+        raise ValueError(
+            f"Ablation mask has shape {tuple(removed.shape)}; expected {(layout.layers, layout.heads)} or "
+            f"(rows, {layout.layers}, {layout.heads})."
+        )
+    if noise is not None and len(noise) != layout.layers:
+        raise ValueError(f"Ablation noise has {len(noise)} layers; the model has {layout.layers}.")
+    # (rows or 1, layers, heads) -> per layer (rows or 1, 1 position, heads, 1 dim), broadcast over the batch.
+    per_row = (removed if removed.ndim == 3 else removed[None]).to(model.device)
 
-    def zeroer(kept: torch.Tensor):
-        def zero(module: nn.Module, args: tuple) -> tuple:
+    def deactivate(layer: int):
+        mask = per_row[:, layer, None, :, None]
+
+        def hook(module: nn.Module, args: tuple) -> tuple:
             per_head = args[0].unflatten(-1, (layout.heads, layout.head_dim))
-            return (per_head * kept.to(per_head)[:, None]).flatten(-2), *args[1:]
+            if noise is None:
+                return (per_head * ~mask).flatten(-2), *args[1:]
+            prompts = noise[layer].shape[0]
+            row_mask = mask if len(mask) == 1 else mask.unflatten(0, (-1, prompts))
+            noisy = per_head.unflatten(0, (-1, prompts)) + row_mask * noise[layer]
+            return noisy.flatten(0, 1).flatten(-2), *args[1:]
 
-        return zero
+        return hook
 
-    handles = [
-        module.register_forward_pre_hook(zeroer(~removed[layer]))
-        for layer, module in enumerate(o_proj_modules(model))
-        if removed[layer].any()
-    ]
-    try:
+    layers = [layer for layer in range(layout.layers) if per_row[:, layer].any()]
+    with _o_proj_pre_hooks(model, {layer: deactivate(layer) for layer in layers}):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
+
+
+@contextmanager
+def sum_head_outputs(model: PreTrainedModel, last_positions: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Accumulate the sum and sum of squares of every head's output over the last positions of every row.
+
+    Yields ``{"count": (), "sum": (layers, heads, head_dim), "sum_of_squares": ...}``, float64, updated at each
+    forward pass while the context is open.
+    """
+    layout = head_layout(model)
+    shape = (layout.layers, layout.heads, layout.head_dim)
+    totals = {
+        "count": torch.zeros((), dtype=torch.float64),
+        "sum": torch.zeros(shape, dtype=torch.float64),
+        "sum_of_squares": torch.zeros(shape, dtype=torch.float64),
+    }
+
+    def accumulator(layer: int):
+        def accumulate(module: nn.Module, args: tuple) -> None:
+            per_head = args[0][:, -last_positions:].unflatten(-1, (layout.heads, layout.head_dim))
+            values = per_head.flatten(0, 1).double()
+            if layer == 0:
+                totals["count"] += values.shape[0]
+            totals["sum"][layer] += values.sum(0).cpu()
+            totals["sum_of_squares"][layer] += values.square().sum(0).cpu()
+
+        return accumulate
+
+    with _o_proj_pre_hooks(model, {layer: accumulator(layer) for layer in range(layout.layers)}):
+        yield totals
 
 
 @dataclass
@@ -189,8 +241,11 @@ def step_log_probs(model: PreTrainedModel, batch: dict[str, torch.Tensor], steps
 
 
 def mean_step_divergence(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """KL(reference || other) of next-token distributions (log-probs), averaged over steps: ``(batch,)``."""
-    return F.kl_div(other, reference, log_target=True, reduction="none").sum(-1).mean(-1)
+    """KL(reference || other) of next-token distributions (log-probs), averaged over steps: ``(..., batch)``.
+
+    ``reference`` is ``(batch, steps, vocab)``; ``other`` may carry leading dimensions (one per head set).
+    """
+    return (reference.exp() * (reference - other)).sum(-1).mean(-1)
 
 
 def record_head_activity(lm: LanguageModel, prompts: Sequence[str], steps: int, batch_size: int) -> list[HeadActivity]:

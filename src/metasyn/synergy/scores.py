@@ -17,30 +17,81 @@ from metasyn.synergy.heads import (
 )
 from metasyn.synergy.phiid import phiid_all_pairs
 
+# phiid_all_pairs' invalid-pair table with no rows, for when no prompt needs decomposing.
+_NO_INVALID_PAIRS = pd.DataFrame({
+    "prompt": np.array([], dtype=np.int64),
+    "source": np.array([], dtype=np.int64),
+    "target": np.array([], dtype=np.int64),
+    "reason": np.array([], dtype=object),
+})  # fmt: skip
+
 
 def phiid_matrices(
     activity: Sequence[HeadActivity],
     tau: int,
     redundancy: str,
     device: str | torch.device,
+    steps: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Synergy and redundancy ``(prompts, heads, heads)`` of all head pairs, and the undefined pairs."""
-    series = torch.stack([record.head_output_norms.flatten(0, 1) for record in activity])
-    with tqdm(desc="PhiID", unit="chunk") as bar:
+    """Synergy and redundancy ``(prompts, heads, heads)`` of all head pairs, and the undefined pairs.
 
-        def advance(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    ``steps``: per prompt, how many of its first generation steps to use (all when None). Prompts of one length
+    are decomposed together; ``invalid_pairs["prompt"]`` indexes ``activity``.
+    """
+    lengths = [record.head_output_norms.shape[-1] for record in activity] if steps is None else list(steps)
+    if len(lengths) != len(activity):
+        raise ValueError(f"Got {len(lengths)} step counts for {len(activity)} prompts' activity.")
+    heads = activity[0].head_output_norms[..., 0].numel()
+    atoms = {name: np.full((len(activity), heads, heads), np.nan) for name in ("sts", "rtr")}
+    invalid = []
+    for length in sorted(set(lengths)):
+        members = np.flatnonzero(np.asarray(lengths) == length)
+        series = torch.stack([activity[index].head_output_norms[..., :length].flatten(0, 1) for index in members])
+        with tqdm(desc=f"PhiID, {length} steps", unit="chunk") as bar:
 
-        result = phiid_all_pairs(
-            series,
-            tau=tau,
-            redundancy=redundancy,
-            atoms=("sts", "rtr"),
-            device=device,
-            progress=advance,
-        )
-    return result.atoms["sts"], result.atoms["rtr"], result.invalid_pairs
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result = phiid_all_pairs(
+                series,
+                tau=tau,
+                redundancy=redundancy,
+                atoms=tuple(atoms),
+                device=device,
+                progress=advance,
+            )
+        for name, values in atoms.items():
+            values[members] = result.atoms[name]
+        invalid.append(result.invalid_pairs.assign(prompt=members[result.invalid_pairs["prompt"].to_numpy()]))
+    invalid_pairs = pd.concat(invalid).sort_values(["prompt", "source", "target"], kind="stable")
+    return atoms["sts"], atoms["rtr"], invalid_pairs.reset_index(drop=True)
+
+
+def phiid_matrices_before_end(
+    activity: Sequence[HeadActivity],
+    ends: pd.DataFrame,
+    full_synergy: np.ndarray,
+    full_redundancy: np.ndarray,
+    tau: int,
+    redundancy: str,
+    device: str | torch.device,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """``phiid_matrices`` on each prompt's first ``ends["steps_used"]`` steps; NaN where not ``ends["analysed"]``.
+
+    A prompt that keeps every recorded step reuses its full matrices (``full_*``, ``(prompts, heads, heads)``).
+    """
+    recorded = np.array([record.head_output_norms.shape[-1] for record in activity])
+    steps_used, analysed = ends["steps_used"].to_numpy(), ends["analysed"].to_numpy(bool)
+    synergy, redundancy_matrices = np.array(full_synergy, dtype=float), np.array(full_redundancy, dtype=float)
+    synergy[~analysed] = redundancy_matrices[~analysed] = np.nan
+    truncated = np.flatnonzero(analysed & (steps_used < recorded))
+    if not len(truncated):
+        return synergy, redundancy_matrices, _NO_INVALID_PAIRS.copy()
+    synergy[truncated], redundancy_matrices[truncated], invalid_pairs = phiid_matrices(
+        [activity[index] for index in truncated], tau, redundancy, device, steps_used[truncated]
+    )
+    return synergy, redundancy_matrices, invalid_pairs.assign(prompt=truncated[invalid_pairs["prompt"].to_numpy()])
 
 
 def degenerate_heads(

@@ -13,11 +13,14 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from metasyn import synergy
 from metasyn.synergy import activity as synergy_activity
 from tests.conftest import copy_project, declared_variants, tiny_llama_config
 
-# conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps; the tiny model has 2 layers x 4 heads.
-PROMPTS, STEPS, LAYERS, HEADS = 6, 8, 2, 4
+# conf/smoke/parameters_synergy.yml: 1 prompt per category, 8 steps, truncated to 7; ablation at 0, 0.5, 1 with
+# 2 random orders. The tiny model has 2 layers x 4 heads of 16 dimensions.
+PROMPTS, STEPS, TRUNCATED_STEPS, LAYERS, HEADS, HEAD_DIM = 6, 8, 7, 2, 4, 16
+ABLATION_ROWS = 4 * 3 * PROMPTS  # (synergistic, redundant, 2 random orders) x fractions x prompts
 HEAD_SCORE_COLUMNS = [
     "head_index", "layer", "head", "synergy", "synergy_rank", "redundancy", "redundancy_rank", "syn_red_score"
 ]  # fmt: skip
@@ -57,7 +60,7 @@ def check_outputs(project: Path) -> None:
         activity = load_file(partitions[0])
         assert activity["head_output_norms"].shape == (LAYERS, HEADS, STEPS)
         assert activity["completion_token_ids"].shape == (STEPS,)
-        for atom in ("phiid_synergy", "phiid_redundancy"):
+        for atom in ("phiid_synergy", "phiid_redundancy", "phiid_synergy_truncated", "phiid_redundancy_truncated"):
             matrices = load_file(output / f"{atom}.safetensors")
             assert matrices["per_prompt"].shape == (PROMPTS, LAYERS * HEADS, LAYERS * HEADS)
             assert matrices["mean"].shape == (LAYERS * HEADS, LAYERS * HEADS)
@@ -69,6 +72,9 @@ def check_outputs(project: Path) -> None:
         assert list(pd.read_parquet(output / "degenerate_heads.parquet").columns) == [
             "prompt_id", "head_index", "layer", "head", "reason"
         ]  # fmt: skip
+        ends = pd.read_parquet(output / "natural_ends.parquet")
+        assert list(ends.columns) == ["prompt_id", "category", "natural_end", "steps_used", "analysed"]
+        assert len(ends) == PROMPTS and (ends["steps_used"] <= TRUNCATED_STEPS).all()
         reporting = project / "data" / "08_reporting" / "synergy" / model
         measures = json.loads((reporting / "graph_measures.json").read_text())
         assert set(measures) == {
@@ -79,11 +85,18 @@ def check_outputs(project: Path) -> None:
         ablated = model in declared_variants().evaluated_models
         assert (output / "ablation_curves.parquet").exists() == ablated
         assert (reporting / "ablation_curves.png").exists() == ablated
+        # The noise scale comes from the base model alone, for every ablated model.
+        assert (output / "head_output_spread.safetensors").exists() == (model == "base")
         if ablated:
+            divergences = pd.read_parquet(output / "ablation_divergences.parquet")
+            assert list(divergences.columns) == synergy.DIVERGENCE_COLUMNS and len(divergences) == ABLATION_ROWS
             curves = pd.read_parquet(output / "ablation_curves.parquet")
+            pd.testing.assert_frame_equal(curves, synergy.ablation_curves(divergences))
             assert set(curves["order"]) == {"synergistic_first", "redundant_first", "random"}
             assert (curves.loc[curves["fraction"] == 0, "divergence"] == 0).all()
             assert (curves.loc[curves["fraction"] == 1, "divergence"] > 0).all()
+    spread = load_file(project / "data" / "07_model_output" / "synergy" / "base" / "head_output_spread.safetensors")
+    assert spread["sd"].shape == (LAYERS, HEADS, HEAD_DIM) and int(spread["positions"]) == PROMPTS * STEPS
 
 
 @pytest.mark.slow

@@ -83,6 +83,48 @@ def compute_phiid(
     )
 
 
+def compute_phiid_before_natural_end(
+    head_activity: dict[str, Callable[[], Tensors]],
+    prompt_set: pd.DataFrame,
+    phiid_synergy: Tensors,
+    phiid_redundancy: Tensors,
+    phiid: dict,
+    truncation: dict,
+) -> tuple[Tensors, Tensors, pd.DataFrame]:
+    """PhiID per prompt on its steps before the natural end (at most ``truncation.steps``), and those ends."""
+    synergy.check_truncation_settings(truncation, phiid["tau"])
+    activity = synergy.load_activity(head_activity, prompt_set["id"])
+    layers, heads_per_layer, _ = activity[0].head_output_norms.shape
+    ends = synergy.natural_ends(prompt_set, activity, truncation["steps"], truncation["min_steps"])
+    logger.info(
+        "PhiID before the natural end: %d of %d prompts analysed (median %d steps), %d with too few steps.",
+        ends["analysed"].sum(),
+        len(ends),
+        ends["steps_used"].median(),
+        (~ends["analysed"]).sum(),
+    )
+    synergy_matrices, redundancy_matrices, invalid_pairs = synergy.phiid_matrices_before_end(
+        activity,
+        ends,
+        phiid_synergy["per_prompt"].numpy(),
+        phiid_redundancy["per_prompt"].numpy(),
+        phiid["tau"],
+        phiid["redundancy"],
+        resolve_device(phiid["device"]),
+    )
+    if len(invalid_pairs):
+        logger.warning(
+            "PhiID before the natural end undefined for %d head pairs (%s).",
+            len(invalid_pairs),
+            invalid_pairs["reason"].value_counts().to_dict(),
+        )
+    return (
+        _matrix_tensors(synergy_matrices, layers, heads_per_layer),
+        _matrix_tensors(redundancy_matrices, layers, heads_per_layer),
+        ends,
+    )
+
+
 def score_heads(phiid_synergy: Tensors, phiid_redundancy: Tensors) -> pd.DataFrame:
     """Per-head synergy, redundancy, ranks and syn-red score from the prompt-mean matrices."""
     heads_per_layer = synergy.heads_per_layer(phiid_synergy["head"])
@@ -105,20 +147,43 @@ def measure_networks(phiid_synergy: Tensors, phiid_redundancy: Tensors, head_sco
     }
 
 
+def estimate_head_output_spread(
+    model: LanguageModel, head_activity: dict[str, Callable[[], Tensors]], prompt_set: pd.DataFrame, ablation: dict
+) -> Tensors:
+    """Per head and dimension, the SD of the model's head outputs over its recorded steps (the noise scale)."""
+    synergy.check_ablation_settings(ablation)
+    activity = synergy.load_activity(head_activity, prompt_set["id"])
+    return synergy.head_output_spread(model.model, activity, ablation["batch_size"], model.tokenizer.pad_token_id)
+
+
 def ablate_heads_cumulatively(
     model: LanguageModel,
     head_activity: dict[str, Callable[[], Tensors]],
     prompt_set: pd.DataFrame,
     head_scores: pd.DataFrame,
+    head_output_spread: Tensors,
     ablation: dict,
 ) -> pd.DataFrame:
-    """Behaviour divergence as heads are removed in syn-red order, reverse order and random orders."""
+    """Per-prompt behaviour divergence as heads are removed in syn-red order, reverse order and random orders."""
+    noise = synergy.ablation_noise(ablation, head_output_spread)
     fractions = synergy.ablation_fractions(ablation["fraction_step"])
     orders = synergy.ablation_orders(head_scores, ablation["random_orders"], ablation["seed"])
     activity = synergy.load_activity(head_activity, prompt_set["id"])
-    return synergy.ablation_curves(
-        model.model, activity, orders, fractions, ablation["batch_size"], model.tokenizer.pad_token_id
+    return synergy.ablation_divergences(
+        model.model,
+        activity,
+        prompt_set["id"],
+        orders,
+        fractions,
+        ablation["batch_size"],
+        model.tokenizer.pad_token_id,
+        noise,
     )
+
+
+def summarize_ablation_curves(ablation_divergences: pd.DataFrame) -> pd.DataFrame:
+    """Per order and fraction: the divergence averaged over prompts, then mean and SD over random orders."""
+    return synergy.ablation_curves(ablation_divergences)
 
 
 def plot_phiid_matrices(phiid_synergy: Tensors, phiid_redundancy: Tensors) -> Figure:

@@ -1,14 +1,18 @@
 """synergy pipeline: one modular pipeline per measured model (namespace = model name, input ``<model>.model``).
 
 The untrained baselines (``variants.baselines``) go through activity, PhiID and scores only, as in the paper:
-they are the reference for the layer profile, and ablating an untrained model measures nothing.
+they are the reference for the layer profile, and ablating an untrained model measures nothing. The noise that
+deactivates heads is scaled to the base model's head outputs (``base.head_output_spread``, estimated once in
+the base namespace) for every ablated model; ``metasyn.synergy.ablation`` says why.
 """
 
 from kedro.pipeline import Pipeline, node, pipeline
 
 from metasyn.pipelines import GPU_TAG, per_model
 from metasyn.pipelines.synergy import nodes
-from metasyn.pipelines.variants import Variants
+from metasyn.pipelines.variants import BASE, Variants
+
+BASE_HEAD_OUTPUT_SPREAD = f"{BASE}.head_output_spread"
 
 
 def measurement_pipeline() -> Pipeline:
@@ -33,6 +37,19 @@ def measurement_pipeline() -> Pipeline:
                 inputs=["head_activity", "synergy_prompt_set", "params:synergy.phiid"],
                 outputs=["phiid_synergy", "phiid_redundancy", "degenerate_heads"],
                 name="compute_phiid",
+            ),
+            node(
+                func=nodes.compute_phiid_before_natural_end,
+                inputs=[
+                    "head_activity",
+                    "synergy_prompt_set",
+                    "phiid_synergy",
+                    "phiid_redundancy",
+                    "params:synergy.phiid",
+                    "params:synergy.truncation",
+                ],
+                outputs=["phiid_synergy_truncated", "phiid_redundancy_truncated", "natural_ends"],
+                name="compute_phiid_before_natural_end",
             ),
             node(
                 func=nodes.score_heads,
@@ -71,16 +88,44 @@ def measurement_pipeline() -> Pipeline:
     )
 
 
+def head_output_spread_pipeline() -> Pipeline:
+    """The spread of the model's head outputs, which scales the ablation noise (instantiated for the base model)."""
+    return pipeline(
+        [
+            node(
+                func=nodes.estimate_head_output_spread,
+                inputs=["model", "head_activity", "synergy_prompt_set", "params:synergy.ablation"],
+                outputs="head_output_spread",
+                name="estimate_head_output_spread",
+                tags=[GPU_TAG],
+            )
+        ]
+    )
+
+
 def ablation_pipeline() -> Pipeline:
     """Cumulative head ablation in score order, reverse order and random orders, for one model."""
     return pipeline(
         [
             node(
                 func=nodes.ablate_heads_cumulatively,
-                inputs=["model", "head_activity", "synergy_prompt_set", "head_scores", "params:synergy.ablation"],
-                outputs="ablation_curves",
+                inputs=[
+                    "model",
+                    "head_activity",
+                    "synergy_prompt_set",
+                    "head_scores",
+                    BASE_HEAD_OUTPUT_SPREAD,
+                    "params:synergy.ablation",
+                ],
+                outputs="ablation_divergences",
                 name="ablate_heads_cumulatively",
                 tags=[GPU_TAG],
+            ),
+            node(
+                func=nodes.summarize_ablation_curves,
+                inputs="ablation_divergences",
+                outputs="ablation_curves",
+                name="summarize_ablation_curves",
             ),
             node(
                 func=nodes.plot_ablation_curves,
@@ -104,9 +149,14 @@ def create_pipeline(variants: Variants) -> Pipeline:
             )
         ]
     )
-    ablated = set(variants.evaluated_models)
 
-    def template_for(model: str) -> Pipeline:
-        return measurement_pipeline() + ablation_pipeline() if model in ablated else measurement_pipeline()
+    def ablated_template(model: str) -> Pipeline:
+        template = measurement_pipeline() + ablation_pipeline()
+        return template + head_output_spread_pipeline() if model == BASE else template
 
-    return prompt_selection + per_model(template_for, variants.synergy_models, shared_inputs={"synergy_prompt_set"})
+    # Two instantiations: Kedro refuses a shared input that a template does not read, and baselines read no spread.
+    ablated = per_model(
+        ablated_template, variants.evaluated_models, shared_inputs={"synergy_prompt_set", BASE_HEAD_OUTPUT_SPREAD}
+    )
+    baselines = per_model(lambda _: measurement_pipeline(), variants.baselines, shared_inputs={"synergy_prompt_set"})
+    return prompt_selection + ablated + baselines
