@@ -30,7 +30,14 @@ SETTINGS = {
     "band_name": "Mid-layer",
     "verdict": {
         "alpha": 0.05,
-        "max_interval_width": {"peak_shift": 0.25, "band_contrast": 0.2, "ece": 0.1, "auroc": 0.2, "brier": 0.1},
+        "max_interval_width": {
+            "peak_shift": 0.25,
+            "band_contrast": 0.2,
+            "ece": 0.1,
+            "auroc": 0.2,
+            "brier": 0.1,
+            "ablation_area": 0.2,
+        },
     },
 }
 
@@ -223,3 +230,30 @@ def test_training_seeds_are_set_beside_every_change():
         "(n = 40), metacog_seed1 -0.050 [-0.250, -0.150] (n = 40) (range 0.150)" in text  # fmt: skip
     assert "Between training seeds: **metacog_seed1 vs metacog** (n = 12 prompts)" in text
     assert "permutation p = 0.600" in text
+
+
+def test_ablation_and_end_of_sequence_sentences_join_their_comparison():
+    synergy_tables = _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2))
+    ablation = pd.DataFrame([
+        {"comparison": "metacog vs base", "statistic": "ablation_area_synergistic_first_change", "estimate": 0.3,
+         "ci_low": 0.1, "ci_high": 0.5, "n_prompts": 12, "note": ""},
+        {"comparison": "metacog vs base", "statistic": "ablation_area_redundant_first_change", "estimate": 0.0,
+         "ci_low": -0.4, "ci_high": 0.4, "n_prompts": 12, "note": ""},
+    ])  # fmt: skip
+    sensitivity = pd.DataFrame([
+        {"subject": "metacog vs base", "statistic": "l2_distance", "full_estimate": 0.1, "full_ci_low": 0.05,
+         "full_ci_high": 0.15, "full_p_value": 0.01, "truncated_estimate": 0.08, "truncated_ci_low": 0.0,
+         "truncated_ci_high": 0.2, "truncated_p_value": 0.2, "n_prompts_truncated": 7},
+        {"subject": "metacog vs base", "statistic": "peak_shift", "full_estimate": 0.3, "full_ci_low": 0.2,
+         "full_ci_high": 0.4, "full_p_value": float("nan"), "truncated_estimate": 0.1, "truncated_ci_low": -0.3,
+         "truncated_ci_high": 0.5, "truncated_p_value": float("nan"), "n_prompts_truncated": 7},
+    ])  # fmt: skip
+    text = verdict(_calibration(0.1, (-0.25, -0.15)), *synergy_tables, ["metacog"], SETTINGS, "forced", None,
+                   ablation, sensitivity)  # fmt: skip
+    assert "synergistic-first 0.300 [0.100, 0.500] (n = 12 prompts): a change" in text
+    assert "redundant-first 0.000 [-0.400, 0.400] (n = 12 prompts): inconclusive at this size" in text
+    assert ("On the steps before each prompt's natural end (n = 7 prompts long enough): shape distance p = 0.200 "
+            "(full length 0.010), peak-depth shift 0.100 [-0.300, 0.500] (full length 0.300).") in text  # fmt: skip
+    # Only the comparison they belong to carries them.
+    control = next(line for line in text.split("\n\n") if line.startswith("**metacog vs control_shuffled**"))
+    assert "Ablation area" not in control and "natural end" not in control

@@ -390,3 +390,35 @@ def test_an_undefined_profile_has_no_p_value_instead_of_the_smallest_one():
     tied = matrices(level, level, noise=0.0)
     result = shape_test(tied, tied, n_resamples=10, n_permutations=10)
     assert np.isnan(result["l2_distance"]["estimate"]) and np.isnan(result["p_value"])
+
+
+def test_end_of_sequence_sensitivity_reproduces_full_length_when_nothing_is_cut(model_a):
+    moved = matrices(*levels(0.8), seed=2)
+    per_prompt = {"base": model_a, "metacog": moved}
+    shapes = shape.shape_change_table(per_prompt, HEADS_PER_LAYER, [("metacog", "base")], 30, 0)
+    model_shapes = shape.model_shape_table(per_prompt, {}, HEADS_PER_LAYER, 30, 0)
+    table = shape.end_of_sequence_sensitivity(shapes, model_shapes, per_prompt, HEADS_PER_LAYER,
+                                              [("metacog", "base")], 30, 0).set_index(["subject", "statistic"])  # fmt: skip
+    for key in [
+        ("metacog vs base", "l2_distance"),
+        ("metacog vs base", "peak_shift"),
+        ("base", "inverted_u_quadratic"),
+    ]:
+        row = table.loc[key]
+        assert row["truncated_estimate"] == pytest.approx(row["full_estimate"])
+        assert row["n_prompts_truncated"] == PROMPTS
+    # Prompts left with too few steps are NaN and drop out: the count says how many were analysed.
+    cut = {model: tuple(np.where(np.arange(PROMPTS)[:, None, None] < 10, m, np.nan) for m in mats)
+           for model, mats in per_prompt.items()}  # fmt: skip
+    table = shape.end_of_sequence_sensitivity(shapes, model_shapes, cut, HEADS_PER_LAYER, [("metacog", "base")], 30, 0)
+    assert (table["n_prompts_truncated"] == 10).all()
+    assert table.set_index("statistic").loc["l2_distance", "truncated_p_value"] < 0.05  # the moved peak, still found
+
+
+def test_natural_end_summary_counts_ended_prompts_per_category():
+    ends = pd.DataFrame({"prompt_id": ["a", "b", "c"], "category": ["x", "x", "y"],
+                         "natural_end": pd.array([10, None, 30], dtype="Int64"), "steps_used": [10, 40, 30],
+                         "analysed": [False, True, True]})  # fmt: skip
+    table = shape.natural_end_summary({"base": ends}).set_index("category")
+    assert table.loc["x", "ended_share"] == 0.5 and table.loc["x", "median_natural_end"] == 10
+    assert table.loc["all", "prompts"] == 3 and table.loc["all", "analysed_share"] == pytest.approx(2 / 3)

@@ -129,6 +129,39 @@ def synergy_sentence(
     )
 
 
+def ablation_sentence(ablation_changes: pd.DataFrame, comparison: str, max_width: float) -> str:
+    """The paired change of both ablation areas for one ``model vs reference``; '' if it was not ablated."""
+    rows = ablation_changes[ablation_changes["comparison"] == comparison]
+    parts = [
+        f"{row.statistic.removeprefix('ablation_area_').removesuffix('_change').replace('_', '-')} "
+        f"{_number(row.estimate)} {_interval(row.ci_low, row.ci_high)} (n = {int(row.n_prompts)} prompts): "
+        f"{judgement(_excludes_zero(row.ci_low, row.ci_high), row.ci_low, row.ci_high, max_width)}"
+        for row in rows.itertuples()
+    ]
+    if not parts:
+        return ""
+    return (
+        "Ablation area change (order minus the random orders' mean, per unit fraction, paired over prompts): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def end_of_sequence_sentence(sensitivity: pd.DataFrame, comparison: str) -> str:
+    """The shape test of one comparison on the steps before each prompt's natural end, beside full length."""
+    rows = sensitivity[sensitivity["subject"] == comparison].set_index("statistic")
+    if not {"l2_distance", "peak_shift"} <= set(rows.index):
+        return ""
+    distance, peak = rows.loc["l2_distance"], rows.loc["peak_shift"]
+    return (
+        f"On the steps before each prompt's natural end (n = {int(distance['n_prompts_truncated'])} prompts long "
+        f"enough): shape distance p = {_number(distance['truncated_p_value'])} (full length "
+        f"{_number(distance['full_p_value'])}), peak-depth shift {_number(peak['truncated_estimate'])} "
+        f"{_interval(peak['truncated_ci_low'], peak['truncated_ci_high'])} (full length "
+        f"{_number(peak['full_estimate'])})."
+    )
+
+
 def ranking_sentence(rankings: pd.DataFrame, model_shapes: pd.DataFrame, variant: str) -> str:
     """A variant's head-ranking correlation with base, beside both models' split-half noise floors."""
     row = rankings[rankings["variant"] == variant].iloc[0]
@@ -201,28 +234,47 @@ def verdict(
     settings: Mapping,
     calibration_method: str,
     replicates: Mapping[str, Sequence[str]] | None = None,
+    ablation_changes: pd.DataFrame | None = None,
+    sensitivity: pd.DataFrame | None = None,
 ) -> str:
     """Plain-language answer to the research question, computed from the statistics.
 
     ``variants`` are the first replicates; ``replicates`` maps each to all its training-seed namespaces,
-    whose differences from the first are the between-seed reference for every change.
+    whose differences from the first are the between-seed reference for every change. ``ablation_changes``
+    (``shape.ablation_area_changes``) and ``sensitivity`` (``shape.end_of_sequence_sensitivity``) add their
+    sentences to each comparison they cover.
     """
     thresholds = settings["verdict"]
     replicates = replicates or {}
+    no_rows = pd.DataFrame(columns=["comparison", "subject", "statistic"])
+    ablation_changes = no_rows if ablation_changes is None else ablation_changes
+    sensitivity = no_rows if sensitivity is None else sensitivity
     lines = []
 
     def synergy_lines(model: str) -> list[str]:
-        return [
-            synergy_sentence(
-                f"{model} vs {change.reference}",
-                shape_changes,
-                band_changes.loc[change.Index],
-                layer_changes,
-                thresholds,
-                settings["band_name"],
+        sentences = []
+        for change in band_changes[band_changes["variant"] == model].itertuples():
+            comparison = f"{model} vs {change.reference}"
+            extra = [
+                ablation_sentence(ablation_changes, comparison, thresholds["max_interval_width"]["ablation_area"]),
+                end_of_sequence_sentence(sensitivity, comparison),
+            ]
+            sentences.append(
+                " ".join(
+                    [
+                        synergy_sentence(
+                            comparison,
+                            shape_changes,
+                            band_changes.loc[change.Index],
+                            layer_changes,
+                            thresholds,
+                            settings["band_name"],
+                        ),
+                        *(sentence for sentence in extra if sentence),
+                    ]
+                )
             )
-            for change in band_changes[band_changes["variant"] == model].itertuples()
-        ]
+        return sentences
 
     for variant in variants:
         lines.append(calibration_sentence(calibration, variant, calibration_method, thresholds))
@@ -240,6 +292,15 @@ def verdict(
             "interval over prompt resamples)",
         )
     )
+    if (model_shapes["statistic"] == "ablation_area_synergistic_first").any():
+        lines.append(
+            model_shape_sentence(
+                model_shapes,
+                "ablation_area_synergistic_first",
+                "Ablation area, synergistic-first (> 0: removing the most synergistic heads first hurts more than "
+                "removing heads at random; 95% interval over prompts and random orders)",
+            )
+        )
     return "\n\n".join(lines)
 
 
@@ -310,6 +371,9 @@ def render_report(
     figures: Mapping[str, str],
     alpha: float,
     run_records: Sequence[Mapping] = (),
+    ablation_changes: pd.DataFrame | None = None,
+    sensitivity: pd.DataFrame | None = None,
+    natural_ends: pd.DataFrame | None = None,
 ) -> str:
     """The whole report as Markdown; ``models`` describes each loaded model (one row per model name);
     ``size_note`` (``size_label``) opens it when the run is below the study's sizes; ``figures`` maps a caption
@@ -357,6 +421,27 @@ def render_report(
         "split-half reliability of the head ranking (Spearman-Brown; the ceiling for any ranking correlation "
         "above) and the ablation area (order minus mean random order, per unit fraction).",
         _markdown_table(model_shapes),
+        *(
+            [
+                "## Synergy: ablation area changes (paired over prompts and random orders)",
+                _markdown_table(ablation_changes),
+            ]
+            if ablation_changes is not None
+            else []
+        ),
+        *(
+            [
+                "## Synergy: end-of-sequence sensitivity",
+                "Generation suppresses end-of-sequence, so most prompts run past the point where the model would "
+                "have stopped. How often and where it would have stopped, per model and prompt category:",
+                _markdown_table(natural_ends),
+                "The headline measures again on each prompt's steps before its natural end (prompts left with too "
+                "few steps dropped), beside the full-length values:",
+                _markdown_table(sensitivity),
+            ]
+            if sensitivity is not None and natural_ends is not None
+            else []
+        ),
         "## Provenance",
         "Run records: `data/08_reporting/runs/<run id>.json` (every parameter as resolved, package versions, "
         "device, each node's time).",

@@ -575,3 +575,68 @@ def ablation_area_changes(
                 "note": f"paired over prompts; {change['n_random_orders']} random orders resampled",
             })  # fmt: skip
     return pd.DataFrame(rows, columns=["comparison", "statistic", "estimate", "ci_low", "ci_high", "n_prompts", "note"])
+
+
+SENSITIVITY_COLUMNS = [
+    "subject", "statistic", "full_estimate", "full_ci_low", "full_ci_high", "full_p_value",
+    "truncated_estimate", "truncated_ci_low", "truncated_ci_high", "truncated_p_value", "n_prompts_truncated",
+]  # fmt: skip
+
+
+def end_of_sequence_sensitivity(
+    shape_changes: pd.DataFrame,
+    model_shapes: pd.DataFrame,
+    truncated: Mapping[str, Matrices],
+    heads_per_layer: int,
+    pairs: Sequence[tuple[str, str]],
+    n_resamples: int,
+    seed: int,
+) -> pd.DataFrame:
+    """The headline shape measures on full-length activity beside the same on each prompt's steps before its
+    natural end: each pair's distance (with p) and peak shift, each model's inverted U.
+
+    ``truncated`` holds the per-prompt matrices of the truncated PhiID, NaN for a prompt left with too few
+    steps (those prompts drop out of every mean).
+    """
+    rows = []
+
+    def analysed(matrices: Matrices) -> int:
+        return int(np.isfinite(matrices[0]).any(axis=(1, 2)).sum())
+
+    full = shape_changes.set_index(["comparison", "statistic"])
+    for model, reference in pairs:
+        comparison = f"{model} vs {reference}"
+        result = profile_shape_test(truncated[reference], truncated[model], heads_per_layer, n_resamples, seed)
+        n = min(analysed(truncated[model]), analysed(truncated[reference]))
+        for statistic in ("l2_distance", "peak_shift"):
+            before = full.loc[(comparison, statistic)]
+            distance = statistic == "l2_distance"
+            rows.append([
+                comparison, statistic, before["estimate"], before["ci_low"], before["ci_high"], before["p_value"],
+                result[statistic]["estimate"], result[statistic]["ci_low"], result[statistic]["ci_high"],
+                result["p_value"] if distance else math.nan, n,
+            ])  # fmt: skip
+    bends = model_shapes[model_shapes["statistic"] == "inverted_u_quadratic"].set_index("model")
+    for model, matrices in truncated.items():
+        bend = inverted_u(*matrices, heads_per_layer, n_resamples, seed)["quadratic"]
+        before = bends.loc[model]
+        rows.append([
+            model, "inverted_u_quadratic", before["estimate"], before["ci_low"], before["ci_high"], math.nan,
+            bend["estimate"], bend["ci_low"], bend["ci_high"], math.nan, analysed(matrices),
+        ])  # fmt: skip
+    return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
+
+
+def natural_end_summary(natural_ends: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per model and prompt category: prompts, share that chose end-of-sequence, median end step, share analysed."""
+    rows = []
+    for model, table in natural_ends.items():
+        for category, group in [*table.groupby("category", sort=True), ("all", table)]:
+            ends = group["natural_end"].dropna().astype(float)
+            rows.append({
+                "model": model, "category": category, "prompts": len(group),
+                "ended_share": float(group["natural_end"].notna().mean()),
+                "median_natural_end": float(ends.median()) if len(ends) else math.nan,
+                "analysed_share": float(group["analysed"].mean()),
+            })  # fmt: skip
+    return pd.DataFrame(rows)

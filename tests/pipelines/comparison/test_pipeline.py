@@ -26,12 +26,13 @@ from metasyn.metacognition import evaluation
 from metasyn.pipelines.comparison import create_pipeline
 from metasyn.pipelines.variants import Variants
 from metasyn.settings import CONFIG_LOADER_ARGS
-from metasyn.synergy import head_scores, layer_profile, nanmean
+from metasyn.synergy import ablation_curves, head_scores, layer_profile, nanmean
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 LAYERS, HEADS_PER_LAYER, PROMPTS, QUESTIONS = 6, 3, 24, 120
 HEADS = LAYERS * HEADS_PER_LAYER
 MIDDLE_HEADS = slice(2 * HEADS_PER_LAYER, 4 * HEADS_PER_LAYER)
+_FIRST_HALF = (np.arange(PROMPTS) < PROMPTS // 2)[:, None, None]
 VARIANTS = Variants.from_parameters(
     {
         "variants": {
@@ -71,16 +72,43 @@ def _synergy_inputs(model: str, synergy: np.ndarray, redundancy: np.ndarray) -> 
         f"{model}.head_scores": scores,
         f"{model}.layer_profile": layer_profile(scores),
         f"{model}.model_description": {"name_or_path": f"synthetic/{model}", "layers_x_heads": f"{LAYERS}x3"},
-    }
+        # Every prompt "ended" after its first half: the truncated PhiID is the same activity's first 12 prompts.
+        f"{model}.phiid_synergy_truncated": tensors(np.where(_FIRST_HALF, synergy, np.nan)),
+        f"{model}.phiid_redundancy_truncated": tensors(np.where(_FIRST_HALF, redundancy, np.nan)),
+        f"{model}.natural_ends": pd.DataFrame({
+            "prompt_id": [f"p{k:02d}" for k in range(PROMPTS)], "category": ["facts", "code"] * (PROMPTS // 2),
+            "natural_end": pd.array([30] * (PROMPTS // 2) + [None] * (PROMPTS // 2), dtype="Int64"),
+            "steps_used": 30, "analysed": _FIRST_HALF[:, 0, 0],
+        }),
+    }  # fmt: skip
 
 
-def _ablation_curves() -> pd.DataFrame:
-    rows = [(order, fraction, divergence) for order, values in
-            {"synergistic_first": [0, 2, 3], "redundant_first": [0, 0.5, 3], "random": [0, 1, 3]}.items()
-            for fraction, divergence in zip([0.0, 0.5, 1.0], values)]  # fmt: skip
-    return pd.DataFrame(rows, columns=["order", "fraction", "divergence"]).assign(
-        heads_removed=lambda t: (t["fraction"] * HEADS).astype(int), divergence_sd=np.nan, repeats=1
-    )
+def _ablation_divergences(rng: np.random.Generator, synergistic_gap: float) -> pd.DataFrame:
+    """Per prompt: two random orders rising to 3 nats, synergistic-first ``synergistic_gap`` above their mean
+    at the half-way fraction, redundant-first 0.5 below it."""
+    rows = []
+    for prompt in range(PROMPTS):
+        randoms = [np.array([0.0, 1.0, 3.0]) + rng.normal(0.0, 0.05, 3) * [0, 1, 0] for _ in range(2)]
+        mean = np.mean(randoms, axis=0)
+        curves = [
+            ("random", 0, randoms[0]),
+            ("random", 1, randoms[1]),
+            ("synergistic_first", 0, mean + [0, synergistic_gap, 0]),
+            ("redundant_first", 0, mean - [0, 0.5, 0]),
+        ]
+        rows += [
+            {
+                "order": order,
+                "repeat": repeat,
+                "fraction": fraction,
+                "heads_removed": int(fraction * HEADS),
+                "prompt_id": f"p{prompt:02d}",
+                "divergence": value,
+            }
+            for order, repeat, values in curves
+            for fraction, value in zip([0.0, 0.5, 1.0], values)
+        ]
+    return pd.DataFrame(rows)  # fmt: skip
 
 
 def _calibration_table() -> pd.DataFrame:
@@ -119,13 +147,16 @@ def comparison_run(tmp_path_factory) -> Path:
         # Redundancy falls where synergy rises: syn-red scores rise with depth, a ranking stable over prompts.
         inputs |= _synergy_inputs(model, _symmetric(rng, boost, structure), _symmetric(rng, 0.0, -structure))
     for model in VARIANTS.evaluated_models:
-        inputs[f"{model}.ablation_curves"] = _ablation_curves()
+        divergences = _ablation_divergences(rng, 1.0 if model.startswith("metacog") else 0.5)
+        inputs[f"{model}.ablation_divergences"] = divergences
+        inputs[f"{model}.ablation_curves"] = ablation_curves(divergences)
     inputs["calibration_metrics_table"] = _calibration_table()
 
     loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS, env="smoke")
     parameters = loader["parameters"]
     inputs["params:comparison"] = parameters["comparison"] | {"shape_resamples": 99, "bootstrap_resamples": 200}
     inputs["params:calibration.verdict_method"] = "forced"
+    inputs["params:synergy.ablation"] = parameters["synergy"]["ablation"]
     record = {"run_id": "run-1", "started": "2026-12-02T01:00:00+00:00", "git": {"commit": "abc123", "dirty": False},
               "environment": "smoke", "device": {"kind": "cpu", "names": ["Test CPU"]}, "python": "3.11",
               "packages": {"torch": "2.9"}, "nodes": [{"name": "base.compute_phiid", "seconds": 12.5},
@@ -178,4 +209,8 @@ def test_the_report_states_the_verdict_sizes_and_seed_spread(comparison_run):
     assert "Between training seeds: **metacog_seed1 vs metacog**" in text
     assert "random_init" in text and "paired t-test" not in text
     assert (comparison_run / "layer_profiles.png").stat().st_size > 0
+    assert "synergistic-first 0.250 [" in text  # metacog's gap 1.0 vs base's 0.5, area over the fraction range 1
+    assert "On the steps before each prompt's natural end (n = 12 prompts long enough)" in text
+    assert "| base | all | 24 | 0.500 | 30.000 | 0.500 |" in text  # natural ends: half the prompts, at step 30
+    assert "**head ablation**: `noise (scale 1.0 x the base model's head output SD)`" in text
     assert "- **code**: commit `abc123`" in text and "| base.compute_phiid | 12.50 | run-1 | 0.98 |" in text

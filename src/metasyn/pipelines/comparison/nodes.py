@@ -94,15 +94,44 @@ def test_profile_shapes(
 
 def measure_model_shapes(
     phiid: dict[str, tuple[np.ndarray, np.ndarray]],
-    ablation_curves: dict[str, pd.DataFrame],
+    ablation_divergences: dict[str, pd.DataFrame],
     head_scores: dict[str, pd.DataFrame],
     settings: dict,
 ) -> pd.DataFrame:
     """Per model: inverted-U strength, split-half reliability of the head ranking, ablation areas."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return shape.model_shape_table(
-        phiid, ablation_curves, heads_per_layer, settings["shape_resamples"], settings["seed"]
+        phiid, ablation_divergences, heads_per_layer, settings["shape_resamples"], settings["seed"]
     )
+
+
+def compare_ablation_areas(
+    ablation_divergences: dict[str, pd.DataFrame], settings: dict, variants: list[str], replicates: dict[str, list[str]]
+) -> pd.DataFrame:
+    """Ablation area change from base, the control and between seeds, paired over prompts."""
+    pairs = statistics.comparison_pairs(variants, settings["control"], replicates)
+    return shape.ablation_area_changes(ablation_divergences, pairs, settings["shape_resamples"], settings["seed"])
+
+
+def test_end_of_sequence_sensitivity(
+    shape_changes: pd.DataFrame,
+    model_shapes: pd.DataFrame,
+    truncated: dict[str, tuple[np.ndarray, np.ndarray]],
+    head_scores: dict[str, pd.DataFrame],
+    settings: dict,
+    variants: list[str],
+) -> pd.DataFrame:
+    """Headline shape measures on the steps before each prompt's natural end, beside the full-length ones."""
+    heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
+    pairs = statistics.comparison_pairs(variants, settings["control"])
+    return shape.end_of_sequence_sensitivity(
+        shape_changes, model_shapes, truncated, heads_per_layer, pairs, settings["shape_resamples"], settings["seed"]
+    )
+
+
+def summarize_natural_ends(natural_ends: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per model and prompt category: how often and when the model would have ended its generation."""
+    return shape.natural_end_summary(natural_ends)
 
 
 def join_calibration_and_synergy(calibration: pd.DataFrame, band_changes: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -157,6 +186,8 @@ def compose_verdict(
     layer_changes: pd.DataFrame,
     rankings: pd.DataFrame,
     model_shapes: pd.DataFrame,
+    ablation_changes: pd.DataFrame,
+    sensitivity: pd.DataFrame,
     settings: dict,
     calibration_method: str,
     variants: list[str],
@@ -174,6 +205,8 @@ def compose_verdict(
         settings,
         calibration_method,
         replicates,
+        ablation_changes,
+        sensitivity,
     )
 
 
@@ -187,6 +220,10 @@ def compose_report(
     band_changes: pd.DataFrame,
     layer_changes: pd.DataFrame,
     rankings: pd.DataFrame,
+    ablation_changes: pd.DataFrame,
+    sensitivity: pd.DataFrame,
+    natural_ends: pd.DataFrame,
+    ablation: dict,
     run_records: dict[str, Callable[[], dict]],
     variants: list[str],
     replicates: dict[str, list[str]],
@@ -201,6 +238,14 @@ def compose_report(
         "bootstrap resamples": settings["bootstrap_resamples"],
         "shape resamples and permutations": settings["shape_resamples"],
         "verdict thresholds": settings["verdict"],
+        "head ablation": (
+            f"{ablation['method']}"
+            + (
+                f" (scale {ablation['noise_scale']} x the base model's head output SD)"
+                if ablation["method"] == "noise"
+                else ""
+            )
+        ),
     }
     pooled = calibration[(calibration["domain"] == ALL_DOMAINS) & (calibration["model"] == "base")]
     size_note = report.size_label(
@@ -223,4 +268,7 @@ def compose_report(
         settings["figures"],
         settings["verdict"]["alpha"],
         [load() for load in run_records.values()],
+        ablation_changes,
+        sensitivity,
+        natural_ends,
     )
