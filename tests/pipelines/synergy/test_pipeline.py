@@ -139,3 +139,16 @@ def test_smoke_run(run_smoke):
     smoke_project = run_smoke("synergy")
     scores = pd.read_parquet(smoke_project / "data" / "07_model_output" / "synergy" / "base" / "head_scores.parquet")
     assert scores["syn_red_score"].notna().any()
+
+
+def test_a_namespaces_run_of_fine_tunes_needs_nothing_made_outside_them():
+    """`kedro run --pipelines synergy --namespaces metacog,...` reads only finished inputs: models and base's spread."""
+    from metasyn.pipelines.synergy import create_pipeline
+
+    variants = declared_variants()
+    fine_tunes = variants.finetuned_names
+    selected = create_pipeline(variants).only_nodes_with_namespaces(fine_tunes)
+    made_elsewhere = {name for name in selected.inputs() if not name.startswith("params:")}
+    assert made_elsewhere == {"synergy_prompts", "base.head_output_spread"} | {f"{m}.model" for m in fine_tunes} | {
+        f"{m}.head_activity_saved" for m in fine_tunes
+    }

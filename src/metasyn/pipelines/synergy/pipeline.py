@@ -137,9 +137,9 @@ def ablation_pipeline() -> Pipeline:
     )
 
 
-def create_pipeline(variants: Variants) -> Pipeline:
-    """The shared prompt set, then every model in ``variants.synergy_models`` in its own namespace."""
-    prompt_selection = pipeline(
+def prompt_selection_pipeline() -> Pipeline:
+    """The prompt set, selected inside each model's namespace so that ``--namespaces`` runs stand alone."""
+    return pipeline(
         [
             node(
                 func=nodes.select_synergy_prompts,
@@ -150,13 +150,21 @@ def create_pipeline(variants: Variants) -> Pipeline:
         ]
     )
 
+
+def create_pipeline(variants: Variants) -> Pipeline:
+    """Every model in ``variants.synergy_models`` in its own namespace, each selecting the same prompt set."""
+
     def ablated_template(model: str) -> Pipeline:
-        template = measurement_pipeline() + ablation_pipeline()
+        template = prompt_selection_pipeline() + measurement_pipeline() + ablation_pipeline()
         return template + head_output_spread_pipeline() if model == BASE else template
 
     # Two instantiations: Kedro refuses a shared input that a template does not read, and baselines read no spread.
     ablated = per_model(
-        ablated_template, variants.evaluated_models, shared_inputs={"synergy_prompt_set", BASE_HEAD_OUTPUT_SPREAD}
+        ablated_template, variants.evaluated_models, shared_inputs={"synergy_prompts", BASE_HEAD_OUTPUT_SPREAD}
     )
-    baselines = per_model(lambda _: measurement_pipeline(), variants.baselines, shared_inputs={"synergy_prompt_set"})
-    return prompt_selection + ablated + baselines
+    baselines = per_model(
+        lambda _: prompt_selection_pipeline() + measurement_pipeline(),
+        variants.baselines,
+        shared_inputs={"synergy_prompts"},
+    )
+    return ablated + baselines
