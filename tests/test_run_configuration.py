@@ -107,6 +107,7 @@ def test_slurm_run_stops_before_any_work_when_its_model_is_not_cached(project: P
     missing = pytest.raises(ModelNotFoundError, match=r"google/gemma-3-4b-it.*hf download google/gemma-3-4b-it")
     with KedroSession.create(project_path=project, env="slurm") as session, missing:
         session.run(pipeline_names=["synergy"], namespaces=["base"])
+    # Not even the run record: a run refused by the checks never started.
     assert not any((project / "data").rglob("*.*")), "nothing may be written before the model check"
 
 
@@ -140,7 +141,7 @@ def test_a_runtime_params_variant_list_reaches_pipelines_and_nodes(project: Path
         synergy_models = {node.namespace.split(".")[0] for node in pipelines["synergy"].nodes if node.namespace}
         report = next(node for node in pipelines["comparison"].nodes if node.name.endswith("compose_report"))
     assert synergy_models == {"base", "metacog"}
-    assert report.func.keywords == {"variants": ["metacog"], "baselines": []}
+    assert report.func.keywords == {"variants": ["metacog"], "replicates": {"metacog": ["metacog"]}, "baselines": []}
     assert not any(name.startswith("random_init.") for name in pipelines["comparison"].inputs())
 
 

@@ -16,7 +16,8 @@ def _package_file(name: str) -> str:
 
 
 CONTEXT_CLASS = ProjectContext
-HOOKS = (CheckInputsHook(), CheckModelsHook(), RunRecordHook())
+# pluggy calls the last registered first: the checks refuse a run before its record is written.
+HOOKS = (RunRecordHook(), CheckInputsHook(), CheckModelsHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
