@@ -7,7 +7,8 @@ starts and rewrites it after every node, so an interrupted run still leaves its 
 ``status``, ``error``, ``git`` (``commit``, ``dirty``), ``python``, ``packages`` (versions of the libraries
 the numbers depend on), ``environment`` (the Kedro config environment), ``pipeline`` and ``namespaces`` as
 asked for, ``device`` (CUDA device names, or the CPU model), ``parameters`` (every parameter as resolved),
-``nodes`` (name, started, seconds, in the order they finished).
+``nodes`` (name, finished, seconds from the node's start until its last output was saved, in the order the
+nodes finished).
 """
 
 from __future__ import annotations
@@ -130,10 +131,20 @@ class RunRecordHook:
     def after_node_run(self, node) -> None:
         if self._record is None:
             return
-        started = self._node_started.pop(node.name, time.perf_counter())
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - self._node_started.get(node.name, time.perf_counter())
         self._record["nodes"].append({"name": node.name, "finished": _now(), "seconds": round(seconds, 3)})
         self._write()
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, node) -> None:
+        # Outputs are saved after after_node_run, and a lazily saved output (synergy's head activity) does its
+        # work while saving: a node's time runs until its last output is saved.
+        if self._record is None or node is None or node.name not in self._node_started:
+            return
+        entry = next((entry for entry in reversed(self._record["nodes"]) if entry["name"] == node.name), None)
+        if entry is not None:
+            entry |= {"finished": _now(), "seconds": round(time.perf_counter() - self._node_started[node.name], 3)}
+            self._write()
 
     @hook_impl
     def after_pipeline_run(self) -> None:
