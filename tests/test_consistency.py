@@ -115,3 +115,15 @@ def test_pairwise_examples_come_from_different_bins_and_prefer_higher_target():
         preferred_id = pair["question_ids"][pair["preferred"] - 1]
         assert preferred_id == "c"
         assert pair["completion"][0]["content"].startswith(f"More confident: {pair['preferred']}")
+
+
+def test_a_question_in_a_bin_without_training_questions_gets_no_target_and_is_dropped(caplog):
+    training = pd.DataFrame({"question_id": ["t1", "t2"], "consistency": [0.9, 0.95], "modal_correct": [True, False]})
+    bins = targets_lib.bin_accuracy(training, 10)  # only bin 9 has questions
+    validation = pd.DataFrame({"question_id": ["v1", "v2"], "consistency": [0.92, 0.35], "modal_correct": [True, True]})
+    with_targets = targets_lib.target_confidences(validation, bins, noise=0.0, seed=0)
+    assert with_targets["target_confidence"].iloc[0] == 0.5 and np.isnan(with_targets["target_confidence"].iloc[1])
+    with caplog.at_level("WARNING"):
+        kept = targets_lib.defined_targets(with_targets)
+    assert kept["question_id"].tolist() == ["v1"]
+    assert "1 of 2 questions dropped: their consistency bins ([3]) hold no training question" in caplog.text

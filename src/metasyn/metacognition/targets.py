@@ -7,12 +7,15 @@ consistency, a behavioural confidence signal. Questions are binned by consistenc
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from metasyn.metacognition.binning import equal_width_bin
+
+logger = logging.getLogger(__name__)
 
 
 def modal_answer(answers: list[str | None]) -> str | None:
@@ -59,12 +62,30 @@ def bin_accuracy(consistency: pd.DataFrame, n_bins: int) -> pd.DataFrame:
 
 
 def target_confidences(consistency: pd.DataFrame, bins: pd.DataFrame, noise: float, seed: int) -> pd.DataFrame:
-    """Attach ``bin`` and ``target_confidence`` = bin accuracy + U(-noise, noise), clipped to [0, 1]."""
+    """Attach ``bin`` and ``target_confidence`` = bin accuracy + U(-noise, noise), clipped to [0, 1].
+
+    A question whose bin holds no training question has no accuracy to learn: its target is NaN
+    (``defined_targets`` drops it).
+    """
     rng = np.random.default_rng(seed)
     bin_index = equal_width_bin(consistency["consistency"], len(bins))
     accuracy = bins.set_index("bin")["accuracy"].reindex(bin_index).to_numpy()
     jitter = rng.uniform(-noise, noise, size=len(consistency))
     return consistency.assign(bin=bin_index, target_confidence=np.clip(accuracy + jitter, 0.0, 1.0))
+
+
+def defined_targets(targets: pd.DataFrame) -> pd.DataFrame:
+    """The questions with a target; those in a consistency bin without training questions dropped, logged."""
+    undefined = targets["target_confidence"].isna()
+    if undefined.any():
+        logger.warning(
+            "%d of %d questions dropped: their consistency bins (%s) hold no training question, so there is no "
+            "empirical accuracy to set as their target. More training questions fill more bins.",
+            int(undefined.sum()),
+            len(targets),
+            sorted(int(b) for b in targets.loc[undefined, "bin"].unique()),
+        )
+    return targets[~undefined].reset_index(drop=True)
 
 
 def balance_bins(targets: pd.DataFrame, max_ratio: float, seed: int) -> pd.DataFrame:

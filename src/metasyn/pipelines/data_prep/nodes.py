@@ -102,7 +102,7 @@ def fit_consistency_bins(consistency: pd.DataFrame, targets: dict) -> pd.DataFra
 def assign_targets(consistency: pd.DataFrame, bins: pd.DataFrame, targets: dict, seed: int) -> pd.DataFrame:
     """Target confidences for answerable train/validation questions, with over-full bins subsampled."""
     trainable = consistency[consistency["split"].isin(["train", "validation"]) & consistency["modal_answer"].notna()]
-    with_targets = targets_lib.target_confidences(trainable, bins, targets["noise"], seed)
+    with_targets = targets_lib.defined_targets(targets_lib.target_confidences(trainable, bins, targets["noise"], seed))
     return pd.concat(
         targets_lib.balance_bins(group, targets["balance_max_ratio"], seed)
         for _, group in with_targets.groupby("split", sort=True)
