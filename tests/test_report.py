@@ -73,7 +73,10 @@ def _synergy(band: float, band_ci, versus: float, versus_ci, p_value: float = 0.
             for layer in range(4)
         ]
     )  # fmt: skip
-    rankings = pd.DataFrame({"variant": ["metacog"], "spearman_rho": [0.57], "spearman_p": [0.01], "n_heads": [16]})
+    rankings = pd.DataFrame({"variant": ["metacog"], "spearman_rho": [0.57], "spearman_p": [0.01], "n_heads": [16],
+                             "halves_cross": [0.2], "halves_within_base": [0.3], "halves_within_other": [0.32],
+                             "halves_cross_minus_within": [-0.11], "halves_ci_low": [-0.2], "halves_ci_high": [0.0],
+                             "halves_n_splits": [200], "halves_n_prompts": [12]})  # fmt: skip
     model_shapes = pd.DataFrame(
         [
             {"model": model, "statistic": statistic, "estimate": value, "ci_low": value - 0.1, "ci_high": value + 0.1,
@@ -127,8 +130,9 @@ def test_the_verdict_names_layer_discoveries_noise_floors_and_every_models_inver
     text = _verdict(_calibration(0.1, (-0.25, -0.15)), _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
     assert "synergy in 1 of 4 layers (layers 2); redundancy in 0 of 4 layers." in text
     assert "**metacog vs control_shuffled** (n = 12 prompts)" in text
-    assert "Head ranking Spearman rho with base 0.570 over 16 heads" in text
-    assert "base 0.620 [0.520, 0.720]; metacog 0.550 [0.450, 0.650]" in text
+    assert "Head ranking: Spearman rho with base 0.570 over 16 heads on the same prompts" in text
+    assert ("base against metacog 0.200, base against itself 0.300, metacog against itself 0.320: cross minus "
+            "within -0.110 [-0.200, 0.000]") in text  # fmt: skip
     assert "random_init 0.000 [-0.100, 0.100] (n = 12)" in text
 
 

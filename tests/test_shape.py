@@ -422,3 +422,16 @@ def test_natural_end_summary_counts_ended_prompts_per_category():
     table = shape.natural_end_summary({"base": ends}).set_index("category")
     assert table.loc["x", "ended_share"] == 0.5 and table.loc["x", "median_natural_end"] == 10
     assert table.loc["all", "prompts"] == 3 and table.loc["all", "analysed_share"] == pytest.approx(2 / 3)
+
+
+def test_cross_half_agreement_matches_within_for_the_same_ranking_and_falls_for_a_new_one(model_a):
+    same = matrices(*levels(0.5), seed=9)  # the same head levels, fresh prompt noise
+    result = shape.cross_half_agreement(model_a, same, HEADS_PER_LAYER, 40, 0)
+    assert result["ci_low"] <= 0 <= result["ci_high"] and abs(result["cross_minus_within"]) < 0.1
+    synergy_levels, redundancy_levels = levels(0.5)
+    shuffled = np.random.default_rng(3).permutation(HEADS)  # every head gets another head's levels
+    scrambled = matrices(synergy_levels[shuffled], redundancy_levels[shuffled], seed=9)
+    result = shape.cross_half_agreement(model_a, scrambled, HEADS_PER_LAYER, 40, 0)
+    assert result["ci_high"] < -0.3 and result["within_other"] > 0.5  # still reproducible, just different
+    with pytest.raises(ValueError, match="same prompts"):
+        shape.cross_half_agreement(model_a, tuple(m[:10] for m in same), HEADS_PER_LAYER, 5, 0)

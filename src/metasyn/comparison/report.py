@@ -162,20 +162,16 @@ def end_of_sequence_sentence(sensitivity: pd.DataFrame, comparison: str) -> str:
     )
 
 
-def ranking_sentence(rankings: pd.DataFrame, model_shapes: pd.DataFrame, variant: str) -> str:
-    """A variant's head-ranking correlation with base, beside both models' split-half noise floors."""
+def ranking_sentence(rankings: pd.DataFrame, variant: str) -> str:
+    """A variant's head-ranking correlation with base, and its agreement with base across disjoint prompt halves."""
     row = rankings[rankings["variant"] == variant].iloc[0]
-    floors = model_shapes[model_shapes["statistic"] == "ranking_split_half_reliability"].set_index("model")
-    floor = {
-        model: f"{model} {_number(floors.loc[model, 'estimate'])} "
-        f"{_interval(floors.loc[model, 'ci_low'], floors.loc[model, 'ci_high'])}"
-        for model in ("base", variant)
-        if model in floors.index
-    }
     return (
-        f"Head ranking Spearman rho with base {_number(row['spearman_rho'])} over {int(row['n_heads'])} heads; "
-        f"split-half reliability of the ranking (its noise floor: two models cannot agree more than each agrees "
-        f"with itself) {'; '.join(floor.values())}."
+        f"Head ranking: Spearman rho with base {_number(row['spearman_rho'])} over {int(row['n_heads'])} heads on "
+        f"the same prompts (their shared variation included). Across disjoint halves of the prompts "
+        f"({int(row['halves_n_splits'])} random splits), base against {variant} {_number(row['halves_cross'])}, "
+        f"base against itself {_number(row['halves_within_base'])}, {variant} against itself "
+        f"{_number(row['halves_within_other'])}: cross minus within {_number(row['halves_cross_minus_within'])} "
+        f"{_interval(row['halves_ci_low'], row['halves_ci_high'])} (near 0: no ranking change beyond prompt noise)."
     )
 
 
@@ -283,7 +279,7 @@ def verdict(
         if len(seeds) > 1:
             lines.append(seed_spread_sentence(calibration, seeds, calibration_method))
             lines.extend(f"Between training seeds: {line}" for seed in seeds[1:] for line in synergy_lines(seed))
-        lines.append(ranking_sentence(rankings, model_shapes, variant))
+        lines.append(ranking_sentence(rankings, variant))
     lines.append(
         model_shape_sentence(
             model_shapes,
@@ -416,10 +412,10 @@ def render_report(
         "peak shift (depth of the smoothed profile's maximum) and profile correlation, with 95% intervals over "
         "prompt resamples; the distance is judged by its permutation p-value.",
         _markdown_table(shape_changes),
-        "## Synergy: per-model shape, ranking noise floor and ablation",
+        "## Synergy: per-model shape, ranking reliability and ablation",
         "Inverted-U strength (negated quadratic coefficient against depth; middle-third minus outer mean), "
-        "split-half reliability of the head ranking (Spearman-Brown; the ceiling for any ranking correlation "
-        "above) and the ablation area (order minus mean random order, per unit fraction).",
+        "split-half reliability of the head ranking (Spearman-Brown: how reproducible a model's ranking is "
+        "across prompts) and the ablation area (order minus mean random order, per unit fraction).",
         _markdown_table(model_shapes),
         *(
             [

@@ -467,8 +467,9 @@ def split_half_reliability(
     Each split puts half the prompts (n // 2 each; one left out when n is odd, so the halves are equal as
     Spearman-Brown assumes) in each half; the per-half head scores are rank-correlated and corrected by
     2r / (1 + r). ``estimate`` is the mean over splits, ``ci_low``/``ci_high`` the 2.5/97.5 percentiles over
-    splits, ``uncorrected`` the mean half-to-half Spearman. The noise floor for a between-model ranking
-    correlation: two models cannot agree more than a model agrees with itself.
+    splits, ``uncorrected`` the mean half-to-half Spearman: how reproducible the model's ranking is across
+    prompts. It is not a ceiling for a between-model correlation *on the same prompts*, which shares the
+    prompts' own variation; ``cross_half_agreement`` compares like with like.
     """
     n_prompts = len(synergy)
     if n_prompts < 2:
@@ -497,6 +498,52 @@ def split_half_reliability(
         "n_splits": n_splits,
         "n_prompts": n_prompts,
     }
+
+
+def _spearman(first: np.ndarray, second: np.ndarray) -> float:
+    """Spearman correlation over heads finite in both; NaN with fewer than 3 or a constant side."""
+    first, second = _paired_finite(first, second)
+    if len(first) < 3 or np.ptp(first) == 0 or np.ptp(second) == 0:
+        return math.nan
+    return float(scipy_stats.spearmanr(first, second).statistic)
+
+
+def cross_half_agreement(
+    base: Matrices, other: Matrices, heads_per_layer: int, n_splits: int, seed: int
+) -> dict[str, float | int]:
+    """Head-ranking agreement across disjoint prompt halves: base on one half against ``other`` on the other
+    (``cross``), beside base against itself (``within_base``) and ``other`` against itself (``within_other``).
+
+    Models measured on the same prompts share those prompts' variation, so their full-sample correlation can
+    exceed either model's split-half reliability. Across disjoint halves every correlation carries the same
+    prompt noise: with no ranking change, ``cross`` matches the within values; a change makes it smaller.
+    ``cross_minus_within`` is ``cross`` minus the mean of the two within values, with the 2.5/97.5
+    percentiles over random splits.
+    """
+    if len(base[0]) != len(other[0]):
+        raise ValueError(f"Cross-half agreement needs the same prompts, got {len(base[0])} and {len(other[0])}.")
+    n_prompts = len(base[0])
+    rng = np.random.default_rng([seed, 5])
+    models, half = (_Model(base), _Model(other)), n_prompts // 2
+    values = np.full((n_splits, 3), np.nan)
+    for split in range(n_splits):
+        order = rng.permutation(n_prompts)
+        halves = [_draw_counts(chosen, n_prompts) for chosen in (order[:half], order[half : 2 * half])]
+        (base_a, base_b), (other_a, other_b) = (
+            [_head_score_of_parts(heads_per_layer, model.parts(weights)) for weights in halves] for model in models
+        )
+        cross = np.nanmean([_spearman(base_a, other_b), _spearman(other_a, base_b)])
+        values[split] = [cross, _spearman(base_a, base_b), _spearman(other_a, other_b)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # splits where a side was constant
+        means = np.nanmean(values, axis=0)
+        gap = values[:, 0] - values[:, 1:].mean(axis=1)
+    low, high = percentile_interval(gap)
+    return {
+        "cross": float(means[0]), "within_base": float(means[1]), "within_other": float(means[2]),
+        "cross_minus_within": float(np.nanmean(gap)), "ci_low": low, "ci_high": high,
+        "n_splits": n_splits, "n_prompts": n_prompts,
+    }  # fmt: skip
 
 
 SHAPE_TABLE_COLUMNS = ["comparison", "statistic", "estimate", "ci_low", "ci_high", "p_value", "n_prompts", "note"]

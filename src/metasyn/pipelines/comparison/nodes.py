@@ -45,14 +45,24 @@ def test_layer_changes(
     )
 
 
-def correlate_rankings(head_scores: dict[str, pd.DataFrame], variants: list[str]) -> pd.DataFrame:
-    """Spearman correlation of each variant's per-head syn-red scores with the base model's."""
-    return pd.DataFrame(
-        [
-            {"variant": variant, **statistics.ranking_correlation(head_scores["base"], head_scores[variant])}
-            for variant in variants
-        ]
-    )
+def correlate_rankings(
+    head_scores: dict[str, pd.DataFrame],
+    phiid: dict[str, tuple[np.ndarray, np.ndarray]],
+    settings: dict,
+    variants: list[str],
+) -> pd.DataFrame:
+    """Spearman correlation of each variant's head scores with base's, and their agreement across prompt halves."""
+    heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
+    rows = []
+    for variant in variants:
+        halves = shape.cross_half_agreement(
+            phiid["base"], phiid[variant], heads_per_layer, settings["shape_resamples"], settings["seed"]
+        )
+        rows.append({
+            "variant": variant, **statistics.ranking_correlation(head_scores["base"], head_scores[variant]),
+            **{f"halves_{key}": value for key, value in halves.items()},
+        })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def bootstrap_band_changes(

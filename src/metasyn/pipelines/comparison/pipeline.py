@@ -57,7 +57,7 @@ def create_pipeline(variants: Variants) -> Pipeline:
             ),
             node(
                 func=bind(nodes.correlate_rankings, variants=fine_tuned),
-                inputs="head_scores_by_model",
+                inputs=["head_scores_by_model", "phiid_by_model", "params:comparison"],
                 outputs="ranking_correlations",
                 name="correlate_rankings",
             ),
