@@ -261,3 +261,16 @@ def test_ablation_and_end_of_sequence_sentences_join_their_comparison():
     # Only the comparison they belong to carries them.
     control = next(line for line in text.split("\n\n") if line.startswith("**metacog vs control_shuffled**"))
     assert "Ablation area" not in control and "natural end" not in control
+
+
+def test_the_calibration_sentence_opens_with_the_accuracy_change():
+    calibration = _calibration(0.10, (-0.25, -0.15))
+    answer = [("base", "accuracy", 0.40, 0.27, 0.57), ("metacog", "accuracy", 0.11, 0.03, 0.22),
+              ("metacog", "accuracy_minus_base", -0.29, -0.43, -0.16)]  # fmt: skip
+    calibration = pd.concat([calibration, pd.DataFrame([
+        {"model": m, "method": "answer", "domain": "all", "metric": k, "value": v, "ci_low": lo, "ci_high": hi,
+         "n": 37, "note": ""} for m, k, v, lo, hi in answer
+    ])])  # fmt: skip
+    text = _verdict(calibration, _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
+    assert ("Calibration of metacog (confidence elicited by 'forced'): accuracy base 0.400 [0.270, 0.570] (n = 37), "
+            "metacog 0.110 [0.030, 0.220] (n = 37), change -0.290 [-0.430, -0.160]; ECE base") in text  # fmt: skip

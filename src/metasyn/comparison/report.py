@@ -63,7 +63,25 @@ def calibration_sentence(calibration: pd.DataFrame, variant: str, method: str, t
             f"{int(change['n'])} questions both answered with a confidence {_number(change['value'])} "
             f"{_interval(change['ci_low'], change['ci_high'])}: {verdict_text}"
         )
-    return f"Calibration of {variant} (confidence elicited by {method!r}): " + "; ".join(parts) + "."
+    return (
+        f"Calibration of {variant} (confidence elicited by {method!r}): "
+        + "; ".join([*_accuracy_part(calibration, variant), *parts])
+        + "."
+    )
+
+
+def _accuracy_part(calibration: pd.DataFrame, variant: str) -> list[str]:
+    """Accuracy before and after, first: a calibration gain beside an accuracy collapse reads differently."""
+    pooled = calibration[(calibration["domain"] == ALL_DOMAINS) & (calibration["method"] == "answer")]
+    pooled = pooled.set_index(["model", "metric"])
+    keys = [("base", "accuracy"), (variant, "accuracy"), (variant, "accuracy_minus_base")]
+    if not all(key in pooled.index for key in keys):
+        return []
+    before, after, change = (pooled.loc[key] for key in keys)
+    return [
+        f"accuracy base {_value_with_n(before)}, {variant} {_value_with_n(after)}, change "
+        f"{_number(change['value'])} {_interval(change['ci_low'], change['ci_high'])}"
+    ]
 
 
 def judgement(detected: bool, low: float, high: float, max_width: float) -> str:
