@@ -202,7 +202,10 @@ def test_the_report_states_the_verdict_sizes_and_seed_spread(comparison_run):
     first_lines = text.split("\n\n")[:2]
     assert first_lines[0] == "# metasyn report" and first_lines[1].startswith("**Demo sizes**: 24 synergy prompts")
     calibration = re.search(r"Calibration of metacog \(confidence elicited by 'forced'\): (.*?)\n", text).group(1)
-    assert re.match(r"ECE base 0\.4\d\d \[[^;]*\(n = 120\), metacog 0\.000 .*?: a change, an improvement;", calibration)
+    assert calibration.startswith("accuracy base ") and ", change 0.000 [0.000, 0.000]; ECE base" in calibration
+    assert re.search(
+        r"; ECE base 0\.4\d\d \[[^;]*\(n = 120\), metacog 0\.000 .*?: a change, an improvement;", calibration
+    )
     assert re.search(r"AUROC base 0\.500 .*?: a change, an improvement;", calibration)
     assert "**metacog vs base** (n = 24 prompts)" in text
     assert "Between training seeds of metacog ('forced')" in text
