@@ -75,3 +75,14 @@ def test_a_failing_command_raises_with_its_stderr(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(sbatch.SlurmCommandError, match="accounting storage is disabled"):
         sbatch.statuses(["1"])
+
+
+def test_every_cluster_job_writes_sparse_progress_bars() -> None:
+    """conf/slurm's setup lines reach every batch script: tqdm writes once a minute, not once a step."""
+    import yaml
+
+    from tests.conftest import PROJECT_ROOT
+
+    setup = yaml.safe_load((PROJECT_ROOT / "conf" / "slurm" / "slurm.yml").read_text())["setup"]
+    script = sbatch.render_script({}, setup, ["kedro", "run"])
+    assert "export TQDM_MININTERVAL=60" in script.splitlines()[2]
