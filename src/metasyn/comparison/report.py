@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from metasyn.metacognition.calibration import ALL_DOMAINS
+from metasyn.metacognition.evaluation import ANSWER_METHOD
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -29,17 +30,26 @@ def _excludes_zero(low: float, high: float) -> bool:
 VERDICT_METRICS = {"ece": True, "auroc": False, "brier": True}
 
 
+def pooled_rows(calibration: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The all-domains rows of one elicitation method, indexed by ``(model, metric)``."""
+    chosen = (calibration["domain"] == ALL_DOMAINS) & (calibration["method"] == method)
+    return calibration[chosen].set_index(["model", "metric"])
+
+
+def _metric_name(metric: str) -> str:
+    return "Brier" if metric == "brier" else metric.upper()
+
+
 def _value_with_n(row: pd.Series) -> str:
     return f"{_number(row['value'])} {_interval(row['ci_low'], row['ci_high'])} (n = {int(row['n'])})"
 
 
 def calibration_sentence(calibration: pd.DataFrame, variant: str, method: str, thresholds: Mapping) -> str:
     """How the pooled ECE, AUROC and Brier of a variant moved from base under one elicitation method."""
-    pooled = calibration[(calibration["domain"] == ALL_DOMAINS) & (calibration["method"] == method)]
-    pooled = pooled.set_index(["model", "metric"])
+    pooled = pooled_rows(calibration, method)
     parts = []
     for metric, lower_is_better in VERDICT_METRICS.items():
-        name = metric.upper() if metric != "brier" else "Brier"
+        name = _metric_name(metric)
         keys = [("base", metric), (variant, metric), (variant, f"{metric}_minus_base")]
         if not all(key in pooled.index for key in keys):
             parts.append(f"{name} was not measured for {variant} under {method!r}")
@@ -72,8 +82,7 @@ def calibration_sentence(calibration: pd.DataFrame, variant: str, method: str, t
 
 def _accuracy_part(calibration: pd.DataFrame, variant: str) -> list[str]:
     """Accuracy before and after, first: a calibration gain beside an accuracy collapse reads differently."""
-    pooled = calibration[(calibration["domain"] == ALL_DOMAINS) & (calibration["method"] == "answer")]
-    pooled = pooled.set_index(["model", "metric"])
+    pooled = pooled_rows(calibration, ANSWER_METHOD)
     keys = [("base", "accuracy"), (variant, "accuracy"), (variant, "accuracy_minus_base")]
     if not all(key in pooled.index for key in keys):
         return []
@@ -205,8 +214,7 @@ def model_shape_sentence(model_shapes: pd.DataFrame, statistic: str, label: str)
 
 def seed_spread_sentence(calibration: pd.DataFrame, replicates: Sequence[str], method: str) -> str:
     """Each training seed's calibration change from base, and their range: the spread of fine-tuning itself."""
-    pooled = calibration[(calibration["domain"] == ALL_DOMAINS) & (calibration["method"] == method)]
-    pooled = pooled.set_index(["model", "metric"])
+    pooled = pooled_rows(calibration, method)
     parts = []
     for metric in VERDICT_METRICS:
         rows = [pooled.loc[(namespace, f"{metric}_minus_base")] for namespace in replicates
@@ -214,7 +222,7 @@ def seed_spread_sentence(calibration: pd.DataFrame, replicates: Sequence[str], m
         values = np.array([row["value"] for row in rows], dtype=float)
         listed = ", ".join(f"{namespace} {_value_with_n(row)}" for namespace, row in zip(replicates, rows))
         spread = f"range {_number(np.ptp(values))}" if len(values) and np.isfinite(values).all() else "range n/a"
-        parts.append(f"{metric.upper() if metric != 'brier' else 'Brier'} change by seed: {listed} ({spread})")
+        parts.append(f"{_metric_name(metric)} change by seed: {listed} ({spread})")
     return f"Between training seeds of {replicates[0]} ({method!r}): " + "; ".join(parts) + "."
 
 

@@ -459,6 +459,14 @@ def ablation_area_with_interval(
     }  # fmt: skip
 
 
+def _spearman(first: np.ndarray, second: np.ndarray) -> float:
+    """Spearman correlation over heads finite in both; NaN with fewer than 3 or a constant side."""
+    first, second = _paired_finite(first, second)
+    if len(first) < 3 or np.ptp(first) == 0 or np.ptp(second) == 0:
+        return math.nan
+    return float(scipy_stats.spearmanr(first, second).statistic)
+
+
 def split_half_reliability(
     synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int, n_splits: int, seed: int
 ) -> dict[str, float | int]:
@@ -483,9 +491,7 @@ def split_half_reliability(
             _head_score_of_parts(heads_per_layer, model.parts(_draw_counts(chosen, n_prompts)))
             for chosen in (order[:half], order[half : 2 * half])
         )
-        first, second = _paired_finite(first, second)
-        if len(first) >= 3 and np.ptp(first) > 0 and np.ptp(second) > 0:
-            correlations[split] = scipy_stats.spearmanr(first, second).statistic
+        correlations[split] = _spearman(first, second)
     with np.errstate(divide="ignore", invalid="ignore"):
         corrected = 2 * correlations / (1 + correlations)
     low, high = percentile_interval(corrected)
@@ -498,14 +504,6 @@ def split_half_reliability(
         "n_splits": n_splits,
         "n_prompts": n_prompts,
     }
-
-
-def _spearman(first: np.ndarray, second: np.ndarray) -> float:
-    """Spearman correlation over heads finite in both; NaN with fewer than 3 or a constant side."""
-    first, second = _paired_finite(first, second)
-    if len(first) < 3 or np.ptp(first) == 0 or np.ptp(second) == 0:
-        return math.nan
-    return float(scipy_stats.spearmanr(first, second).statistic)
 
 
 def cross_half_agreement(

@@ -146,8 +146,7 @@ def summarize_natural_ends(natural_ends: dict[str, pd.DataFrame]) -> pd.DataFram
 
 def join_calibration_and_synergy(calibration: pd.DataFrame, band_changes: pd.DataFrame, method: str) -> pd.DataFrame:
     """Per variant: pooled ECE and AUROC change from base (one method) next to the band contrast change."""
-    chosen = (calibration["domain"] == ALL_DOMAINS) & (calibration["method"] == method)
-    pooled = calibration[chosen].set_index(["model", "metric"])
+    pooled = report.pooled_rows(calibration, method)
     rows = []
     for change in band_changes[band_changes["reference"] == "base"].itertuples():
         row = {
