@@ -263,18 +263,20 @@ def pairwise_task_metrics(
     better_by_accuracy: np.ndarray,
     better_by_consistency: np.ndarray,
     min_n: int = 1,
+    scored: np.ndarray | None = None,
 ) -> dict[str, Estimate]:
-    """AUC_a, AUC_c over readable choices, and the share of pairwise outputs with one; ``choice`` 0 = unreadable."""
+    """AUC_a, AUC_c over readable choices (or the subset ``scored`` of them, e.g. the pairs another model also
+    read), and the share of pairwise outputs with one; ``choice`` 0 = unreadable."""
     choice = np.asarray(choice)
-    readable = choice != 0
-    metrics = {"pairwise_parse_rate": Estimate(float(np.mean(readable)) if len(choice) else np.nan, len(choice))}
+    metrics = {"pairwise_parse_rate": Estimate(float(np.mean(choice != 0)) if len(choice) else np.nan, len(choice))}
+    compared = choice if scored is None else np.where(np.asarray(scored, dtype=bool), choice, 0)
     for name, better, reason in (
         ("auc_a", np.asarray(better_by_accuracy), "readable pairs with exactly one question answered correctly"),
         ("auc_c", np.asarray(better_by_consistency), "readable pairs that differ in consistency"),
     ):
-        n = int(np.count_nonzero(readable & (better != 0)))
+        n = int(np.count_nonzero((compared != 0) & (better != 0)))
         note = too_few(n, max(min_n, 1), reason)
-        metrics[name] = Estimate(np.nan if note else pairwise_agreement(choice, better), n, note)
+        metrics[name] = Estimate(np.nan if note else pairwise_agreement(compared, better), n, note)
     return metrics
 
 
@@ -296,7 +298,11 @@ def pairs_over_questions(
     return over_questions
 
 
-def paired_difference(treated: Estimator, reference: Estimator, suffix: str = "_minus_base") -> Estimator:
+# A difference metric's name: the metric's, then this (``ece_minus_base``).
+DIFFERENCE_SUFFIX = "_minus_base"
+
+
+def paired_difference(treated: Estimator, reference: Estimator, suffix: str = DIFFERENCE_SUFFIX) -> Estimator:
     """An estimator of ``treated - reference`` per metric, both evaluated on the same items."""
 
     def difference(items: np.ndarray) -> dict[str, Estimate]:

@@ -18,6 +18,7 @@ import pandas as pd
 from metasyn.lm.answers import Matcher, parse_confidence, parse_preference, score_answers
 from metasyn.metacognition.calibration import (
     ALL_DOMAINS,
+    DIFFERENCE_SUFFIX,
     Estimator,
     better_of_pair,
     confidence_task_metrics,
@@ -201,13 +202,17 @@ def question_positions(calibration_outputs: pd.DataFrame, question_ids: pd.Serie
     return pd.Index(calibration_outputs["question_id"]).get_indexer(question_ids)
 
 
-def pairwise_estimator(pairwise_outputs: pd.DataFrame, calibration_outputs: pd.DataFrame, min_n: int) -> Estimator:
-    """Pairwise metrics over resampled *questions* of ``calibration_outputs`` (a question sits in many pairs)."""
+def pairwise_estimator(
+    pairwise_outputs: pd.DataFrame, calibration_outputs: pd.DataFrame, min_n: int, scored: np.ndarray | None = None
+) -> Estimator:
+    """Pairwise metrics over resampled *questions* of ``calibration_outputs`` (a question sits in many pairs);
+    AUC_a and AUC_c on the pairs ``scored`` only."""
     choice = pairwise_outputs["preferred"].fillna(0).to_numpy(dtype=int)
     by_accuracy = better_of_pair(pairwise_outputs["correct_1"], pairwise_outputs["correct_2"])
     by_consistency = better_of_pair(pairwise_outputs["consistency_1"], pairwise_outputs["consistency_2"])
+    scored = np.ones(len(choice), dtype=bool) if scored is None else scored
     return pairs_over_questions(
-        lambda rows: pairwise_task_metrics(choice[rows], by_accuracy[rows], by_consistency[rows], min_n),
+        lambda rows: pairwise_task_metrics(choice[rows], by_accuracy[rows], by_consistency[rows], min_n, scored[rows]),
         question_positions(calibration_outputs, pairwise_outputs["question_id_1"]),
         question_positions(calibration_outputs, pairwise_outputs["question_id_2"]),
         len(calibration_outputs),
@@ -223,9 +228,6 @@ def model_of(outputs: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- tables
-
-
-DIFFERENCE_SUFFIX = "_minus_base"
 
 
 def _method_rows(table: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -323,16 +325,13 @@ def differences_from_base(
         estimators[method] = paired_difference(
             confidence_estimator(ours, correct, n_bins, min_n, both),
             confidence_estimator(theirs, base_correct, n_bins, min_n, both),
-            DIFFERENCE_SUFFIX,
         )
     both_read = pairwise_outputs["preferred"].notna().to_numpy() & base_pairs["preferred"].notna().to_numpy()
+    # AUC_a and AUC_c on the pairs both read; each pairwise parse rate on every pair, as the model wrote it.
     pairwise = paired_difference(
-        pairwise_estimator(pairwise_outputs.assign(preferred=pairwise_outputs["preferred"].where(both_read)),
-                           calibration_outputs, min_n),
-        pairwise_estimator(base_pairs.assign(preferred=base_pairs["preferred"].where(both_read)),
-                           calibration_outputs, min_n),
-        DIFFERENCE_SUFFIX,
-    )  # fmt: skip
+        pairwise_estimator(pairwise_outputs, calibration_outputs, min_n, both_read),
+        pairwise_estimator(base_pairs, calibration_outputs, min_n, both_read),
+    )
     return _summaries(calibration_outputs, estimators, pairwise, bootstrap)
 
 

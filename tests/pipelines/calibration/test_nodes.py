@@ -133,3 +133,17 @@ def test_figures_cover_every_model_including_one_without_parsed_outputs(calibrat
     table = nodes.compute_calibration_metrics(calibration_outputs, pairwise_outputs, METHODS, METRICS)
     by_domain = nodes.plot_metrics_by_domain(table, "stated")
     assert len([ax for ax in by_domain.axes if ax.get_visible()]) == 10  # one panel per metric
+
+
+def test_pairwise_differences_compare_auc_on_pairs_both_read_and_parse_rates_on_all(
+    calibration_outputs, pairwise_outputs
+):
+    tuned = pairwise_outputs.assign(model="metacog")
+    tuned["preferred"] = pd.array([1, 1, 2, 1], dtype="Int64")  # reads p3 too, which base left unread
+    differences = nodes.compare_with_base(
+        calibration_outputs.assign(model="metacog"), tuned, calibration_outputs, pairwise_outputs, METHODS, METRICS
+    )
+    pooled = differences[differences["domain"] == "all"].set_index("metric")
+    assert pooled.loc["pairwise_parse_rate_minus_base", "value"] == pytest.approx(1 / 4)  # 4/4 - 3/4
+    # On p0-p2, read by both and chosen alike, AUC_a and AUC_c do not differ.
+    assert pooled.loc["auc_a_minus_base", "value"] == 0.0 and pooled.loc["auc_c_minus_base", "value"] == 0.0
