@@ -79,6 +79,8 @@ SlurmdPort=$((PORT + 1))
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
+# A requeued job waits cred_expire seconds before it may start again (default 120, at least 5): short for tests.
+AuthInfo=cred_expire=5
 CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 StateSaveLocation=$DIR/ctld
 SlurmdSpoolDir=$DIR/spool
@@ -95,8 +97,9 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=256
-# Schedule at once instead of in 3-second steps, and end timed-out jobs without grace.
-SchedulerParameters=batch_sched_delay=0
+# Schedule at once instead of in 3-second steps, try pending jobs every second (a requeued job waits for
+# the next try), and end timed-out jobs without grace.
+SchedulerParameters=batch_sched_delay=0,sched_interval=1
 OverTimeLimit=0
 KillWait=5
 # The node may claim more CPUs/memory than the machine has (SLURM_LOCAL_CPUS, ...).

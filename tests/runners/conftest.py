@@ -19,6 +19,8 @@ CLUSTER_SCRIPT = HERE.parents[1] / "scripts" / "slurm_local.sh"
 CLUSTER_PROGRAMS = ("slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "munged", "mariadbd")
 
 KedroRun = Callable[..., subprocess.CompletedProcess[str]]
+# `kedro run` with the SLURM runner, as a user types it in the smoke project.
+SLURM_RUN = [sys.executable, "-m", "kedro", "run", "--env=slurm", "--runner=metasyn.runners.SlurmRunner"]
 
 
 @pytest.fixture
@@ -34,9 +36,8 @@ def kedro_run(slurm_project: Path) -> KedroRun:
     """``kedro run --env slurm --runner SlurmRunner ARGS`` in the smoke project, as a subprocess."""
 
     def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "kedro", "run", "--env=slurm", "--runner=metasyn.runners.SlurmRunner"]
         return subprocess.run(
-            [*command, *args],
+            [*SLURM_RUN, *args],
             cwd=slurm_project,
             env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", **(env or {})},
             capture_output=True,

@@ -9,7 +9,14 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Node, Pipeline
 from kedro_datasets.pickle import PickleDataset
 
-from metasyn.runners.plan import groups_to_run, plan_groups, unpersisted_crossings
+from metasyn.runners.plan import (
+    finished_nodes,
+    groups_to_run,
+    merge_light_groups,
+    nodes_to_run,
+    plan_groups,
+    unpersisted_crossings,
+)
 
 
 def identity(x: object) -> object:
@@ -127,3 +134,93 @@ def test_a_namespace_interrupted_by_another_group_cannot_be_one_job() -> None:
     with pytest.raises(ValueError, match=r"cycle.*group_by: none"):
         plan_groups(interrupted, "namespace")
     assert len(plan_groups(interrupted, "none")) == 3
+
+
+def study() -> Pipeline:
+    """The shape of metasyn's run: GPU jobs per model, and light nodes between and after them."""
+
+    def model(name: str, needs: list[str]) -> Pipeline:
+        return Pipeline(
+            [Node(combine, needs, f"{name}_outputs", name="measure", tags="slurm.gpu")],
+            namespace=name,
+            inputs=set(needs),
+            outputs={f"{name}_outputs"},
+        )
+
+    return Pipeline(
+        [
+            Pipeline(
+                [Node(identity, "raw", "samples", name="sample", tags="slurm.gpu")],
+                namespace="prep",
+                inputs={"raw"},
+                outputs={"samples"},
+            ),
+            Node(identity, "samples", "pairs", name="pair_questions"),
+            model("base", ["samples", "pairs"]),
+            model("tuned", ["samples", "pairs", "base_outputs"]),
+            model("control", ["samples", "pairs", "base_outputs"]),
+            Node(combine, ["base_outputs", "tuned_outputs"], "tuned_diff", name="compare_tuned"),
+            Node(combine, ["base_outputs", "control_outputs"], "control_diff", name="compare_control"),
+            Node(combine, ["base_outputs", "tuned_outputs", "control_outputs"], "figure", name="plot_all"),
+            Node(combine, ["tuned_diff", "control_diff", "base_outputs"], "table", name="combine_metrics"),
+            Node(identity, "table", "summary", name="summarise_metrics"),
+            Pipeline(
+                [
+                    Node(
+                        combine,
+                        ["table", "tuned_outputs", "control_outputs"],
+                        "report",
+                        name="compare",
+                        tags="slurm.cpu",
+                    )
+                ],
+                namespace="comparison",
+                inputs={"table", "tuned_outputs", "control_outputs"},
+            ),
+        ]
+    )
+
+
+def test_light_groups_run_in_a_neighbours_job_where_that_adds_no_wait() -> None:
+    groups = merge_light_groups(plan_groups(study(), "namespace"))
+    jobs = {g.name: (g.node_names, sorted(g.dependencies)) for g in groups}
+    assert jobs == {
+        # pair_questions needs only prep's output, and everything that needs it also waits for prep.
+        "prep": (["prep.sample", "pair_questions"], []),
+        "base": (["base.measure"], ["prep"]),
+        "tuned": (["tuned.measure", "compare_tuned"], ["base", "prep"]),
+        "control": (["control.measure", "compare_control"], ["base", "prep"]),
+        # combine_metrics could not join the comparison while summarise_metrics (not waiting for it) needed it;
+        # once summarise_metrics had joined combine_metrics, the whole group joined the comparison.
+        "comparison": (
+            ["plot_all", "combine_metrics", "summarise_metrics", "comparison.compare"],
+            ["base", "control", "tuned"],
+        ),
+    }
+
+
+def test_light_groups_stay_jobs_of_their_own_where_merging_would_delay_another() -> None:
+    # light feeds two parallel GPU jobs: joining either would make the other wait for it.
+    pipeline = Pipeline(
+        [
+            Node(identity, "raw", "prepared", name="light"),
+            Node(identity, "prepared", "a_out", name="a", tags="slurm.gpu"),
+            Node(identity, "prepared", "b_out", name="b", tags="slurm.gpu"),
+        ]
+    )
+    assert [g.name for g in merge_light_groups(plan_groups(pipeline, "namespace"))] == ["light", "a", "b"]
+
+
+def test_nodes_to_run_skips_finished_nodes_unless_their_output_is_missing_or_needed_from_memory(
+    tmp_path: Path,
+) -> None:
+    pipeline = diamond()
+    catalog = pickles(tmp_path, "raw", "ready", "b_model")
+    [a] = [g for g in plan_groups(pipeline, "namespace") if g.name == "a"]
+    # a.clean's output lives in memory: a.ready needs it only while a.ready itself must run.
+    assert [n.name for n in nodes_to_run(a.nodes, set(), catalog)] == ["a.clean", "a.ready"]
+    assert [n.name for n in nodes_to_run(a.nodes, {"a.clean", "a.ready"}, catalog)] == ["a.clean", "a.ready"]
+    catalog.save("ready", 1)
+    assert finished_nodes(a, catalog) == {"a.clean", "a.ready"}
+    assert nodes_to_run(a.nodes, {"a.clean", "a.ready"}, catalog) == []
+    assert [n.name for n in nodes_to_run(a.nodes, {"a.clean"}, catalog)] == ["a.clean", "a.ready"]

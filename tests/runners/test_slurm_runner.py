@@ -11,10 +11,11 @@ from kedro.config import OmegaConfigLoader
 from kedro.framework.hooks import _create_hook_manager
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
+from kedro_datasets.pickle import PickleDataset
 
 from metasyn.runners import JobRunner
 from metasyn.runners.config import ClusterConfig, load_cluster_config
-from metasyn.runners.job_runner import FAILED, STARTED
+from metasyn.runners.job_runner import FAILED, FINISHED, LOG_VARIABLE, SKIPPED, STARTED
 from metasyn.runners.plan import plan_groups
 from metasyn.runners.sbatch import JobStatus
 from metasyn.runners.slurm import Job, KedroInvocation, _failure
@@ -91,7 +92,36 @@ def test_job_runner_marks_started_and_failed_nodes(capfd: pytest.CaptureFixture[
     with pytest.raises(RuntimeError, match="no 2"):
         JobRunner().run(pipeline, DataCatalog({"x": MemoryDataset(1)}), _create_hook_manager())
     marks = [line for line in capfd.readouterr().err.splitlines() if line.startswith("metasyn.runners:")]
-    assert marks == [STARTED + "double", STARTED + "explode", FAILED + "explode"]
+    assert marks == [STARTED + "double", FINISHED + "double", STARTED + "explode", FAILED + "explode"]
+
+
+def test_a_requeued_job_skips_the_nodes_an_earlier_attempt_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # prep -> (y on disk) -> train -> (z in memory) -> score -> (s on disk); an earlier attempt finished
+    # prep and train, then died in score. prep is skipped; train reruns, as its output lived in memory.
+    pipeline = Pipeline(
+        [
+            Node(double, "x", "y", name="prep"),
+            Node(double, "y", "z", name="train"),
+            Node(double, "z", "s", name="score"),
+        ]
+    )
+    catalog = DataCatalog(
+        {
+            "x": MemoryDataset(1),
+            "y": PickleDataset(filepath=str(tmp_path / "y.pkl")),
+            "s": PickleDataset(filepath=str(tmp_path / "s.pkl")),
+        }
+    )
+    catalog.save("y", 5)  # as prep's first attempt left it: prep must not rerun, or y would be 2
+    log = tmp_path / "job-7.log"
+    log.write_text(f"{STARTED}prep\n{FINISHED}prep\n{STARTED}train\n{FINISHED}train\n{STARTED}score\nKilled\n")
+    monkeypatch.setenv(LOG_VARIABLE, str(log))
+    JobRunner().run(pipeline, catalog, _create_hook_manager())
+    marks = [line for line in capfd.readouterr().err.splitlines() if line.startswith("metasyn.runners:")]
+    assert marks == [SKIPPED + "prep", STARTED + "train", FINISHED + "train", STARTED + "score", FINISHED + "score"]
+    assert catalog.load("s") == 20
 
 
 @pytest.fixture
@@ -99,7 +129,7 @@ def job(tmp_path: Path) -> Job:
     """A submitted job of two nodes, with no log yet."""
     pipeline = Pipeline([Node(double, "x", "y", name="prep"), Node(double, "y", "z", name="train")], namespace="fit")
     [group] = plan_groups(pipeline, "namespace")
-    return Job(1, group, tmp_path, job_id="7")
+    return Job(1, group, tmp_path, group.node_names, job_id="7")
 
 
 def test_reports_the_node_that_failed(job: Job) -> None:
@@ -119,10 +149,21 @@ def test_reports_a_job_that_never_reached_its_nodes(job: Job) -> None:
     assert "before its nodes ran (fit.prep, fit.train)" in report
 
 
-def test_dry_run_prints_the_job_scripts_and_submits_nothing(kedro_run: KedroRun, slurm_project: Path) -> None:
+def test_dry_run_prints_the_job_plan_and_scripts_and_submits_nothing(kedro_run: KedroRun, slurm_project: Path) -> None:
     result = kedro_run("--runner-params=dry_run=true", "--params=fail=true")
     assert result.returncode == 0, result.stderr
-    headers = re.findall(r"^# ---- job \d/5: group '(\w+)'(?:, after ([\w, ]+\w))?", result.stdout, re.MULTILINE)
+    # The plan: one line per job (numbered in submission order, which may vary between equally ready jobs).
+    plan = result.stdout.split("# ---- job")[0].splitlines()
+    assert plan[0] == "# Job plan: 6 jobs, 9 nodes"
+    assert sorted(line.split(". ", 1)[1] for line in plan[1:]) == [
+        "left [cpus_per_task=1, mem=256M, time=00:05:00; after source]: left.square, left.total",
+        "nap [cpus_per_task=1, mem=256M, time=1]: nap.rest, nap.sleep",
+        "report [cpus_per_task=1, mem=256M, time=00:05:00; after left, right]: report",
+        "right [gres=gpu:1, cpus_per_task=1, mem=512M, time=00:05:00; after source]: right.scale, right.check",
+        "source [cpus_per_task=1, mem=256M, time=00:05:00]: source",
+        "wake [cpus_per_task=1, mem=256M, time=00:05:00; after nap]: wake",
+    ]
+    headers = re.findall(r"^# ---- job \d/6: group '(\w+)'(?:, after ([\w, ]+\w))?", result.stdout, re.MULTILINE)
     position = {group: index for index, (group, _) in enumerate(headers)}
     assert all(position[a] < position[group] for group, after in headers for a in after.split(", ") if after)
     assert dict(headers) == {
@@ -131,6 +172,7 @@ def test_dry_run_prints_the_job_scripts_and_submits_nothing(kedro_run: KedroRun,
         "right": "source",
         "report": "left, right",
         "nap": "",
+        "wake": "nap",
     }
     right = result.stdout.split("group 'right'")[1].split("# ----")[0]
     for option in (
@@ -139,6 +181,9 @@ def test_dry_run_prints_the_job_scripts_and_submits_nothing(kedro_run: KedroRun,
         "job-name=smoke.right",
         "kill-on-invalid-dep=yes",
         f"chdir={slurm_project}",
+        "requeue",
+        "signal=B:USR1@30",
+        "open-mode=append",
     ):
         assert f"#SBATCH --{option}\n" in right
     assert "--nodes=right.scale,right.check --params=fail=true" in right
@@ -151,3 +196,13 @@ def test_refuses_datasets_that_would_cross_jobs_in_memory(kedro_run: KedroRun) -
     assert result.returncode != 0
     assert "loose_numbers (loose_source -> loose_square)" in result.stderr
     assert "#!/bin/bash" not in result.stdout
+
+
+def test_a_rerun_job_runs_only_the_nodes_whose_outputs_are_missing(kedro_run: KedroRun, slurm_project: Path) -> None:
+    (slurm_project / "data").mkdir()
+    (slurm_project / "data" / "nap_rested.json").write_text('{"n": 5}')
+    result = kedro_run("--runner-params=dry_run=true")
+    assert result.returncode == 0, result.stderr
+    assert "Group 'nap' skips 1 finished nodes: nap.rest" in result.stderr
+    assert re.search(r"^# +\d\. nap \[.*\]: nap.sleep$", result.stdout, re.MULTILINE)
+    assert "--nodes=nap.sleep " in result.stdout.split("group 'nap'")[1]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import graphlib
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -68,6 +69,66 @@ def plan_groups(pipeline: Pipeline, group_by: str) -> list[Group]:
     ]
 
 
+def _ancestors(groups: Iterable[Group]) -> dict[str, set[str]]:
+    """Every group's direct and indirect dependencies (``groups`` in dependency order)."""
+    ancestors: dict[str, set[str]] = {}
+    for group in groups:
+        ancestors[group.name] = set(group.dependencies).union(*(ancestors[d] for d in group.dependencies))
+    return ancestors
+
+
+def _host(light: Group, groups: list[Group]) -> Group | None:
+    """The first group whose job can also run ``light``'s nodes without making any job wait longer.
+
+    The host must be a neighbour (one depends on the other, or they share a dependency); it must already wait
+    for everything ``light`` needs; no other group may lie between them; and every other group that needs
+    ``light`` must already wait for the host.
+    """
+    ancestors = _ancestors(groups)
+    dependents = [g.name for g in groups if light.name in g.dependencies]
+    for host in groups:
+        related = (
+            host.name in light.dependencies
+            or light.name in host.dependencies
+            or set(light.dependencies) & set(host.dependencies)
+        )
+        if (
+            host.name != light.name
+            and related
+            and all(d == host.name or d in ancestors[host.name] for d in light.dependencies)
+            and not any(light.name in ancestors[d] for d in host.dependencies)
+            and all(host.name in ancestors[d] for d in dependents if d != host.name)
+        ):
+            return host
+    return None
+
+
+def merge_light_groups(groups: list[Group]) -> list[Group]:
+    """Fold each group whose nodes ask for no resource profile into a neighbour's job, where it adds no wait.
+
+    A prompt selection or a plot takes seconds; as a job of its own it would wait in the queue for a default
+    allocation. Repeated until no group moves (a host may itself become light enough to move).
+    """
+    while True:
+        for light in groups:
+            if light.profile is not None or (host := _host(light, groups)) is None:
+                continue
+            upstream = host.name in _ancestors(groups)[light.name]
+            merged = replace(
+                host,
+                nodes=host.nodes + light.nodes if upstream else light.nodes + host.nodes,
+                dependencies=tuple(sorted(set(host.dependencies).union(light.dependencies) - {host.name, light.name})),
+            )
+            groups = [
+                replace(g, dependencies=tuple(sorted({host.name if d == light.name else d for d in g.dependencies})))
+                for g in (merged if g.name == host.name else g for g in groups)
+                if g.name != light.name
+            ]
+            break
+        else:
+            return groups
+
+
 def _is_persisted(catalog: CatalogProtocol, dataset: str) -> bool:
     """Whether the dataset is saved somewhere another job can load it from."""
     # Kedro's own marker of datasets that live in memory only (MemoryDataset and kin).
@@ -100,6 +161,37 @@ def _is_complete(group: Group, catalog: CatalogProtocol) -> bool:
     """Whether the group has persisted outputs and all of them exist."""
     outputs = [out for node in group.nodes for out in node.outputs if _is_persisted(catalog, out)]
     return bool(outputs) and all(catalog.exists(out) for out in outputs)
+
+
+def nodes_to_run(nodes: Iterable[Node], finished: Collection[str], catalog: CatalogProtocol) -> list[Node]:
+    """The nodes that must run, of ``nodes`` (in dependency order) when those named ``finished`` are done.
+
+    A finished node runs again only if one of its persisted outputs is missing, or if a node that runs needs
+    one of its outputs that lived in memory. Kedro's ``--only-missing-outputs`` decides by existing files
+    alone, which would keep outputs that an older run left and that this run's upstream replaces.
+    """
+    nodes = list(nodes)
+    must_run: list[Node] = []
+    needed: set[str] = set()
+    for node in reversed(nodes):
+        done = (
+            node.name in finished
+            and node.outputs
+            and all(catalog.exists(out) for out in node.outputs if _is_persisted(catalog, out))
+        )
+        if not done or any(out in needed and not _is_persisted(catalog, out) for out in node.outputs):
+            must_run.append(node)
+            needed.update(node.inputs)
+    return must_run[::-1]
+
+
+def finished_nodes(group: Group, catalog: CatalogProtocol) -> set[str]:
+    """The group's nodes whose persisted outputs all exist (nodes with outputs in memory only included)."""
+    return {
+        node.name
+        for node in group.nodes
+        if all(catalog.exists(out) for out in node.outputs if _is_persisted(catalog, out))
+    }
 
 
 def groups_to_run(groups: list[Group], catalog: CatalogProtocol) -> list[Group]:

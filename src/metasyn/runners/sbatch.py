@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metasyn.runners import job_runner
+
 # sacct states after which a job will not run again (see `man sacct`, JOB STATE CODES).
 DONE = "COMPLETED"
 FAILED = frozenset(
@@ -48,15 +50,45 @@ def option_flags(options: Mapping[str, Any]) -> list[str]:
     return flags
 
 
-def render_script(options: Mapping[str, Any], setup: Sequence[str], command: Sequence[str]) -> str:
-    """A batch script: ``#SBATCH`` options, the setup lines, then ``command`` in place of the shell."""
+def render_script(
+    options: Mapping[str, Any], setup: Sequence[str], command: Sequence[str], *, log: str, max_requeues: int
+) -> str:
+    """A batch script: ``#SBATCH`` options, the setup lines, then ``command``, requeued near the time limit.
+
+    ``log`` is the job's log path with ``{job_id}`` for the job id: the job runner reads in it which nodes an
+    earlier attempt of the same job finished. The job is allowed ``max_requeues`` requeues in all, whether
+    asked for by its own trap (the ``USR1`` that ``--signal`` sends before the time limit) or by SLURM
+    (preemption, node failure); SLURM counts them in ``SLURM_RESTART_COUNT``.
+    """
+    log_prefix, log_suffix = log.split("{job_id}")
     lines = [
         "#!/bin/bash",
         *(f"#SBATCH {shlex.quote(flag)}" for flag in option_flags(options)),
         "set -e",
         *setup,
-        # exec: SLURM's signals (time limit, scancel) then reach kedro itself.
-        "exec " + shlex.join(command),
+        f'export {job_runner.LOG_VARIABLE}={shlex.quote(log_prefix)}"$SLURM_JOB_ID"{shlex.quote(log_suffix)}',
+        "attempt=$((${SLURM_RESTART_COUNT:-0} + 1))",
+        f'echo "{job_runner.ATTEMPT}$attempt of at most {max_requeues + 1}" >&2',
+        f"if ((attempt > {max_requeues + 1})); then",
+        f'  echo "{job_runner.REQUEUES_EXHAUSTED}requeued $((attempt - 1)) times, max_requeues is {max_requeues}" >&2',
+        "  exit 1",
+        "fi",
+        "requeue_before_time_limit() {",
+        f"  if ((attempt <= {max_requeues})); then",
+        f'    echo "{job_runner.REQUEUED}near the time limit" >&2',
+        '    scontrol requeue "$SLURM_JOB_ID"',
+        "  else",
+        f'    echo "{job_runner.REQUEUES_EXHAUSTED}near the time limit, max_requeues ({max_requeues}) used up" >&2',
+        "  fi",
+        "}",
+        "trap requeue_before_time_limit USR1",
+        # bash runs a trap only between commands: kedro goes to the background and the shell waits for it,
+        # again after each trap, then exits with kedro's status. SLURM signals every process of the job, so a
+        # time limit or scancel still reaches kedro.
+        "set +e",
+        shlex.join(command) + " &",
+        "kedro_pid=$!",
+        'while true; do wait "$kedro_pid"; status=$?; kill -0 "$kedro_pid" 2>/dev/null || exit "$status"; done',
     ]
     return "\n".join(lines) + "\n"
 

@@ -25,7 +25,10 @@ from metasyn.runners import job_runner, sbatch
 from metasyn.runners.config import ClusterConfig, load_cluster_config
 from metasyn.runners.plan import (
     Group,
+    finished_nodes,
     groups_to_run,
+    merge_light_groups,
+    nodes_to_run,
     plan_groups,
     unpersisted_crossings,
 )
@@ -113,6 +116,8 @@ class Job:
     index: int
     group: Group
     folder: Path
+    node_names: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
     script: str = ""
     job_id: str = ""
     after: list[str] = field(default_factory=list)
@@ -148,7 +153,8 @@ class SlurmRunner(AbstractRunner):
         is_async: Accepted because ``kedro run`` always passes it; jobs load and save synchronously.
         wait: Follow the jobs until they end and fail if one fails; False returns once submitted.
         dry_run: Print the batch scripts instead of submitting them.
-        resume: Skip groups whose persisted outputs all exist (unless upstream of them reruns).
+        resume: Skip groups whose persisted outputs all exist, and in the others the nodes whose outputs
+            exist, unless a group upstream of them reruns.
         env: Configuration environment of the jobs; defaults to the one of ``kedro run``.
     """
 
@@ -181,6 +187,8 @@ class SlurmRunner(AbstractRunner):
         invocation = KedroInvocation.current(self._env)
         config = load_cluster_config(run_config_loader(), invocation.env)
         groups = plan_groups(pipeline, config.group_by)
+        if config.merge_light_groups:
+            groups = merge_light_groups(groups)
         _refuse_unpersisted(pipeline, groups, catalog, invocation.env)
         todo = groups_to_run(groups, catalog) if self._resume else groups
         submitting = {group.name for group in todo}
@@ -191,8 +199,9 @@ class SlurmRunner(AbstractRunner):
             self._logger.info("Nothing to submit: every group's outputs exist")
             return
         run_dir = invocation.project_path / config.log_dir / (run_id or _timestamp())
-        jobs = _make_jobs(todo, run_dir, invocation, config)
+        jobs = _make_jobs(todo, run_dir, invocation, config, self._nodes_of(todo, catalog))
         if self._dry_run:
+            _print_plan(jobs)
             _print_scripts(jobs)
             return
         self._submit(jobs)
@@ -210,6 +219,23 @@ class SlurmRunner(AbstractRunner):
                 " ".join(j.job_id for j in jobs),
             )
             raise
+
+    def _nodes_of(self, groups: list[Group], catalog: CatalogProtocol) -> dict[str, list[str]]:
+        """The nodes each group's job runs: with resume, a group whose inputs are unchanged skips finished nodes."""
+        submitting = {group.name for group in groups}
+        nodes = {}
+        for group in groups:
+            if self._resume and not submitting.intersection(group.dependencies):
+                running = [n.name for n in nodes_to_run(group.nodes, finished_nodes(group, catalog), catalog)]
+                skipped = [name for name in group.node_names if name not in running]
+                if skipped:
+                    self._logger.info(
+                        "Group '%s' skips %d finished nodes: %s", group.name, len(skipped), ", ".join(skipped)
+                    )
+                nodes[group.name] = running
+            else:
+                nodes[group.name] = group.node_names
+        return nodes
 
     def _submit(self, jobs: list[Job]) -> None:
         """Submit the jobs in dependency order; if one is refused, cancel those already submitted."""
@@ -231,13 +257,20 @@ class SlurmRunner(AbstractRunner):
         """Report state changes until every job has ended; cancel what depends on a failed job."""
         shown: dict[str, str] = {}
         cancelled: set[str] = set()
+        previous: dict[str, sbatch.JobStatus] = {}
         while True:
             status = self._poll(jobs, poll_interval)
             for job in jobs:
                 if shown.get(job.job_id) != status[job.job_id].state:
                     shown[job.job_id] = status[job.job_id].state
                     self._logger.info("%s: %s", job, status[job.job_id].state)
-            failed = {job.group.name for job in jobs if status[job.job_id].state in sbatch.FAILED}
+            # A requeued job passes through PREEMPTED, NODE_FAIL or TIMEOUT on its way back to PENDING: an
+            # end counts once two polls in a row report it.
+            settled = {job_id for job_id, s in status.items() if s.finished and previous.get(job_id) == s}
+            previous = status
+            failed = {
+                job.group.name for job in jobs if job.job_id in settled and status[job.job_id].state != sbatch.DONE
+            }
             doomed = [
                 job.job_id
                 for job in _downstream(jobs, failed)
@@ -247,7 +280,7 @@ class SlurmRunner(AbstractRunner):
                 self._logger.warning("Cancelling jobs %s: a job they depend on failed", ", ".join(doomed))
                 sbatch.cancel(doomed)
                 cancelled.update(doomed)
-            if all(s.finished for s in status.values()):
+            if len(settled) == len(jobs):
                 break
             time.sleep(poll_interval)
         _report(jobs, status)
@@ -285,24 +318,52 @@ def _refuse_unpersisted(pipeline: Pipeline, groups: list[Group], catalog: Catalo
         )
 
 
-def _make_jobs(groups: list[Group], run_dir: Path, invocation: KedroInvocation, config: ClusterConfig) -> list[Job]:
-    """One job per group, with its batch script and the groups it must wait for."""
+def _make_jobs(
+    groups: list[Group],
+    run_dir: Path,
+    invocation: KedroInvocation,
+    config: ClusterConfig,
+    nodes: dict[str, list[str]],
+) -> list[Job]:
+    """One job per group, running ``nodes[group]``, with its batch script and the groups it must wait for."""
     package = kedro_project.PACKAGE_NAME or invocation.project_path.name
     submitted = {group.name for group in groups}
     jobs = []
     for index, group in enumerate(groups, start=1):
-        job = Job(index, group, run_dir, after=[d for d in group.dependencies if d in submitted])
-        options = {
+        job = Job(index, group, run_dir, nodes[group.name], after=[d for d in group.dependencies if d in submitted])
+        job.options = {
             **config.sbatch_options(group.profile),
+            **config.requeue_options(),
             "job_name": f"{package}.{_safe(group.name)}",
             "output": str(job.log_pattern),
+            # A requeued job keeps its id, so its attempts share one log: append, do not truncate.
+            "open_mode": "append",
             "chdir": str(invocation.project_path),
             # Off by default, SLURM would keep a job whose dependency failed pending forever.
             "kill_on_invalid_dep": "yes",
         }
-        job.script = sbatch.render_script(options, config.setup, invocation.command(group.node_names))
+        job.script = sbatch.render_script(
+            job.options,
+            config.setup,
+            invocation.command(job.node_names),
+            log=str(job.log_pattern).replace("%j", "{job_id}"),
+            max_requeues=config.max_requeues,
+        )
         jobs.append(job)
     return jobs
+
+
+# The sbatch options the job plan shows, in this order.
+PLAN_RESOURCES = ("partition", "gres", "cpus_per_task", "mem", "time")
+
+
+def _print_plan(jobs: list[Job]) -> None:
+    """The job plan: each job's resources, the jobs it waits for, and its nodes."""
+    print(f"# Job plan: {len(jobs)} jobs, {sum(len(job.node_names) for job in jobs)} nodes")
+    for job in jobs:
+        resources = ", ".join(f"{key}={job.options[key]}" for key in PLAN_RESOURCES if job.options.get(key))
+        after = f"; after {', '.join(job.after)}" if job.after else ""
+        print(f"# {job.index:2d}. {job.group.name} [{resources}{after}]: {', '.join(job.node_names)}")
 
 
 def _print_scripts(jobs: list[Job]) -> None:
@@ -343,16 +404,19 @@ def _failure(job: Job, status: sbatch.JobStatus) -> str:
     """Why one job failed, in which node(s), and the path of its log."""
     failed = job_runner.marked_nodes(job.log_path, job_runner.FAILED)
     started = job_runner.marked_nodes(job.log_path, job_runner.STARTED)
+    exhausted = job_runner.marked_nodes(job.log_path, job_runner.REQUEUES_EXHAUSTED)
     if failed:
         where = f"node {', '.join(failed)} failed"
     elif started:
         where = f"while running node {started[-1]}"
     else:
-        where = f"before its nodes ran ({', '.join(job.group.node_names)})"
+        where = f"before its nodes ran ({', '.join(job.node_names)})"
     if status.state == "TIMEOUT":
         why = f"killed by the time limit ({status.time_limit}) after {status.elapsed}"
     elif status.state == "OUT_OF_MEMORY":
         why = "killed for using more memory than it asked for"
     else:
         why = f"{status.state} (exit code {status.exit_code})"
+    if exhausted:
+        why += f", no requeue left ({exhausted[-1]})"
     return f"{why}; {where}; log: {job.log_path}"

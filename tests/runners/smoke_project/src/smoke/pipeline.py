@@ -1,7 +1,8 @@
-"""source -> (left, right) -> report, and nap on its own: five SLURM jobs when grouped by namespace."""
+"""source -> (left, right) -> report, and nap -> wake: six SLURM jobs when grouped by namespace."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pandas as pd
@@ -23,10 +24,26 @@ def total(values: list[int]) -> int:
     return sum(values)
 
 
-def nap(n: int, seconds: float) -> dict[str, float]:
-    """Sleep ``seconds``, e.g. past the job's time limit."""
-    time.sleep(seconds)
-    return {"n": n, "slept": seconds}
+def rest(n: int) -> dict[str, int]:
+    """A quick first node, so that a requeued job has a finished node to skip."""
+    return {"n": n}
+
+
+def nap(rested: dict[str, int], seconds: float, sleepy_attempts: int) -> dict[str, float]:
+    """Sleep ``seconds`` (e.g. past the time limit) in the job's first ``sleepy_attempts`` attempts.
+
+    Later attempts of a requeued job (SLURM counts them in SLURM_RESTART_COUNT) return at once, as a node
+    that resumes from its checkpoints would.
+    """
+    attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0")) + 1
+    slept = seconds if attempt <= sleepy_attempts else 0
+    time.sleep(slept)
+    return {"n": rested["n"], "slept": slept, "attempt": attempt}
+
+
+def wake(slept: dict[str, float]) -> dict[str, float]:
+    """What the nap left: a job that must wait for nap's, requeued or not."""
+    return slept
 
 
 def scale(numbers: pd.DataFrame, factor: int) -> list[int]:
@@ -72,7 +89,16 @@ def smoke_pipeline() -> Pipeline:
             left,
             right,
             Node(summarise, ["left.total", "right.checked"], "report", name="report"),
-            Node(nap, ["params:n", "params:sleep"], "nap", name="nap", tags="slurm.short"),
+            Pipeline(
+                [
+                    Node(rest, "params:n", "rested", name="rest"),
+                    Node(nap, ["rested", "params:sleep", "params:sleepy_attempts"], "slept", name="sleep"),
+                ],
+                namespace="nap",
+                parameters={"params:n", "params:sleep", "params:sleepy_attempts"},
+                tags={"slurm.short"},
+            ),
+            Node(wake, "nap.slept", "woke", name="wake"),
         ]
     )
 
