@@ -1,4 +1,10 @@
-"""data_prep nodes: questions -> sampled answers -> consistency -> confidence targets -> training examples."""
+"""data_prep nodes: questions -> sampled answers -> consistency -> confidence targets -> training examples.
+
+Resume: ``answer_sample_batches`` is a ``PartitionedDataset`` with one parquet per batch of questions, saved lazily,
+and ``answer_sample_batches_saved`` reads the same folder. ``sample_answers`` returns callables for the batches
+without a saved partition only, so an interrupted run continues with the next unsaved batch
+(``metasyn.metacognition.sampling`` says how batches of other settings are told apart).
+"""
 
 from __future__ import annotations
 
