@@ -37,7 +37,7 @@ def lazy_batches(
 
     @lru_cache(maxsize=1)
     def run(index: int) -> Mapping[str, Result]:
-        logger.info("%s: batch %d of %d (%d partitions)", label, index + 1, len(batches), len(batches[index]))
+        logger.info("%s: batch %d of %d", label, index + 1, len(batches))
         return compute(index)
 
     def loader(index: int, partition: str) -> Callable[[], Result]:
