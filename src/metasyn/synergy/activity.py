@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
-from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -14,13 +12,11 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from metasyn.lm.models import LanguageModel
+from metasyn.lm.resume import batched, lazy_batches
 from metasyn.synergy.heads import (
     HeadActivity,
     record_head_activity,
 )
-
-logger = logging.getLogger(__name__)
-
 
 PROMPT_COLUMNS = ["id", "category", "prompt"]
 
@@ -78,31 +74,18 @@ def prompts_to_record(
 def lazy_head_activity(
     lm: LanguageModel, rendered: Mapping[str, str], steps: int, batch_size: int
 ) -> dict[str, Callable[[], dict[str, torch.Tensor]]]:
-    """One callable per prompt id giving its activity tensors, computed a batch at a time on first call.
+    """One callable per prompt id giving its activity tensors, computed a batch of sorted prompt ids at a time.
 
-    Batches follow sorted prompt ids, the order in which a ``PartitionedDataset`` saves lazy partitions, so each
-    batch is computed once and its prompts are written before the next batch starts.
+    Sorted, because a ``PartitionedDataset`` saves lazy partitions in that order (``metasyn.lm.resume``).
     """
-    ordered = sorted(rendered)
-    batches = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
+    batches = batched(sorted(rendered), batch_size)
 
-    @cache
-    def run(batch: int) -> dict[str, dict[str, torch.Tensor]]:
+    def record(batch: int) -> dict[str, dict[str, torch.Tensor]]:
         ids = batches[batch]
-        logger.info(
-            "Head activity: batch %d of %d (%d prompts, %d steps)",
-            batch + 1,
-            len(batches),
-            len(ids),
-            steps,
-        )
         activity = record_head_activity(lm, [rendered[prompt_id] for prompt_id in ids], steps, batch_size)
         return {prompt_id: record.to_tensors() for prompt_id, record in zip(ids, activity)}
 
-    def loader(batch: int, prompt_id: str) -> Callable[[], dict[str, torch.Tensor]]:
-        return lambda: run(batch)[prompt_id]
-
-    return {prompt_id: loader(index, prompt_id) for index, ids in enumerate(batches) for prompt_id in ids}
+    return lazy_batches(batches, record, f"Head activity ({steps} steps)")
 
 
 def load_activity(

@@ -1,8 +1,6 @@
 """data_prep through Kedro: a smoke run on the embedded model, splits, the sampling regime, the length cut and
 the early errors."""
 
-from types import SimpleNamespace
-
 import datasets
 import pandas as pd
 import pytest
@@ -10,14 +8,13 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from metasyn.lm.models import LanguageModel
-from metasyn.lm.prompts import confidence_messages, render_prompts
 from metasyn.pipelines.data_prep import nodes
 from metasyn.questions.generated import (
     arithmetic_questions,
     factual_questions,
     multiple_choice_questions,
 )
-from tests.pipelines.finetune.tiny import CHATML_TEMPLATE, tiny_tokenizer
+from tests.pipelines.finetune.tiny import CHATML_TEMPLATE
 
 # ChatML around a user and an assistant turn: 4 special tokens, "user\n", "\n", "assistant\n", "\n".
 CHATML_OVERHEAD = 4 + 5 + 1 + 10 + 1
@@ -61,26 +58,19 @@ def test_a_null_source_is_disabled_so_an_overlay_can_drop_a_base_source():
     assert set(questions["domain"]) == {"multiple_choice"} and len(questions) == 5
 
 
-def test_consistency_is_sampled_in_the_evaluated_prompt_and_read_off_the_answer_line(monkeypatch):
+def test_consistency_is_read_off_the_answer_line_of_the_saved_samples():
     questions = pd.DataFrame(
         [{"id": "f1", "domain": "factual", "question": "What is the capital of France?", "choices": [],
           "answer": "Paris", "aliases": ["Paris"], "split": "train"}]
     )  # fmt: skip
     outputs = ["Answer: Paris\nConfidence: 0.9", "Answer: paris\nConfidence: 0.2", "Answer: Lyon\nConfidence: 0.9"]
-    calls = []
+    batch = pd.DataFrame({"question_id": ["f1"] * 3, "sample_index": [0, 1, 2], "output": outputs})
+    sampling = {"n_samples": 3, "matcher": "contains"}
 
-    def fake_generate(model, prompts, max_new_tokens, **options):
-        calls.append((prompts, max_new_tokens))
-        return SimpleNamespace(texts=outputs)
+    samples = nodes.score_answer_samples({"000000-f1": lambda: batch}, questions, sampling)
 
-    monkeypatch.setattr(nodes, "generate", fake_generate)
-    tokenizer = tiny_tokenizer()
-    sampling = {"n_samples": 3, "temperature": 1.0, "max_new_tokens": 20, "batch_size": 1, "matcher": "contains"}
-
-    samples = nodes.sample_answers(questions, LanguageModel(None, tokenizer), sampling, seed=0)
-
-    assert calls == [(render_prompts(tokenizer, [confidence_messages(questions.iloc[0].to_dict())]), 20)]
     assert samples["answer"].tolist() == ["paris", "paris", "lyon"]  # the confidence line is not part of it
+    assert samples["correct"].tolist() == [True, True, False] and samples["parsed"].all()
     consistency = nodes.score_consistency(samples, questions)
     assert consistency.loc[0, "consistency"] == pytest.approx(2 / 3) and consistency.loc[0, "modal_correct"]
 

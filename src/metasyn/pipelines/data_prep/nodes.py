@@ -1,21 +1,31 @@
-"""data_prep nodes: questions -> sampled answers -> consistency -> confidence targets -> training examples."""
+"""data_prep nodes: questions -> sampled answers -> consistency -> confidence targets -> training examples.
+
+Resume: ``answer_sample_batches`` is a ``PartitionedDataset`` with one parquet per batch of questions, saved lazily,
+and ``answer_sample_batches_saved`` reads the same folder. ``sample_answers`` returns callables for the batches
+without a saved partition only, so an interrupted run continues with the next unsaved batch
+(``metasyn.metacognition.sampling`` says how batches of other settings are told apart).
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 import datasets
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
-from metasyn.lm.answers import check_matcher, get_matcher, score_answers
-from metasyn.lm.generation import generate
+from metasyn.lm.answers import check_matcher, get_matcher
 from metasyn.lm.models import LanguageModel
-from metasyn.lm.prompts import confidence_messages, render_prompts
 from metasyn.metacognition import examples as examples_lib
 from metasyn.metacognition import plots as metacognition_plots
+from metasyn.metacognition import sampling as sampling_lib
 from metasyn.metacognition import targets as targets_lib
 from metasyn.questions import validate_questions
 from metasyn.questions.sources import load_source
+
+logger = logging.getLogger(__name__)
 
 
 def check_sampling(sampling: dict) -> dict:
@@ -52,40 +62,27 @@ def split_questions(questions: pd.DataFrame, split: dict, seed: int) -> pd.DataF
     return questions.assign(split=labels.reindex(questions.index))
 
 
-def sample_answers(questions: pd.DataFrame, model: LanguageModel, sampling: dict, seed: int) -> pd.DataFrame:
-    """Sample every question ``n_samples`` times in the trained and evaluated prompt; score each (unparseable kept)."""
-    records = questions.to_dict("records")
-    # The trained and evaluated prompt: the answer is read off its "Answer:" line, the stated confidence ignored.
-    prompts = render_prompts(model.tokenizer, [confidence_messages(question) for question in records])
-    generations = generate(
-        model,
-        prompts,
-        sampling["max_new_tokens"],
-        do_sample=True,
-        temperature=sampling["temperature"],
-        num_return_sequences=sampling["n_samples"],
-        batch_size=sampling["batch_size"],
-        seed=seed,
-        progress="sampling answers",
+def sample_answers(
+    questions: pd.DataFrame,
+    model: LanguageModel,
+    sampling: dict,
+    seed: int,
+    saved_batches: dict[str, pd.DataFrame],
+) -> dict[str, Callable[[], pd.DataFrame]]:
+    """Per batch of questions not saved yet, a callable sampling each question ``n_samples`` times (saved lazily)."""
+    plan = sampling_lib.plan_batches(model, questions, sampling, seed)
+    pending = sampling_lib.pending_batches(plan, saved_batches)
+    logger.info("Answer samples: %d of %d batches to sample, the rest saved already.", len(pending), len(plan))
+    return sampling_lib.lazy_samples(model, pending, sampling)
+
+
+def score_answer_samples(
+    sample_batches: dict[str, Callable[[], pd.DataFrame]], questions: pd.DataFrame, sampling: dict
+) -> pd.DataFrame:
+    """Every saved sample in question order, with its answer read off the "Answer:" line and scored."""
+    return sampling_lib.score_samples(
+        sample_batches, questions, sampling["n_samples"], get_matcher(sampling["matcher"])
     )
-    sampled_questions = [records[index // sampling["n_samples"]] for index in range(len(generations.texts))]
-    scored = score_answers(generations.texts, sampled_questions, get_matcher(sampling["matcher"]))
-    rows = []
-    for index, (output, question, (answer, correct)) in enumerate(
-        zip(generations.texts, sampled_questions, scored, strict=True)
-    ):
-        rows.append(
-            {
-                "question_id": question["id"],
-                "domain": question["domain"],
-                "sample_index": index % sampling["n_samples"],
-                "output": output,
-                "answer": answer,
-                "parsed": answer is not None,
-                "correct": correct,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def score_consistency(samples: pd.DataFrame, questions: pd.DataFrame) -> pd.DataFrame:

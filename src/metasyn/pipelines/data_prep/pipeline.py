@@ -8,7 +8,7 @@ from metasyn.pipelines.variants import Variants
 
 
 def create_pipeline(variants: Variants) -> Pipeline:
-    """Questions -> samples -> consistency -> bins -> targets -> training examples (those that fit) and test questions."""
+    """Questions -> samples (saved per batch) -> consistency -> bins -> targets -> training examples (those that fit) and test questions."""
     # One namespace (a kedro-viz group, one SLURM job); dataset names stay unprefixed for the catalog.
     return pipeline(
         [
@@ -32,10 +32,23 @@ def create_pipeline(variants: Variants) -> Pipeline:
             ),
             node(
                 func=nodes.sample_answers,
-                inputs=["question_splits", "base.model", "sampling_settings", "params:data_prep.seed"],
-                outputs="answer_samples",
+                inputs=[
+                    "question_splits",
+                    "base.model",
+                    "sampling_settings",
+                    "params:data_prep.seed",
+                    "answer_sample_batches_saved",
+                ],
+                outputs="answer_sample_batches",
                 name="sample_answers",
                 tags=[GPU_TAG],
+            ),
+            node(
+                func=nodes.score_answer_samples,
+                inputs=["answer_sample_batches", "question_splits", "sampling_settings"],
+                outputs="answer_samples",
+                name="score_answer_samples",
+                tags=[GPU_TAG],  # the nli matcher runs a classifier on the device
             ),
             node(
                 func=nodes.score_consistency,
