@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, NamedTuple, get_args
 
 from peft import LoraConfig
-from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, create_model, model_validator
 from pydantic_core import PydanticCustomError
 from trl import SFTConfig
 
@@ -115,9 +115,11 @@ class _Block(BaseModel):
 
 
 class NliOptions(_Block):
-    model: Annotated[str | None, _or_null("a model id or directory", lambda v: isinstance(v, str), "none set")] = None
-    batch_size: PositiveInt = 32
-    device: Device = "auto"
+    """``nli.load_nli_matcher``'s arguments, all required (globals.yml sets them)."""
+
+    model: Annotated[str | None, _or_null("a model id or directory", lambda v: isinstance(v, str), "none set")]
+    batch_size: PositiveInt
+    device: Device
 
 
 MATCHER_NAMES = sorted([*MATCHERS, *MODEL_MATCHERS])
@@ -130,7 +132,13 @@ class MatcherSettings(_Block):
     """``{name: <matcher>, <model matcher>: {its options}}`` (globals.yml ``answer_matcher``)."""
 
     name: MatcherName
-    nli: NliOptions | None = None
+    nli: NliOptions | None = None  # read only when name is nli
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        # A bare matcher name is short for {name: <name>}, as metasyn.lm.answers reads it.
+        return {"name": value} if isinstance(value, str) else value
 
 
 # ------------------------------------------------------------------------------------------ data_prep
@@ -193,12 +201,15 @@ class DataPrep(_Block):
 
 
 class Lora(_Block):
-    """The keys the project sets; any other ``peft.LoraConfig`` field is allowed too (checked below)."""
+    """The keys the project sets (``target_modules`` is required: the finetune nodes check it against the model),
+    the others optional (peft's default when absent); any other ``peft.LoraConfig`` field is allowed too."""
 
     model_config = ConfigDict(extra="allow")
-    r: PositiveInt
-    lora_alpha: PositiveNumber
-    lora_dropout: Annotated[float, _allowed("a number from 0 to below 1", lambda v: _is_number(v) and 0 <= v < 1)]
+    r: PositiveInt = None
+    lora_alpha: PositiveNumber = None
+    lora_dropout: Annotated[float, _allowed("a number from 0 to below 1", lambda v: _is_number(v) and 0 <= v < 1)] = (
+        None
+    )
     target_modules: Annotated[
         list[str], _allowed("a non-empty list of module names", lambda v: _is_list_of_strings(v) and v)
     ]
@@ -209,27 +220,28 @@ def _is_warmup(value: Any) -> bool:
 
 
 class Training(_Block):
-    """The keys the project sets; any other ``trl.SFTConfig`` field is allowed too (checked below)."""
+    """The keys the project sets, each optional (TRL's default when absent); any other ``trl.SFTConfig`` field is
+    allowed too (checked below)."""
 
     model_config = ConfigDict(extra="allow")
-    num_train_epochs: PositiveNumber
+    num_train_epochs: PositiveNumber = None
     max_steps: Annotated[
-        int, _allowed("a positive integer, or -1 (every epoch)", lambda v: _is_positive_integer(v) or v == -1)
-    ]
-    per_device_train_batch_size: PositiveInt
-    per_device_eval_batch_size: PositiveInt = 8
-    gradient_accumulation_steps: PositiveInt = 1
-    learning_rate: PositiveNumber
+        int, _allowed("a positive integer, or -1 (every epoch)", lambda v: _is_integer(v) and (v > 0 or v == -1))
+    ] = None
+    per_device_train_batch_size: PositiveInt = None
+    per_device_eval_batch_size: PositiveInt = None
+    gradient_accumulation_steps: PositiveInt = None
+    learning_rate: PositiveNumber = None
     # transformers reads a value below 1 as a share of all steps.
     warmup_steps: Annotated[
         float, _allowed("an integer >= 0 (steps), or a number in [0, 1) (a share of all steps)", _is_warmup)
-    ] = 0
+    ] = None
     max_length: Annotated[int | None, _or_null("a positive integer", _is_positive_integer, "no limit")] = None
-    completion_only_loss: StrictBool = True
-    bf16: StrictBool = False
-    activation_checkpointing: StrictBool = False
-    eval_on_start: StrictBool = False
-    logging_steps: PositiveNumber = 500
+    completion_only_loss: StrictBool = None
+    bf16: StrictBool = None
+    activation_checkpointing: StrictBool = None
+    eval_on_start: StrictBool = None
+    logging_steps: PositiveNumber = None
     save_total_limit: Annotated[int | None, _or_null("a positive integer", _is_positive_integer, "keep all")] = None
 
 
