@@ -14,14 +14,16 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from kedro.config import AbstractConfigLoader
 from kedro.framework.context import KedroContext
 
-from metasyn.parameters import Problem, parameter_problems
 from metasyn.pipelines.variants import Variants, VariantsError
+
+if TYPE_CHECKING:
+    from metasyn.parameters import Problem
 
 _run_config_loader: AbstractConfigLoader | None = None
 # The variants of the last context created (None where its project declares none): what ``pipelines``, built
@@ -60,6 +62,10 @@ class ParametersError(ValueError):
 
 def refuse_bad_parameters(parameters: Mapping[str, Any], loader: AbstractConfigLoader | None) -> None:
     """Raise ``ParametersError`` listing every problem of ``parameters`` (``metasyn.parameters``), if any."""
+    # Imported here: the typed models import peft, TRL and torch (seconds), which a project that uses only this
+    # context's config loader (the SLURM runner's test project) does not otherwise load.
+    from metasyn.parameters import parameter_problems
+
     if problems := parameter_problems(parameters):
         raise ParametersError(parameters_message(problems, loader))
 
@@ -122,8 +128,11 @@ class ProjectContext(KedroContext):
         try:
             variants = None if parameters.get("variants") is None else Variants.from_parameters(parameters)
         except VariantsError as error:
-            problems = parameter_problems(parameters)
-            raise VariantsError(parameters_message(problems, self.config_loader)) from error
+            try:
+                refuse_bad_parameters(parameters, self.config_loader)
+            except ParametersError as problems:
+                raise VariantsError(str(problems)) from error
+            raise
         # ``pipelines`` is built once per process; a later session (a test, a notebook reload) with another
         # variant list must not reuse pipelines built for the first one.
         if _run_variants is not None and variants != _run_variants and PACKAGE_NAME:
