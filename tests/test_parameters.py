@@ -41,6 +41,11 @@ def _with(parameters: dict, key: str, value) -> dict:
     return changed
 
 
+def _from_project(message: str) -> str:
+    """``message`` with file paths relative to the project (they are relative to the working directory, if in it)."""
+    return message.replace(str(PROJECT_ROOT) + os.sep, "")
+
+
 def _messages(parameters: dict) -> dict[str, str]:
     return {problem.key: problem.message for problem in parameter_problems(parameters)}
 
@@ -150,12 +155,15 @@ def test_every_problem_is_reported_together_with_the_file_that_sets_its_key(base
         bad = _with(bad, key, value)
     with pytest.raises(ParametersError) as refused:
         refuse_bad_parameters(bad, _loader("base"))
-    message = str(refused.value)
+    message = _from_project(str(refused.value))
     assert message.startswith("The run's parameters have 5 problems; nothing was run.")
-    assert "- data_prep.sources.factual.count: -5 is not allowed; a positive integer is needed " in message
-    assert "(conf/base/parameters_data_prep.yml)" in message.replace(str(PROJECT_ROOT) + os.sep, "")
-    assert "variants.finetuned.control_shuffled.shuffle_targets: 'false'" in message
-    assert "parameters.yml)" in message and "synergy.activity.steps: 2" in message and "n_sampels" in message
+    count = "- data_prep.sources.factual.count: -5 is not allowed; a positive integer is needed"
+    assert f"{count} (conf/base/parameters_data_prep.yml)" in message
+    assert "- data_prep.sampling.n_samples: '10' is not allowed" in message
+    assert "- data_prep.sampling.n_sampels is not a known key; did you mean n_samples?" in message
+    shuffle = "- variants.finetuned.control_shuffled.shuffle_targets: 'false' is not allowed; true (a control: "
+    assert f"{shuffle}confidence targets permuted) or false is needed (conf/base/parameters.yml)" in message
+    assert "- synergy.activity.steps: 2 is not allowed" in message
 
 
 def test_the_file_named_is_the_environment_overlay_or_the_params_option_that_set_the_key() -> None:
@@ -164,11 +172,11 @@ def test_the_file_named_is_the_environment_overlay_or_the_params_option_that_set
         runtime_params={"synergy": {"activity": {"batch_size": 0}}},
     )  # fmt: skip
     parameters = _with(_with(loader["parameters"], "data_prep.sampling.n_samples", 1), "calibration.matcher.name", "x")
-    message = parameters_message(parameter_problems(parameters), loader)
+    message = _from_project(parameters_message(parameter_problems(parameters), loader))
     assert "data_prep.sampling.n_samples: 1 is not allowed" in message
-    assert "parameters_data_prep.yml)" in message and "smoke" in message.split("n_samples: 1")[1].split("\n")[0]
+    assert "is needed (conf/smoke/parameters_data_prep.yml)" in message  # the overlay sets it, not conf/base
     assert "synergy.activity.batch_size: 0 is not allowed; a positive integer is needed (--params)" in message
-    assert "parameters_calibration.yml, via globals answer_matcher)" in message
+    assert "(conf/base/parameters_calibration.yml, via globals answer_matcher)" in message
 
 
 @pytest.mark.slow  # a kedro subprocess (seconds of imports), like the fresh synergy run in test_hooks.py
