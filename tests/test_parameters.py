@@ -12,8 +12,11 @@ import time
 
 import pytest
 from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline
 
 from metasyn.context import ParametersError, parameters_message, refuse_bad_parameters
+from metasyn.hooks import CheckParametersHook
 from metasyn.parameters import parameter_problems
 from metasyn.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT, copy_project
@@ -177,6 +180,17 @@ def test_the_file_named_is_the_environment_overlay_or_the_params_option_that_set
     assert "is needed (conf/smoke/parameters_data_prep.yml)" in message  # the overlay sets it, not conf/base
     assert "synergy.activity.batch_size: 0 is not allowed; a positive integer is needed (--params)" in message
     assert "(conf/base/parameters_calibration.yml, via globals answer_matcher)" in message
+
+
+def test_the_hook_refuses_the_catalogs_parameters_before_every_other_hook(base) -> None:
+    from metasyn.settings import HOOKS
+
+    assert isinstance(HOOKS[-1], CheckParametersHook)  # pluggy calls the last registered first
+    catalog = DataCatalog({"parameters": MemoryDataset(_with(base, "synergy.phiid.tau", "1"))})
+    with pytest.raises(
+        ParametersError, match=r"^The run's parameters have 1 problem;.*\n- synergy\.phiid\.tau: '1' is"
+    ):
+        CheckParametersHook().before_pipeline_run({}, Pipeline([]), catalog)
 
 
 @pytest.mark.slow  # a kedro subprocess (seconds of imports), like the fresh synergy run in test_hooks.py
