@@ -1,5 +1,5 @@
-"""Project hooks: before any node runs, every model the run reads is checked, and every input it needs from
-another pipeline must exist."""
+"""Project hooks: before any node runs, the run's parameters are checked, every model the run reads is checked,
+and every input it needs from another pipeline must exist."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro_datasets.partitions import PartitionedDataset
 
+from metasyn.context import refuse_bad_parameters
 from metasyn.datasets import ModelDataset
 from metasyn.lm.answers import check_matcher
 
@@ -20,6 +21,26 @@ def _matcher_settings(key: str, value: Any) -> Iterator[Any]:
     elif isinstance(value, dict):
         for inner_key, inner_value in value.items():
             yield from _matcher_settings(inner_key, inner_value)
+
+
+class CheckParametersHook:
+    """Before anything else, the whole parameter tree must pass its typed models (``metasyn.parameters``).
+
+    Every environment, every pipeline: a ``count: -5`` or a ``shuffle_targets: "false"`` stops the run with one
+    message that lists every problem and the file that sets each key, before any model is loaded.
+    """
+
+    def __init__(self) -> None:
+        self._config_loader = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        # The loader knows where the configuration lives, so each problem can name the file that sets its key.
+        self._config_loader = context.config_loader
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        refuse_bad_parameters(catalog.load("parameters"), self._config_loader)
 
 
 class CheckModelsHook:

@@ -3,7 +3,7 @@
 from importlib.resources import files
 
 from metasyn.context import ProjectContext
-from metasyn.hooks import CheckInputsHook, CheckModelsHook
+from metasyn.hooks import CheckInputsHook, CheckModelsHook, CheckParametersHook
 from metasyn.quiet import silence_third_party_warnings
 from metasyn.run_record import RunRecordHook
 
@@ -16,8 +16,9 @@ def _package_file(name: str) -> str:
 
 
 CONTEXT_CLASS = ProjectContext
-# pluggy calls the last registered first: the checks refuse a run before its record is written.
-HOOKS = (RunRecordHook(), CheckInputsHook(), CheckModelsHook())
+# pluggy calls the last registered first: the checks refuse a run before its record is written, and the
+# parameters are checked first of all (a bad value must not wait on model or input checks).
+HOOKS = (RunRecordHook(), CheckInputsHook(), CheckModelsHook(), CheckParametersHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

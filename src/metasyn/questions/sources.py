@@ -23,6 +23,8 @@ _LOADED: dict[str, Callable[..., pd.DataFrame]] = {
     "gsm8k": load_gsm8k,
     "mmlu_pro": load_mmlu_pro,
 }
+# The source names by kind: a generated set takes only ``count``; a loaded dataset also its loader's arguments.
+GENERATED_SOURCES, LOADED_SOURCES = tuple(_GENERATED), tuple(_LOADED)
 
 
 def load_source(name: str, options: dict, seed: int) -> pd.DataFrame:

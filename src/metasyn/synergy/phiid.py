@@ -48,6 +48,8 @@ ATOMS: tuple[str, ...] = (
     "str", "stx", "sty", "sts",
 )  # fmt: skip
 REDUNDANCIES: tuple[str, ...] = ("MMI", "CCS")
+# The fewest time points (steps - tau) a pair's series needs; shorter series are reported as "series too short".
+MIN_SAMPLES = 3
 INVALID_REASONS: tuple[str, ...] = (
     "singular covariance",
     "constant series",
@@ -183,7 +185,7 @@ def phiid_all_pairs(
     steps = n_time - tau
     if n_pairs == 0:
         return PhiIDResult(out, _invalid_frame([]))
-    if steps < 3:
+    if steps < MIN_SAMPLES:
         prompt, pair = np.divmod(np.arange(n_prompts * n_pairs), n_pairs)
         rows = (
             prompt,
