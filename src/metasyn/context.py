@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
 import yaml
 from kedro.config import AbstractConfigLoader
 from kedro.framework.context import KedroContext
@@ -56,7 +57,15 @@ def run_variants() -> Variants:
     return Variants.from_parameters(loader["parameters"])
 
 
-class ParametersError(ValueError):
+class RunRefused(click.ClickException, ValueError):
+    """A run stopped before any work, with a message that says what is wrong and how to fix it.
+
+    A ``click.ClickException``, so that ``kedro run`` prints only the message (``Error: ...``), not a
+    traceback through Kedro's internals.
+    """
+
+
+class ParametersError(RunRefused):
     """The run's parameters have problems: the message lists each, with the file that sets its key."""
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro_datasets.partitions import PartitionedDataset
 
-from metasyn.context import refuse_bad_parameters
+from metasyn.context import RunRefused, refuse_bad_parameters
 from metasyn.datasets import ModelDataset
 from metasyn.lm.answers import check_matcher
 
@@ -81,6 +81,10 @@ def missing_inputs_message(
     return f"This run needs inputs that do not exist yet: {listed}. {advice}."
 
 
+class MissingInputsError(RunRefused):
+    """Inputs that another pipeline makes do not exist yet; the message says which command makes them."""
+
+
 class CheckInputsHook:
     """Before any node runs, every input the run reads from outside it must exist (written by an earlier run).
 
@@ -112,4 +116,4 @@ class CheckInputsHook:
         blocked = {_namespace(node.name) for node in pipeline.nodes if set(node.inputs) & set(missing)}
         namespaces = sorted({_namespace(node.name) for node in pipeline.nodes} - {None})
         runnable = [namespace for namespace in namespaces if namespace not in blocked]
-        raise ValueError(missing_inputs_message(makers, runnable, sorted(blocked - {None})))
+        raise MissingInputsError(missing_inputs_message(makers, runnable, sorted(blocked - {None})))

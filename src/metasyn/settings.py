@@ -16,9 +16,9 @@ def _package_file(name: str) -> str:
 
 
 CONTEXT_CLASS = ProjectContext
-# pluggy calls the last registered first: the checks refuse a run before its record is written, and the
-# parameters are checked first of all (a bad value must not wait on model or input checks).
-HOOKS = (RunRecordHook(), CheckInputsHook(), CheckModelsHook(), CheckParametersHook())
+# pluggy calls the last registered first. The checks refuse a run before its record is written: parameters
+# first of all, then the inputs other pipelines make (cheap), then the models (reads their configs).
+HOOKS = (RunRecordHook(), CheckModelsHook(), CheckInputsHook(), CheckParametersHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
