@@ -81,5 +81,6 @@ def test_a_fresh_synergy_run_stops_at_once_with_one_paragraph(tmp_path):
     assert done.returncode != 0
     assert "This run needs inputs that do not exist yet:" in output and "metacog.model (made by finetune)" in output
     assert "--namespaces base,random_init" in output
+    assert "Traceback" not in output  # one paragraph, not a trace through Kedro
     assert not (project / "data" / "07_model_output").exists()  # nothing was written
     print(f"fresh synergy run stopped after {elapsed:.1f} s")
