@@ -15,7 +15,8 @@ from kedro.io.core import VersionNotFoundError
 def versions(catalog: CatalogProtocol, name: str) -> list[str]:
     """The versions (run ids) saved of the versioned dataset ``name``, oldest first."""
     dataset = catalog.get(name)
-    if not isinstance(dataset, AbstractVersionedDataset):
+    # File datasets are all AbstractVersionedDataset; versioning is on where the entry gave them a Version.
+    if not isinstance(dataset, AbstractVersionedDataset) or dataset._version is None:
         raise TypeError(f"Dataset '{name}' is not versioned: set `versioned: true` on its catalog entry.")
     return dataset.list_versions(full_path=False)[::-1]  # Kedro lists the latest first
 
