@@ -9,6 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from metasyn.run_record import RUNS_DIRECTORY, latest_records
 from tests.conftest import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
@@ -45,6 +46,9 @@ def test_notebook_runs_on_a_smoke_run(path, run_smoke, monkeypatch):
     # The kernel inherits the environment: the notebook's first cell reads which project and environment to load.
     monkeypatch.setenv("METASYN_PROJECT_PATH", str(project))
     monkeypatch.setenv("METASYN_ENV", "smoke")
+    # A named comparison run (the smoke run's id), read through the catalog's versions; None would be the latest.
+    [record] = [record for record in latest_records(project / RUNS_DIRECTORY) if record["pipeline"] == ["comparison"]]
+    monkeypatch.setenv("METASYN_REPORT_VERSION", record["run_id"])
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
@@ -60,3 +64,4 @@ def test_notebook_runs_on_a_smoke_run(path, run_smoke, monkeypatch):
     assert len(images) == FIGURES[path.name]  # each figure shown once
     printed = "".join(output.get("text", "") for cell in _code_cells(notebook) for output in cell.outputs)
     assert f"Reading {project.resolve()}, environment smoke" in printed
+    assert f"Comparison of run {record['run_id']} (runs with a report, oldest first: {record['run_id']})" in printed

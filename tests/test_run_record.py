@@ -11,7 +11,14 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import node
 
-from metasyn.run_record import RUNS_DIRECTORY, RunRecordHook, git_state, latest_records, package_versions
+from metasyn.run_record import (
+    RUN_ID_DATASET,
+    RUNS_DIRECTORY,
+    RunRecordHook,
+    git_state,
+    latest_records,
+    package_versions,
+)
 
 
 def _identity(value):
@@ -27,7 +34,7 @@ def project(tmp_path, monkeypatch):
 def test_a_run_leaves_a_record_with_every_field_and_each_nodes_time(project):
     hook = RunRecordHook()
     catalog = DataCatalog({"parameters": MemoryDataset({"synergy": {"steps": 40}})})
-    run_params = {"session_id": "2026-12-02T01.00.00.000Z", "env": "smoke", "pipeline_names": ["synergy"]}
+    run_params = {"run_id": "2026-12-02T01.00.00.000Z", "env": "smoke", "pipeline_names": ["synergy"]}
     hook.before_pipeline_run(run_params, None, catalog)
     path = project / RUNS_DIRECTORY / "2026-12-02T01.00.00.000Z.json"
     assert json.loads(path.read_text())["status"] == "running"  # written before any node: never lost
@@ -53,11 +60,21 @@ def test_a_run_leaves_a_record_with_every_field_and_each_nodes_time(project):
 def test_a_failed_run_says_so_with_the_error(project):
     hook = RunRecordHook()
     hook.after_context_created(SimpleNamespace(project_path=project / "elsewhere"))  # not the working directory
-    hook.before_pipeline_run({"session_id": "run-1"}, None, DataCatalog())
+    hook.before_pipeline_run({"run_id": "run-1"}, None, DataCatalog())
     hook.on_pipeline_error(ValueError("synergy.steps must exceed tau + 2"))
     record = json.loads((project / "elsewhere" / RUNS_DIRECTORY / "run-1.json").read_text())
     assert record["status"] == "failed" and record["error"] == "ValueError: synergy.steps must exceed tau + 2"
     assert record["parameters"] is None and record["environment"] == "local"
+
+
+def test_a_runs_catalog_holds_its_save_version_as_the_run_id():
+    hook = RunRecordHook()
+    catalog = DataCatalog({RUN_ID_DATASET: MemoryDataset()})
+    hook.after_catalog_created(catalog, "2026-12-02T01.00.00.000Z")  # a run's catalog: saved with the session id
+    assert catalog.load(RUN_ID_DATASET) == "2026-12-02T01.00.00.000Z"
+    notebook = DataCatalog({RUN_ID_DATASET: MemoryDataset()})
+    hook.after_catalog_created(notebook, None)  # a catalog outside a run has no run id
+    assert not notebook.exists(RUN_ID_DATASET)
 
 
 def test_git_state_names_the_commit_and_sees_a_changed_tracked_file(project):

@@ -1,14 +1,17 @@
 """Provenance of a run: what code, settings and machine made the outputs, and how long each node took.
 
 ``RunRecordHook`` (registered in ``settings.py``) writes ``data/08_reporting/runs/<run id>.json`` (in the
-project directory) when a run
-starts and rewrites it after every node, so an interrupted run still leaves its record (``status`` says
+project directory) when a run starts and rewrites it after every node, so an interrupted run still leaves its record (``status`` says
 ``running``, ``failed`` or ``completed``). Fields: ``run_id``, ``started``, ``finished`` (ISO 8601, UTC),
 ``status``, ``error``, ``git`` (``commit``, ``dirty``), ``python``, ``packages`` (versions of the libraries
 the numbers depend on), ``environment`` (the Kedro config environment), ``pipeline`` and ``namespaces`` as
 asked for, ``device`` (CUDA device names, or the CPU model), ``parameters`` (every parameter as resolved),
 ``nodes`` (name, finished, seconds from the node's start until its last output was saved, in the order the
 nodes finished).
+
+The run id is the Kedro session id, which is also the run's save version: the folder name of every versioned
+output it writes (``data/08_reporting/comparison/report.md/<run id>/report.md``). The hook also puts it in the
+catalog as the ``run_id`` dataset, for nodes that name their own run (the report links its figures).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import torch
 from kedro.framework.hooks import hook_impl
 
 RUNS_DIRECTORY = Path("data/08_reporting/runs")
+# The catalog entry holding the run id (declared in catalog_comparison.yml for its kedro-viz layer).
+RUN_ID_DATASET = "run_id"
 PACKAGES = ("kedro", "torch", "transformers", "trl", "peft", "datasets", "numpy", "scipy", "pandas", "scikit-learn")
 
 
@@ -103,8 +108,15 @@ class RunRecordHook:
         self._project_path = Path(context.project_path)
 
     @hook_impl
+    def after_catalog_created(self, catalog, save_version: str | None) -> None:
+        # A run's catalog is created with the session id as its save version (a notebook's, with none).
+        if save_version is not None and RUN_ID_DATASET in catalog:
+            catalog.save(RUN_ID_DATASET, save_version)
+
+    @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
-        run_id = str(run_params.get("session_id") or datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ"))
+        # Kedro's run_id is the session id, the save version of the run's versioned outputs.
+        run_id = str(run_params.get("run_id") or datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ"))
         self._record = {
             "run_id": run_id,
             "started": _now(),

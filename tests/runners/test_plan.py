@@ -102,8 +102,8 @@ def test_names_datasets_that_would_cross_jobs_in_memory(tmp_path: Path) -> None:
     assert crossings == {"b_model": "b -> report", "c_model": "c -> report"}
 
 
-def test_names_pipeline_inputs_only_in_memory_but_not_parameters(tmp_path: Path) -> None:
-    pipeline = Pipeline([Node(combine, ["raw", "params:n", "parameters"], "out", name="use")])
+def test_names_pipeline_inputs_only_in_memory_but_not_parameters_or_the_run_id(tmp_path: Path) -> None:
+    pipeline = Pipeline([Node(combine, ["raw", "params:n", "parameters", "run_id"], "out", name="use")])
     catalog = pickles(tmp_path, "out")
     assert unpersisted_crossings(pipeline, plan_groups(pipeline, "namespace"), catalog) == {
         "raw": "pipeline input -> use"

@@ -392,6 +392,7 @@ def render_report(
     model_shapes: pd.DataFrame,
     figures: Mapping[str, str],
     alpha: float,
+    run_record: Mapping | None = None,
     run_records: Sequence[Mapping] = (),
     ablation_changes: pd.DataFrame | None = None,
     sensitivity: pd.DataFrame | None = None,
@@ -399,7 +400,8 @@ def render_report(
 ) -> str:
     """The whole report as Markdown; ``models`` describes each loaded model (one row per model name);
     ``size_note`` (``size_label``) opens it when the run is below the study's sizes; ``figures`` maps a caption
-    to a path relative to the report."""
+    to a path relative to the report; ``run_record`` is the record of the run that writes the report, and
+    ``run_records`` every run's, for the node times."""
     pooled = calibration[calibration["domain"] == ALL_DOMAINS]
     cells = pooled.assign(cell=[_value_with_n(row) for _, row in pooled.iterrows()])
     calibration_view = cells.pivot_table(
@@ -466,10 +468,11 @@ def render_report(
         ),
         "## Provenance",
         "Run records: `data/08_reporting/runs/<run id>.json` (every parameter as resolved, package versions, "
-        "device, each node's time).",
+        "device, each node's time). This report, its tables and its figures are saved in version folders named "
+        "after the run that wrote them (`data/08_reporting/comparison/<output>/<run id>/`):",
+        provenance_lines(run_record) if run_record else "- **run**: no run record (run outside a Kedro session)",
         *(
             [
-                provenance_lines(max(run_records, key=lambda record: record.get("started", ""))),
                 "Wall time of each node in the newest run that ran it:",
                 _markdown_table(node_times(run_records), digits=2),
             ]

@@ -7,6 +7,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from metasyn.run_record import RUN_ID_DATASET
+
 if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
     from kedro.pipeline import Pipeline
@@ -139,7 +141,8 @@ def _is_persisted(catalog: CatalogProtocol, dataset: str) -> bool:
 def unpersisted_crossings(pipeline: Pipeline, groups: list[Group], catalog: CatalogProtocol) -> dict[str, str]:
     """Datasets a job reads from another job or from outside the pipeline that are not persisted.
 
-    Returned as ``name: 'from -> to'``. Parameters are exempt: every job reads them from its config.
+    Returned as ``name: 'from -> to'``. Parameters and the run id are exempt: every job's own session provides
+    them.
     """
     group_of = {node.name: group.name for group in groups for node in group.nodes}
     producer = {out: group_of[node.name] for node in pipeline.nodes for out in node.outputs}
@@ -147,14 +150,14 @@ def unpersisted_crossings(pipeline: Pipeline, groups: list[Group], catalog: Cata
         dataset: f"{producer.get(dataset, 'pipeline input')} -> {group_of[node.name]}"
         for node in pipeline.nodes
         for dataset in node.inputs
-        if producer.get(dataset) != group_of[node.name] and not _is_parameter(dataset)
+        if producer.get(dataset) != group_of[node.name] and not _is_provided_by_session(dataset)
     }
     return {name: hop for name, hop in sorted(crossings.items()) if not _is_persisted(catalog, name)}
 
 
-def _is_parameter(dataset: str) -> bool:
-    """Whether the input is a parameter (``params:...`` or ``parameters``)."""
-    return dataset == "parameters" or dataset.startswith("params:")
+def _is_provided_by_session(dataset: str) -> bool:
+    """Whether the input is a parameter (``params:...`` or ``parameters``) or the run id."""
+    return dataset in {"parameters", RUN_ID_DATASET} or dataset.startswith("params:")
 
 
 def _is_complete(group: Group, catalog: CatalogProtocol) -> bool:

@@ -10,8 +10,10 @@ answers are right); both metacog seeds state the truth (1 when right, 0 when wro
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +22,16 @@ import pytest
 import torch
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
+from kedro.io.core import VersionNotFoundError
 from kedro.runner import SequentialRunner
 
 from metasyn.metacognition import evaluation
 from metasyn.pipelines.comparison import create_pipeline
 from metasyn.pipelines.variants import Variants
+from metasyn.run_record import RUNS_DIRECTORY, latest_records
 from metasyn.settings import CONFIG_LOADER_ARGS
 from metasyn.synergy import ablation_curves, head_scores, layer_profile, nanmean
+from metasyn.versions import resolve_version, versions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 LAYERS, HEADS_PER_LAYER, PROMPTS, QUESTIONS = 6, 3, 24, 120
@@ -136,9 +141,35 @@ def _calibration_table() -> pd.DataFrame:
     return evaluation.combine_tables(*tables)
 
 
+# Two runs' ids, as Kedro names sessions (UTC timestamps, so that sorting them puts the latest last).
+RUNS = ("2026-12-02T01.00.00.000Z", "2026-12-02T02.00.00.000Z")
+REPORTING = Path("data/08_reporting/comparison")
+
+
+def _record(run_id: str) -> dict:
+    return {"run_id": run_id, "started": run_id, "git": {"commit": "abc123", "dirty": False}, "environment": "smoke",
+            "device": {"kind": "cpu", "names": ["Test CPU"]}, "python": "3.11", "packages": {"torch": "2.9"},
+            "nodes": [{"name": "base.compute_phiid", "seconds": 12.5}, {"name": "pair_phiid", "seconds": 0.25}]}  # fmt: skip
+
+
+def _loader() -> OmegaConfigLoader:
+    return OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS, env="smoke")
+
+
+def _catalog(inputs: dict, save_version: str | None = None) -> DataCatalog:
+    """The project's catalog (smoke environment), with ``inputs`` in memory."""
+    catalog = DataCatalog.from_config(_loader()["catalog"], save_version=save_version)
+    for name, data in inputs.items():
+        catalog[name] = MemoryDataset(data, copy_mode="assign")
+    return catalog
+
+
 @pytest.fixture(scope="module")
-def comparison_run(tmp_path_factory) -> Path:
-    """The comparison pipeline run once on the synthetic study, outputs written under a temporary project."""
+def comparison_runs(tmp_path_factory) -> dict:
+    """The comparison pipeline run twice on the synthetic study (run ids ``RUNS``) in a temporary project.
+
+    Returns the project directory and the first run's report as it was before the second run.
+    """
     root = tmp_path_factory.mktemp("comparison")
     rng = np.random.default_rng(0)
     inputs = {}
@@ -152,34 +183,42 @@ def comparison_run(tmp_path_factory) -> Path:
         inputs[f"{model}.ablation_curves"] = ablation_curves(divergences)
     inputs["calibration_metrics_table"] = _calibration_table()
 
-    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS, env="smoke")
-    parameters = loader["parameters"]
-    inputs["params:comparison"] = parameters["comparison"] | {"shape_resamples": 99, "bootstrap_resamples": 200}
+    parameters = _loader()["parameters"]
     inputs["params:calibration.verdict_method"] = "forced"
     inputs["params:synergy.ablation"] = parameters["synergy"]["ablation"]
-    record = {"run_id": "run-1", "started": "2026-12-02T01:00:00+00:00", "git": {"commit": "abc123", "dirty": False},
-              "environment": "smoke", "device": {"kind": "cpu", "names": ["Test CPU"]}, "python": "3.11",
-              "packages": {"torch": "2.9"}, "nodes": [{"name": "base.compute_phiid", "seconds": 12.5},
-                                                      {"name": "pair_phiid", "seconds": 0.25}]}  # fmt: skip
-    inputs["run_records"] = {"run-1": lambda: record}
-    catalog = DataCatalog.from_config(loader["catalog"])
-    for name, data in inputs.items():
-        catalog[name] = MemoryDataset(data, copy_mode="assign")
+    # The first run's numbers are checked; the second, with few resamples (fast), only has to differ from it.
+    resamples = [{"shape_resamples": 99, "bootstrap_resamples": 200}, {"shape_resamples": 9, "bootstrap_resamples": 20}]
     previous = Path.cwd()
     os.chdir(root)  # the catalog's relative paths point into the temporary project
     try:
-        SequentialRunner().run(create_pipeline(VARIANTS), catalog)
+        for count, (run_id, sizes) in enumerate(zip(RUNS, resamples, strict=True), start=1):
+            # As in a Kedro session: the run's record exists when it starts, beside the earlier runs' records.
+            records = {earlier: functools.partial(_record, earlier) for earlier in RUNS[:count]}
+            run_inputs = {
+                "params:comparison": parameters["comparison"] | sizes,
+                "run_records": records,
+                "run_id": run_id,
+            }
+            SequentialRunner().run(create_pipeline(VARIANTS), _catalog(inputs | run_inputs, save_version=run_id))
+            if count == 1:
+                first_report = (REPORTING / "report.md" / run_id / "report.md").read_text()
     finally:
         os.chdir(previous)
-    return root / "data" / "08_reporting" / "comparison"
+    return {"root": root, "first_report": first_report}
+
+
+@pytest.fixture(scope="module")
+def comparison_run(comparison_runs) -> Callable[[str], Path]:
+    """The path of one output file (``report.md``) of the first run (the one with the test's sizes)."""
+    return lambda name: comparison_runs["root"] / REPORTING / name / RUNS[0] / name
 
 
 def test_shape_and_band_changes_find_the_planted_boost_and_nothing_in_the_control(comparison_run):
-    shapes = pd.read_parquet(comparison_run / "profile_shape_changes.parquet")
+    shapes = pd.read_parquet(comparison_run("profile_shape_changes.parquet"))
     distance = shapes[shapes["statistic"] == "l2_distance"].set_index("comparison")["p_value"]
     assert distance["metacog vs base"] < 0.05 and distance["metacog vs control_shuffled"] < 0.05
     assert distance["control_shuffled vs base"] > 0.05 and distance["metacog_seed1 vs metacog"] > 0.05
-    bands = pd.read_parquet(comparison_run / "band_score_changes.parquet").set_index("contrast")
+    bands = pd.read_parquet(comparison_run("band_score_changes.parquet")).set_index("contrast")
     assert bands.loc["metacog - base", "ci_low"] > 0
     assert bands.loc["control_shuffled - base", "ci_low"] <= 0 <= bands.loc["control_shuffled - base", "ci_high"]
     assert set(bands.index) == {
@@ -189,7 +228,7 @@ def test_shape_and_band_changes_find_the_planted_boost_and_nothing_in_the_contro
 
 
 def test_raw_layer_changes_are_largest_where_synergy_was_planted(comparison_run):
-    layers = pd.read_parquet(comparison_run / "layer_quantity_changes.parquet")
+    layers = pd.read_parquet(comparison_run("layer_quantity_changes.parquet"))
     metacog = layers[(layers["comparison"] == "metacog vs base") & (layers["quantity"] == "synergy")]
     assert set(metacog.nlargest(2, "estimate")["layer"]) == {2, 3}
     assert (metacog.set_index("layer").loc[[2, 3], "q_value"] < 0.05).all()
@@ -198,7 +237,7 @@ def test_raw_layer_changes_are_largest_where_synergy_was_planted(comparison_run)
 
 
 def test_the_report_states_the_verdict_sizes_and_seed_spread(comparison_run):
-    text = (comparison_run / "report.md").read_text()
+    text = comparison_run("report.md").read_text()
     first_lines = text.split("\n\n")[:2]
     assert first_lines[0] == "# metasyn report" and first_lines[1].startswith("**Demo sizes**: 24 synergy prompts")
     calibration = re.search(r"Calibration of metacog \(confidence elicited by 'forced'\): (.*?)\n", text).group(1)
@@ -211,9 +250,46 @@ def test_the_report_states_the_verdict_sizes_and_seed_spread(comparison_run):
     assert "Between training seeds of metacog ('forced')" in text
     assert "Between training seeds: **metacog_seed1 vs metacog**" in text
     assert "random_init" in text and "paired t-test" not in text
-    assert (comparison_run / "layer_profiles.png").stat().st_size > 0
+    assert comparison_run("layer_profiles.png").stat().st_size > 0
     assert "synergistic-first 0.250 [" in text  # metacog's gap 1.0 vs base's 0.5, area over the fraction range 1
     assert "On the steps before each prompt's natural end (n = 12 prompts long enough)" in text
     assert "| base | all | 24 | 0.500 | 30.000 | 0.500 |" in text  # natural ends: half the prompts, at step 30
     assert "**head ablation**: `noise (scale 1.0 x the base model's head output SD)`" in text
-    assert "- **code**: commit `abc123`" in text and "| base.compute_phiid | 12.50 | run-1 | 0.98 |" in text
+    assert "- **code**: commit `abc123`" in text and f"| base.compute_phiid | 12.50 | {RUNS[0]} | 0.98 |" in text
+
+
+def test_each_run_leaves_its_own_report_tables_and_figures(comparison_runs):
+    folder = comparison_runs["root"] / REPORTING
+    for output in ("report.md", "verdict.txt", "band_score_changes.parquet", "layer_profiles.png"):
+        assert sorted(path.name for path in (folder / output).iterdir()) == list(RUNS), output
+    first = folder / "report.md" / RUNS[0] / "report.md"
+    assert first.read_text() == comparison_runs["first_report"]  # the second run did not overwrite it
+    for run_id in RUNS:
+        report = folder / "report.md" / run_id / "report.md"
+        text = report.read_text()
+        assert f"- **run**: `{run_id}`" in text  # the provenance names the run whose version folder holds it
+        links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+        assert len(links) == 4 and all(run_id in link and (report.parent / link).is_file() for link in links)
+
+
+def test_the_catalog_loads_the_latest_run_or_a_named_one(comparison_runs, monkeypatch):
+    monkeypatch.chdir(comparison_runs["root"])
+    catalog = _catalog({})
+    assert versions(catalog, "report") == list(RUNS)
+    assert resolve_version(catalog, "report") == RUNS[-1]
+    assert f"- **run**: `{RUNS[-1]}`" in catalog.load("report")  # no version: the latest
+    assert catalog.load("report", version=RUNS[0]) == comparison_runs["first_report"]
+    assert resolve_version(catalog, "verdict", RUNS[0]) == RUNS[0]
+    with pytest.raises(VersionNotFoundError, match=f"no version '2025-01-01'.*oldest first: {RUNS[0]}, {RUNS[1]}"):
+        resolve_version(catalog, "report", "2025-01-01")
+
+
+@pytest.mark.slow
+def test_a_kedro_run_names_its_outputs_version_after_its_run_record(run_smoke):
+    """Through a real session: the save version, the run record's id and the report's provenance agree."""
+    project = run_smoke("comparison")
+    [record] = [record for record in latest_records(project / RUNS_DIRECTORY) if record["pipeline"] == ["comparison"]]
+    [version] = (project / REPORTING / "report.md").iterdir()
+    assert version.name == record["run_id"]
+    assert f"- **run**: `{record['run_id']}`" in (version / "report.md").read_text()
+    assert [path.name for path in (project / REPORTING / "layer_profiles.png").iterdir()] == [record["run_id"]]

@@ -234,11 +234,12 @@ def compose_report(
     natural_ends: pd.DataFrame,
     ablation: dict,
     run_records: dict[str, Callable[[], dict]],
+    run_id: str,
     variants: list[str],
     replicates: dict[str, list[str]],
     baselines: list[str],
 ) -> str:
-    """The self-contained Markdown report (figures sit beside it), with the run records' provenance."""
+    """The Markdown report, linking the figures of its own run, with the run records' provenance."""
     configuration = {
         "fine-tuned variants": ", ".join(variants),
         "training-seed replicates": "; ".join(f"{name}: {', '.join(names)}" for name, names in replicates.items()),
@@ -274,8 +275,11 @@ def compose_report(
         rankings,
         shape_changes,
         model_shapes,
-        settings["figures"],
+        # The report and each figure are versioned (catalog_comparison.yml): <file>/<run id>/<file>, side by side.
+        {caption: f"../../{name}/{run_id}/{name}" for caption, name in settings["figures"].items()},
         settings["verdict"]["alpha"],
+        # Partitions are named by run id: this run's record is written when the run starts.
+        run_records[run_id]() if run_id in run_records else None,
         [load() for load in run_records.values()],
         ablation_changes,
         sensitivity,

@@ -173,6 +173,7 @@ def create_pipeline(variants: Variants) -> Pipeline:
                     "natural_end_summary",
                     "params:synergy.ablation",
                     "run_records",
+                    "run_id",
                 ],
                 outputs="report",
                 name="compose_report",
