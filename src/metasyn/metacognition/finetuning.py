@@ -36,6 +36,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
+from metasyn.atomic import atomic_file
 from metasyn.lm.models import LanguageModel
 from metasyn.lm.prompts import (
     Messages,
@@ -259,7 +260,9 @@ def resumable_checkpoint(checkpoint_dir: Path, run_config: Mapping) -> str | Non
         for stale in checkpoint_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
             shutil.rmtree(stale)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    recorded_file.write_text(json.dumps(current, sort_keys=True, indent=1))
+    # Atomic: a record cut short by a kill would not parse, and the next run could not resume.
+    with atomic_file(recorded_file) as scratch:
+        scratch.write_text(json.dumps(current, sort_keys=True, indent=1))
     return None
 
 
