@@ -15,7 +15,7 @@ from transformers import LlamaForCausalLM
 
 import metasyn
 from metasyn.atomic import atomic_directory
-from metasyn.datasets import ModelDataset, TensorDataset, adapter_dataset, tensor_dataset
+from metasyn.datasets import ModelDataset, SavedPartitionsDataset, TensorDataset, adapter_dataset, tensor_dataset
 from metasyn.datasets.adapter_dataset import AdapterDataset
 from metasyn.lm.models import LanguageModel
 from metasyn.metacognition.finetuning import Adapter
@@ -167,3 +167,22 @@ def test_a_directory_whose_final_rename_fails_is_restored(tmp_path, monkeypatch)
     assert renames[1] == target
     assert (target / "config.json").read_text() == "old"
     assert [entry.name for entry in tmp_path.iterdir()] == ["model"]
+
+
+def test_saved_partitions_of_a_missing_folder_are_none(tmp_path):
+    saved = SavedPartitionsDataset(path=str(tmp_path / "absent"), dataset=TensorDataset, filename_suffix=".safetensors")
+    assert saved.load() == {}
+
+
+def test_an_unreadable_saved_partition_is_left_out_with_a_warning_naming_it(tmp_path, caplog):
+    folder = tmp_path / "head_activity"
+    PartitionedDataset(path=str(folder), dataset=TensorDataset, filename_suffix=".safetensors").save(
+        {"p1": _tensors(1.0), "p2": _tensors(2.0)}
+    )
+    truncated = folder / "p2.safetensors"
+    truncated.write_bytes(truncated.read_bytes()[:40])  # as a kill or a full disk would leave it
+    saved = SavedPartitionsDataset(path=str(folder), dataset=TensorDataset, filename_suffix=".safetensors")
+    loaded = saved.load()
+    assert list(loaded) == ["p1"]
+    assert torch.equal(loaded["p1"]["head_output_norms"], _tensors(1.0)["head_output_norms"])
+    assert f"Saved partition {truncated} is unreadable, so it is computed again" in caplog.text
