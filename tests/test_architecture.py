@@ -14,7 +14,7 @@ from tests.conftest import declared_variants
 
 PACKAGE_ROOT = Path(metasyn.__file__).parent
 # Library packages, lowest first: each may import only packages before it in this list.
-LIBRARY_LAYERS = ["questions", "lm", "metacognition", "synergy", "comparison"]
+LIBRARY_LAYERS = ["atomic", "questions", "lm", "metacognition", "synergy", "comparison"]
 
 
 def _module_name(path: Path) -> str:

@@ -124,3 +124,22 @@ def test_an_unknown_or_missing_method_is_refused_with_the_fix():
         evaluation.method_confidence(outputs, "vibes")
     with pytest.raises(ValueError, match="no 'confidence_forced' column"):
         evaluation.method_confidence(outputs, "forced")
+
+
+def test_an_empty_scored_table_is_refused_with_its_likely_cause():
+    outputs = _outputs("base", np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.3]), np.array([True, False] * 3))
+    pairs = _pairs("base", [1, 2, 1])
+    with pytest.raises(ValueError, match="calibration outputs are empty.*test_questions"):
+        evaluation.model_metrics(outputs.iloc[:0], pairs.iloc[:0], 10, BOOTSTRAP, ["stated"], 1)
+    with pytest.raises(ValueError, match="pairwise outputs of base are empty.*calibration.pairs.per_domain"):
+        evaluation.model_metrics(outputs, pairs.iloc[:0], 10, BOOTSTRAP, ["stated"], 1)
+    metacog = outputs.assign(model="metacog")
+    with pytest.raises(ValueError, match="pairwise outputs of base are empty"):
+        evaluation.differences_from_base(
+            metacog, pairs.assign(model="metacog"), outputs, pairs.iloc[:0], 10, BOOTSTRAP, ["stated"], 1
+        )
+
+
+def test_asking_for_no_pairs_is_refused(questions):
+    with pytest.raises(ValueError, match="per_domain must be at least 1"):
+        evaluation.pair_questions(questions, 0, seed=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections import Counter
 from pathlib import Path
@@ -314,6 +315,52 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_lm, tmp_path, 
     assert resumed.log["step"].max() == 5 and resumed.log["loss"].notna().sum() == 5  # steps 1-2 from the checkpoint
     for name, tensor in uninterrupted.adapter.weights.items():
         torch.testing.assert_close(resumed.adapter.weights[name], tensor)
+
+
+def _cut_short_weights(checkpoint: Path) -> None:
+    weights = checkpoint / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+
+
+def _unfinished_save(checkpoint: Path) -> None:
+    (checkpoint / "trainer_state.json").unlink()
+
+
+@pytest.mark.parametrize("damage", [_cut_short_weights, _unfinished_save])
+def test_a_damaged_last_checkpoint_is_skipped_for_the_one_before(tiny_lm, tmp_path, caplog, damage):
+    caplog.set_level(logging.INFO, logger=finetuning.__name__)
+    examples = hand_made_examples()
+    training = {**TINY_TRAINING, "save_strategy": "steps", "save_steps": 2, "max_steps": 4}
+    complete = finetuning.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path, seed=0)
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    damage(tmp_path / "checkpoint-4")
+
+    resumed = finetuning.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path, seed=0)
+
+    assert f"Checkpoint {tmp_path / 'checkpoint-4'} cannot be resumed from" in caplog.text
+    assert f"Resuming from {tmp_path / 'checkpoint-2'}, the last complete checkpoint" in caplog.text
+    assert Path(resumed.run["resumed_from_checkpoint"]).name == "checkpoint-2"
+    assert resumed.run["optimizer_steps"] == 4
+    assert resumed.log["loss"].notna().sum() == 4  # steps 1-2 from the checkpoint's log, 3-4 trained again
+    assert finetuning.checkpoint_problem(tmp_path / "checkpoint-4") is None  # written again, whole
+    for name, tensor in complete.adapter.weights.items():
+        torch.testing.assert_close(resumed.adapter.weights[name], tensor)
+
+
+def test_training_starts_afresh_when_no_checkpoint_is_complete(tiny_lm, tmp_path, caplog):
+    examples = hand_made_examples()
+    training = {**TINY_TRAINING, "save_strategy": "steps", "save_steps": 2, "max_steps": 4}
+    complete = finetuning.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path, seed=0)
+    for checkpoint in tmp_path.glob("checkpoint-*"):
+        _unfinished_save(checkpoint)
+
+    again = finetuning.train_adapter(tiny_lm, examples, TINY_LORA, training, tmp_path, seed=0)
+
+    assert f"No complete checkpoint left in {tmp_path}; training starts afresh" in caplog.text
+    assert again.run["resumed_from_checkpoint"] is None
+    assert again.log["loss"].notna().sum() == 4
+    for name, tensor in complete.adapter.weights.items():
+        torch.testing.assert_close(again.adapter.weights[name], tensor)
 
 
 def test_checkpoints_of_another_configuration_are_not_resumed(tiny_lm, tmp_path, caplog):

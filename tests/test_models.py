@@ -4,15 +4,17 @@ import importlib.util
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from metasyn.lm.models import (
     EMBEDDED_MODELS,
     ModelNotFoundError,
+    check_model_available,
     load_model,
     resolve_device,
     resolve_dtype,
 )
-from tests.conftest import EMBEDDED_SPEC
+from tests.conftest import EMBEDDED_SPEC, tiny_llama_config
 
 
 def test_embedded_model_loads_with_expected_architecture(embedded_lm):
@@ -62,6 +64,16 @@ def test_missing_local_directory_is_named(tmp_path):
         load_model(str(tmp_path / "absent"))
     with pytest.raises(ModelNotFoundError, match="no config.json"):
         load_model(str(tmp_path))
+
+
+def test_a_model_directory_without_a_tokenizer_says_how_to_add_one(tmp_path):
+    AutoModelForCausalLM.from_config(tiny_llama_config(100)).save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "model.safetensors").is_file()
+    fix = "holds a model .config.json. but no tokenizer.*tokenizer.save_pretrained"
+    with pytest.raises(ModelNotFoundError, match=fix):
+        check_model_available(str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match=fix):
+        load_model(str(tmp_path), device="cpu")
 
 
 def test_missing_embedded_package_says_how_to_install(monkeypatch, tmp_path):

@@ -10,6 +10,7 @@ from peft import PeftConfig
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 from safetensors.torch import load_file, save_file
 
+from metasyn.atomic import atomic_directory
 from metasyn.metacognition.finetuning import Adapter
 
 
@@ -17,7 +18,8 @@ class AdapterDataset(AbstractDataset[Adapter, Adapter]):
     """Saves and loads an ``Adapter`` as ``adapter_config.json`` + ``adapter_model.safetensors``.
 
     These are the files ``PeftModel.save_pretrained`` writes, so ``PeftModel.from_pretrained(base, path)``
-    reads the directory too; loading needs no base model.
+    reads the directory too; loading needs no base model. A save replaces the whole directory atomically, so a
+    kill mid-save cannot leave a new config beside old or half-written weights.
     """
 
     def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
@@ -30,13 +32,13 @@ class AdapterDataset(AbstractDataset[Adapter, Adapter]):
         )
 
     def save(self, data: Adapter) -> None:
-        self._path.mkdir(parents=True, exist_ok=True)
-        data.config.save_pretrained(str(self._path))
-        save_file(
-            {name: tensor.detach().cpu().contiguous() for name, tensor in data.weights.items()},
-            str(self._path / SAFETENSORS_WEIGHTS_NAME),
-            metadata={"format": "pt"},
-        )
+        with atomic_directory(self._path) as scratch:
+            data.config.save_pretrained(str(scratch))
+            save_file(
+                {name: tensor.detach().cpu().contiguous() for name, tensor in data.weights.items()},
+                str(scratch / SAFETENSORS_WEIGHTS_NAME),
+                metadata={"format": "pt"},
+            )
 
     def _exists(self) -> bool:
         return (self._path / CONFIG_NAME).is_file() and (self._path / SAFETENSORS_WEIGHTS_NAME).is_file()

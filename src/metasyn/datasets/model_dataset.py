@@ -7,6 +7,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from metasyn.atomic import atomic_directory
 from metasyn.lm.models import LanguageModel, check_model_available, load_model
 
 
@@ -14,7 +15,8 @@ class ModelDataset(AbstractDataset[LanguageModel, LanguageModel]):
     """Loads ``LanguageModel(model, tokenizer)`` through ``metasyn.lm.models``; saves with ``save_pretrained``.
 
     Give either ``spec`` (any spec the registry resolves: ``embedded:<name>``, a hub id; read-only) or
-    ``path`` (a model directory, written by ``save`` and read back by ``load``).
+    ``path`` (a model directory, written by ``save`` and read back by ``load``). A save replaces the whole
+    directory atomically: a kill mid-save leaves the previous model (or none), not a config without its weights.
     """
 
     def __init__(
@@ -45,9 +47,9 @@ class ModelDataset(AbstractDataset[LanguageModel, LanguageModel]):
     def save(self, data: LanguageModel) -> None:
         if self._path is None:
             raise DatasetError(f"Model {self._spec!r} is read-only (a registry spec); give a 'path' to save.")
-        self._path.mkdir(parents=True, exist_ok=True)
-        data.model.save_pretrained(self._path)
-        data.tokenizer.save_pretrained(self._path)
+        with atomic_directory(self._path) as scratch:
+            data.model.save_pretrained(scratch)
+            data.tokenizer.save_pretrained(scratch)
 
     def _exists(self) -> bool:
         return self._path is None or (self._path / "config.json").is_file()

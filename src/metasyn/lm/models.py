@@ -28,6 +28,8 @@ from transformers import (
 )
 
 EMBEDDED_PREFIX = "embedded:"
+# Files that hold a tokenizer (tokenizer.save_pretrained writes the first; hub snapshots carry one or more).
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
 
 # Gemma's turn format. The gemma3-270m GGUF is the base model and carries no chat template; system text is
 # folded into the first user turn, as Gemma's own template does.
@@ -164,6 +166,12 @@ def locate_model(spec: str) -> str:
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelNotFoundError(f"{path} is a directory but holds no config.json: not a Hugging Face model.")
+        if not any((path / name).is_file() for name in TOKENIZER_FILES):
+            raise ModelNotFoundError(
+                f"{path} holds a model (config.json) but no tokenizer: none of {list(TOKENIZER_FILES)}. Save the "
+                f"tokenizer of the model it was made from beside it (`tokenizer.save_pretrained('{path}')`, as "
+                "ModelDataset does), or copy those files from that model's directory."
+            )
         return str(path)
     if path.is_absolute() or spec.startswith("."):
         raise ModelNotFoundError(f"Model directory {path} does not exist.")

@@ -55,6 +55,8 @@ def pair_questions(test_questions: pd.DataFrame, per_domain: int, seed: int) -> 
     Up to ``per_domain`` pairs per domain, drawn without replacement from all its pairs of questions; columns
     ``pair_id, domain, question_id_1, question_id_2``.
     """
+    if per_domain < 1:
+        raise ValueError(f"calibration.pairs.per_domain must be at least 1 (pairs per domain); got {per_domain}.")
     questions = check_test_questions(test_questions)
     rng = np.random.default_rng(seed)
     rows = []
@@ -219,6 +221,26 @@ def pairwise_estimator(
     )
 
 
+def check_not_empty(calibration_outputs: pd.DataFrame, pairwise_outputs: pd.DataFrame) -> None:
+    """Refuse a scored table without rows: each of its metrics would be NaN, a table that reads like a result.
+
+    (A table with rows but too few confidences or readable pairs is another matter: those metrics are NaN with a
+    note saying why, see ``calibration.too_few``.)
+    """
+    if calibration_outputs.empty:
+        raise ValueError(
+            "The calibration outputs are empty: no test question was answered and scored, so there is nothing to "
+            "measure. Either test_questions (data_prep's output) was empty or the outputs were not scored; run "
+            "data_prep and check its test split (data_prep.split.test_fraction), then run calibration again."
+        )
+    if pairwise_outputs.empty:
+        raise ValueError(
+            f"The pairwise outputs of {model_of(calibration_outputs)} are empty: no question pair was asked, so "
+            "AUC_a, AUC_c and the pairwise parse rate have nothing to rest on. Check calibration.pairs.per_domain "
+            "(at least 1) and run the calibration pipeline again."
+        )
+
+
 def model_of(outputs: pd.DataFrame) -> str:
     """The one model whose outputs these are; a ValueError when they mix models."""
     models = outputs["model"].unique()
@@ -267,6 +289,7 @@ def model_metrics(
     ``bootstrap`` holds ``summarize_by_domain``'s keyword arguments (``n_resamples, confidence_level, seed``).
     Every method and the pairwise task are resampled over the same questions.
     """
+    check_not_empty(calibration_outputs, pairwise_outputs)
     correct = calibration_outputs["correct"].to_numpy(dtype=bool)
     estimators = {
         method: confidence_estimator(method_confidence(calibration_outputs, method), correct, n_bins, min_n)
@@ -315,6 +338,8 @@ def differences_from_base(
     Per method, both models are scored on the questions where *both* have a confidence (a model that parses
     fewer questions cannot be compared on an easier subset); pairwise, on the pairs both read.
     """
+    check_not_empty(calibration_outputs, pairwise_outputs)
+    check_not_empty(base_calibration_outputs, base_pairwise_outputs)
     base_single = aligned(calibration_outputs, base_calibration_outputs, "question_id")
     base_pairs = aligned(pairwise_outputs, base_pairwise_outputs, "pair_id")
     correct, base_correct = (outputs["correct"].to_numpy(dtype=bool) for outputs in (calibration_outputs, base_single))

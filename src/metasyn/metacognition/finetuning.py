@@ -15,6 +15,7 @@ import logging
 import math
 import shutil
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -32,10 +33,13 @@ from peft import (
     get_peft_model_state_dict,
     set_peft_model_state_dict,
 )
+from safetensors import SafetensorError, safe_open
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import sort_checkpoints
 from trl import SFTConfig, SFTTrainer
 
+from metasyn.atomic import atomic_file
 from metasyn.lm.models import LanguageModel
 from metasyn.lm.prompts import (
     Messages,
@@ -60,6 +64,8 @@ EXAMPLE_COLUMNS = (
 # Answers each task's completion states: one for the single-question task, one per question for pairwise.
 TASK_ANSWER_COUNTS = {"single": 1, "pairwise": 2}
 RUN_CONFIG_FILE = "run_config.json"
+# What torch.save writes in a checkpoint (optimizer.pt, scheduler.pt, rng_state.pth, training_args.bin).
+TORCH_FILE_SUFFIXES = (".pt", ".pth", ".bin")
 
 
 class Adapter(NamedTuple):
@@ -236,30 +242,66 @@ def _examples_digest(examples: DatasetDict) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a Trainer checkpoint cannot be resumed from, or None when it can.
+
+    The Trainer writes ``trainer_state.json`` last, so a save cut short lacks it; a file cut short later no
+    longer parses: a safetensors file misses part of the length its header declares, a torch file (a zip
+    archive) its closing directory. Resuming from either would fail or silently restart the step count.
+    """
+    state = checkpoint / TRAINER_STATE_NAME
+    if not state.is_file():
+        return f"no {TRAINER_STATE_NAME}: its save did not finish"
+    try:
+        json.loads(state.read_text())
+    except json.JSONDecodeError as error:
+        return f"{TRAINER_STATE_NAME} does not parse ({error})"
+    for path in sorted(checkpoint.iterdir()):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(path, "pt"):
+                    pass
+            elif path.suffix in TORCH_FILE_SUFFIXES:
+                zipfile.ZipFile(path).close()
+        except (SafetensorError, zipfile.BadZipFile, OSError) as error:
+            return f"{path.name} is cut short or damaged ({error})"
+    return None
+
+
 def resumable_checkpoint(checkpoint_dir: Path, run_config: Mapping) -> str | None:
-    """The last checkpoint in ``checkpoint_dir`` of a run with exactly this configuration, or None.
+    """The last complete checkpoint in ``checkpoint_dir`` of a run with exactly this configuration, or None.
 
     Checkpoints of a run with other data or settings cannot be resumed without mixing two runs: they are
-    deleted, and training starts afresh.
+    deleted, and training starts afresh. A checkpoint cut short (``checkpoint_problem``) is deleted too, and
+    training resumes from the one before it, or starts afresh when none is left.
     """
     current = json.loads(json.dumps(run_config))  # as it reads back from the record
     recorded_file = checkpoint_dir / RUN_CONFIG_FILE
     recorded = json.loads(recorded_file.read_text()) if recorded_file.is_file() else {}
-    last = get_last_checkpoint(checkpoint_dir) if checkpoint_dir.is_dir() else None
-    if last is not None and recorded == current:
-        logger.info("Resuming from %s, the last checkpoint of this run", last)
-        return last
-    if last is not None:
+    checkpoints = [Path(path) for path in sort_checkpoints(str(checkpoint_dir))] if checkpoint_dir.is_dir() else []
+    if checkpoints and recorded != current:
         changed = sorted(key for key in current.keys() | recorded.keys() if current.get(key) != recorded.get(key))
         logger.warning(
             "Checkpoints in %s come from a run with a different %s; deleting them and starting afresh",
             checkpoint_dir,
             ", ".join(changed),
         )
-        for stale in checkpoint_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        for stale in checkpoints:
             shutil.rmtree(stale)
+        checkpoints = []
+    for checkpoint in reversed(checkpoints):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            logger.info("Resuming from %s, the last complete checkpoint of this run", checkpoint)
+            return str(checkpoint)
+        logger.warning("Checkpoint %s cannot be resumed from (%s); deleting it", checkpoint, problem)
+        shutil.rmtree(checkpoint)
+    if checkpoints:
+        logger.warning("No complete checkpoint left in %s; training starts afresh", checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    recorded_file.write_text(json.dumps(current, sort_keys=True, indent=1))
+    # Atomic: a record cut short by a kill would not parse, and the next run could not resume.
+    with atomic_file(recorded_file) as scratch:
+        scratch.write_text(json.dumps(current, sort_keys=True, indent=1))
     return None
 
 

@@ -135,6 +135,29 @@ def test_activity_extraction_resumes_where_it_stopped(tiny_project, monkeypatch)
 
 
 @pytest.mark.slow
+def test_a_partition_cut_short_is_recorded_again_with_a_warning(tiny_project, monkeypatch, caplog):
+    folder = tiny_project / "data" / "07_model_output" / "synergy" / "base" / "head_activity"
+    if not folder.exists():
+        run_synergy(tiny_project)
+    # The last prompt, alone in its batch again on resume, so its recomputed activity is what was saved.
+    cut = sorted(folder.glob("*.safetensors"))[-1]
+    intact = {name: tensor.clone() for name, tensor in load_file(cut).items()}  # not a view of the file's pages
+    cut.write_bytes(cut.read_bytes()[:100])  # what a kill mid-write of a non-atomic save would leave
+    recorded = []
+    record = synergy_activity.record_head_activity
+
+    def counting_record(lm, prompts, steps, batch_size):
+        recorded.append(len(prompts))
+        return record(lm, prompts, steps, batch_size)
+
+    monkeypatch.setattr(synergy_activity, "record_head_activity", counting_record)
+    run_synergy(tiny_project, namespaces=["base"])
+    assert recorded == [1]
+    assert f"Saved partition {cut} is unreadable, so it is computed again" in caplog.text
+    torch.testing.assert_close(load_file(cut), intact)
+
+
+@pytest.mark.slow
 def test_smoke_run(run_smoke):
     smoke_project = run_smoke("synergy")
     scores = pd.read_parquet(smoke_project / "data" / "07_model_output" / "synergy" / "base" / "head_scores.parquet")

@@ -1,9 +1,9 @@
 """synergy nodes: head activity -> PhiID -> head scores, layer profile, graph measures -> ablation, figures.
 
 Resume: ``head_activity`` is a ``PartitionedDataset`` with one safetensors file per prompt, saved lazily, and
-``head_activity_saved`` reads the same folder. ``extract_head_activity`` returns callables for the prompts
-without a valid saved file only, so an interrupted run continues with the next unsaved batch and a complete
-one recomputes nothing.
+``head_activity_saved`` reads the same folder, leaving out (with a warning) a file it cannot read.
+``extract_head_activity`` returns callables for the prompts without a valid saved file only, so an interrupted
+run continues with the next unsaved batch and a complete one recomputes nothing.
 """
 
 from __future__ import annotations
