@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from kedro.framework.hooks import hook_impl
 
+from metasyn.atomic import atomic_file
+
 RUNS_DIRECTORY = Path("data/08_reporting/runs")
 # The catalog entry holding the run id (declared in catalog_comparison.yml for its kedro-viz layer).
 RUN_ID_DATASET = "run_id"
@@ -95,12 +97,9 @@ class RunRecordHook:
         self._project_path = Path.cwd()
 
     def _write(self) -> None:
-        directory = self._project_path / RUNS_DIRECTORY
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{self._record['run_id']}.json"
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self._record, indent=2, default=str))
-        temporary.replace(path)  # atomic: a reader never sees half a record
+        # Atomic: a reader (the report, a notebook) never sees half a record.
+        with atomic_file(self._project_path / RUNS_DIRECTORY / f"{self._record['run_id']}.json") as scratch:
+            scratch.write_text(json.dumps(self._record, indent=2, default=str))
 
     @hook_impl
     def after_context_created(self, context) -> None:
