@@ -65,3 +65,6 @@ def test_notebook_runs_on_a_smoke_run(path, run_smoke, monkeypatch):
     printed = "".join(output.get("text", "") for cell in _code_cells(notebook) for output in cell.outputs)
     assert f"Reading {project.resolve()}, environment smoke" in printed
     assert f"Comparison of run {record['run_id']} (runs with a report, oldest first: {record['run_id']})" in printed
+    # The verdict the notebook prints is the one the run saved, word for word.
+    verdict = project / "data" / "08_reporting" / "comparison" / "verdict.txt" / record["run_id"] / "verdict.txt"
+    assert verdict.read_text().strip() in printed

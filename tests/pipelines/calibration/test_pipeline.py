@@ -137,7 +137,13 @@ def test_smoke_run_writes_every_output(run_smoke):
         }
         assert outputs[["confidence_forced", "confidence_p_true"]].notna().all().all()  # every question, every model
         assert (data / "07_model_output" / "calibration" / model / "pairwise_outputs.parquet").is_file()
-        assert (data / "08_reporting" / "calibration" / model / "metrics.parquet").is_file()
+        metrics = pd.read_parquet(data / "08_reporting" / "calibration" / model / "metrics.parquet")
+        # Accuracy is the share of correct outputs, per domain and pooled, over every output (its n).
+        accuracy = metrics[(metrics["method"] == "answer") & (metrics["metric"] == "accuracy")].set_index("domain")
+        expected = outputs.groupby("domain")["correct"].agg(["mean", "size"])
+        expected.loc["all"] = [outputs["correct"].mean(), len(outputs)]
+        assert np.allclose(accuracy.loc[expected.index, "value"], expected["mean"])
+        assert (accuracy.loc[expected.index, "n"] == expected["size"]).all()
     table = pd.read_parquet(data / "08_reporting" / "calibration" / "metrics_table.parquet")
     assert set(table["model"]) == set(declared_variants().evaluated_models)
     assert {f"{metric}_minus_base" for metric in ("ece", "brier", "auroc", "accuracy")} <= set(table["metric"])

@@ -4,6 +4,7 @@ the early errors."""
 import datasets
 import pandas as pd
 import pytest
+import yaml
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -154,6 +155,14 @@ def test_smoke_run_writes_every_output(run_smoke):
     assert consistency["consistency"].between(0, 1).all()
     bins = pd.read_parquet(data / "03_primary" / "consistency_bins.parquet")
     assert len(bins) == 10 and bins["n_questions"].sum() == (questions["split"] == "train").sum()
+    # Each target is its bin's training accuracy plus noise within the configured bound (clipping only
+    # brings it nearer); a question whose bin has no training question has no target and no row.
+    targets = pd.read_parquet(data / "03_primary" / "confidence_targets.parquet")
+    noise = yaml.safe_load((project / "conf" / "base" / "parameters_data_prep.yml").read_text())["data_prep"]
+    noise = noise["targets"]["noise"]
+    accuracy = targets["bin"].map(bins.set_index("bin")["accuracy"])
+    assert len(targets) and accuracy.notna().all() and targets["target_confidence"].between(0, 1).all()
+    assert ((targets["target_confidence"] - accuracy).abs() <= noise + 1e-12).all()
     examples = datasets.load_from_disk(str(data / "05_model_input" / "training_examples"))
     assert set(examples) == {"train", "validation"}
     used = {qid for split in examples.values() for ids in split["question_ids"] for qid in ids}

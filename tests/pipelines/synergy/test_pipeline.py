@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from scipy import stats as scipy_stats
 from transformers import AutoModelForCausalLM
 
 from metasyn import synergy
@@ -105,6 +106,19 @@ def test_synergy_pipeline_on_tiny_models_writes_every_output(tiny_project):
     check_outputs(tiny_project)
 
 
+def count_recorded_prompts(monkeypatch) -> list[int]:
+    """The number of prompts of each batch whose head activity is recorded from now on."""
+    recorded = []
+    record = synergy_activity.record_head_activity
+
+    def counting_record(lm, prompts, steps, batch_size):
+        recorded.append(len(prompts))
+        return record(lm, prompts, steps, batch_size)
+
+    monkeypatch.setattr(synergy_activity, "record_head_activity", counting_record)
+    return recorded
+
+
 @pytest.mark.slow
 def test_activity_extraction_resumes_where_it_stopped(tiny_project, monkeypatch):
     folder = tiny_project / "data" / "07_model_output" / "synergy" / "base" / "head_activity"
@@ -114,14 +128,7 @@ def test_activity_extraction_resumes_where_it_stopped(tiny_project, monkeypatch)
     lost = sorted(saved)[-1]
     lost_activity = load_file(folder / lost)
     (folder / lost).unlink()  # as if the run had stopped before the last batch was saved
-    recorded = []
-    record = synergy_activity.record_head_activity
-
-    def counting_record(lm, prompts, steps, batch_size):
-        recorded.append(len(prompts))
-        return record(lm, prompts, steps, batch_size)
-
-    monkeypatch.setattr(synergy_activity, "record_head_activity", counting_record)
+    recorded = count_recorded_prompts(monkeypatch)
     run_synergy(tiny_project, namespaces=["base"])
     assert recorded == [1]
     assert {path.name: path.stat().st_mtime_ns for path in folder.glob("*.safetensors") if path.name != lost} == {
@@ -143,14 +150,7 @@ def test_a_partition_cut_short_is_recorded_again_with_a_warning(tiny_project, mo
     cut = sorted(folder.glob("*.safetensors"))[-1]
     intact = {name: tensor.clone() for name, tensor in load_file(cut).items()}  # not a view of the file's pages
     cut.write_bytes(cut.read_bytes()[:100])  # what a kill mid-write of a non-atomic save would leave
-    recorded = []
-    record = synergy_activity.record_head_activity
-
-    def counting_record(lm, prompts, steps, batch_size):
-        recorded.append(len(prompts))
-        return record(lm, prompts, steps, batch_size)
-
-    monkeypatch.setattr(synergy_activity, "record_head_activity", counting_record)
+    recorded = count_recorded_prompts(monkeypatch)
     run_synergy(tiny_project, namespaces=["base"])
     assert recorded == [1]
     assert f"Saved partition {cut} is unreadable, so it is computed again" in caplog.text
@@ -160,8 +160,20 @@ def test_a_partition_cut_short_is_recorded_again_with_a_warning(tiny_project, mo
 @pytest.mark.slow
 def test_smoke_run(run_smoke):
     smoke_project = run_smoke("synergy")
-    scores = pd.read_parquet(smoke_project / "data" / "07_model_output" / "synergy" / "base" / "head_scores.parquet")
-    assert scores["syn_red_score"].notna().any()
+    synergy_outputs = smoke_project / "data" / "07_model_output" / "synergy"
+    for model in declared_variants().synergy_models:
+        scores = pd.read_parquet(synergy_outputs / model / "head_scores.parquet").dropna(subset=["syn_red_score"])
+        n = len(scores)
+        assert n > 1, model
+        for rank in ("synergy_rank", "redundancy_rank"):
+            # Averaged ranks of the scored heads: in [1, n], summing to n(n + 1)/2, ties sharing their mean rank.
+            assert scores[rank].between(1, n).all() and scores[rank].sum() == n * (n + 1) / 2, (model, rank)
+            assert (scores[rank].to_numpy() == scipy_stats.rankdata(scores[rank.removesuffix("_rank")])).all()
+        assert (scores["syn_red_score"] == scores["synergy_rank"] - scores["redundancy_rank"]).all()
+        profile = pd.read_parquet(synergy_outputs / model / "layer_profile.parquet")
+        # Min-max scaled scores, averaged per layer; a layer without a scored head has none.
+        assert profile["score"].dropna().between(0, 1).all() and profile["heads"].sum() == n, model
+        assert (profile["score"].isna() == (profile["heads"] == 0)).all(), model
 
 
 def test_a_namespaces_run_of_fine_tunes_needs_nothing_made_outside_them():
