@@ -8,6 +8,8 @@ some modules) are counted apart and left out of the rate, so a partial run repor
     python scripts/mutation_report.py             # runs `mutmut results --all true` in the project root
     python scripts/mutation_report.py results.txt # or reads saved output of that command
     python scripts/mutation_report.py --survivors # and lists the mutants that survived, for `mutmut show`
+    python scripts/mutation_report.py --names     # only the survivors' names: rerun them after adding tests,
+        make mutation MUTANTS="$(python scripts/mutation_report.py --names)"
 """
 
 from __future__ import annotations
@@ -79,15 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path, help="saved output of `mutmut results --all true`")
     parser.add_argument("--survivors", action="store_true", help="also list every mutant that was not killed")
+    parser.add_argument("--names", action="store_true", help="print only the names of the mutants not killed")
     args = parser.parse_args(argv)
     lines = args.results.read_text().splitlines() if args.results else mutmut_results()
     statuses = parse(lines)
     if not statuses:
         print("No mutants found: run `make mutation` (or `mutmut run`) first.", file=sys.stderr)
         return 1
+    survivors = [(m, s) for m, s in statuses.items() if s not in KILLED | UNCHECKED]
+    if args.names:
+        print(" ".join(sorted(mutant for mutant, _ in survivors)))
+        return 0
     print(table(tally(statuses)))
     if args.survivors:
-        survivors = [(m, s) for m, s in statuses.items() if s not in KILLED | UNCHECKED]
         print(f"\n{len(survivors)} mutants not killed (see each with `mutmut show NAME`):")
         for mutant, status in sorted(survivors):
             print(f"  {mutant}: {status}")

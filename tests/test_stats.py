@@ -1,5 +1,7 @@
 """Comparison statistics against scipy and hand values."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,3 +102,44 @@ def test_per_prompt_layer_means_average_each_heads_pairs_then_the_layer():
     matrices[0, np.arange(4), np.arange(4)] = np.nan
     # Head rows without the diagonal: (1+2+3)/3, (4+6+7)/3, (8+9+11)/3, (12+13+14)/3; two heads per layer.
     np.testing.assert_allclose(stats.per_prompt_layer_means(matrices, 2), [[(2 + 17 / 3) / 2, (28 / 3 + 13) / 2]])
+
+
+# Known answers that the mutation run (`make mutation`, docs/testing.md) showed to be missing.
+
+
+def _scores(values, **extra) -> pd.DataFrame:
+    return pd.DataFrame({"head_index": range(len(values)), "syn_red_score": values, **extra})
+
+
+def test_ranking_correlation_known_value_and_p_with_its_head_count():
+    # Ranks (1, 2, 3, 4) against (2, 1, 4, 3): rho = 1 - 6 * 4 / (4 * 15) = 0.6; t = 0.6 * sqrt(2 / 0.64) on
+    # 2 degrees of freedom gives p = 1 - t / sqrt(t^2 + 2) = 0.4.
+    result = stats.ranking_correlation(_scores([0.1, 0.2, 0.3, 0.4]), _scores([2.0, 1.0, 4.0, 3.0]))
+    assert result == {"spearman_rho": pytest.approx(0.6), "spearman_p": pytest.approx(0.4), "n_heads": 4}
+
+
+def test_ranking_correlation_averages_tied_ranks_and_needs_only_three_heads_with_two_values():
+    # (1, 1, 2) has ranks (1.5, 1.5, 3): rho with (1, 2, 3) is 1.5 / sqrt(2 * 1.5) = sqrt(3) / 2.
+    result = stats.ranking_correlation(_scores([1.0, 1.0, 2.0]), _scores([1.0, 2.0, 3.0]))
+    assert result["spearman_rho"] == pytest.approx(np.sqrt(3) / 2) and result["n_heads"] == 3
+    result = stats.ranking_correlation(_scores([1.0, 2.0, 3.0]), _scores([1.0, 1.0, 2.0]))
+    assert result["spearman_rho"] == pytest.approx(np.sqrt(3) / 2)
+
+
+def test_ranking_correlation_is_undefined_without_three_heads_or_with_a_constant_model():
+    for base, variant, n_heads in [
+        ([1.0, 2.0], [1.0, 2.0], 2),
+        ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], 3),
+        ([1.0, 2.0, 3.0], [4.0, 4.0, 4.0], 3),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # undefined is decided before scipy, which would warn on a constant
+            result = stats.ranking_correlation(_scores(base), _scores(variant))
+        assert set(result) == {"spearman_rho", "spearman_p", "n_heads"} and result["n_heads"] == n_heads
+        assert np.isnan(result["spearman_rho"]) and np.isnan(result["spearman_p"])
+
+
+def test_ranking_correlation_drops_only_heads_without_a_score():
+    base = _scores([1.0, 2.0, np.nan, 4.0, 5.0], syn_red_rank=[np.nan, 1.0, 2.0, 3.0, 4.0])  # NaN elsewhere is kept
+    result = stats.ranking_correlation(base, _scores([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert result["n_heads"] == 4 and result["spearman_rho"] == pytest.approx(1.0)
