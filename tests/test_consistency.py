@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from datasets import Dataset, DatasetDict
 
 from metasyn.lm import prompts
 from metasyn.metacognition import examples
@@ -331,3 +332,57 @@ def test_pairing_gives_up_after_fifty_draws_per_pair_and_never_draws_from_one_bi
     one_bin = targets.assign(bin=1)
     assert examples.pairwise_task_examples(one_bin, QUESTIONS, n_pairs=3, seed=0) == []
     assert made[1].draws == 0
+
+
+class _CharacterTokenizer:
+    """One token per character of the messages' contents (so lengths are known by hand)."""
+
+    def apply_chat_template(self, messages, tokenize, return_dict):
+        assert tokenize and not return_dict
+        return list("".join(message["content"] for message in messages))
+
+
+def _chat(prompt: str, completion: str, task: str = "single") -> dict:
+    return {"prompt": [{"role": "user", "content": prompt}], "completion": [{"role": "assistant", "content": completion}], "task": task}  # fmt: skip
+
+
+def test_dropping_long_examples_logs_the_kept_share_and_the_longest_and_numbers_the_table(caplog):
+    splits = DatasetDict(
+        {
+            "train": Dataset.from_list([_chat("abc", "de"), _chat("abcdefgh", "ij", "pairwise"), _chat("a", "b")]),
+            "validation": Dataset.from_list([_chat("abcd", "e")]),
+        }
+    )
+    with caplog.at_level("INFO", logger="metasyn.metacognition.examples"):
+        kept, lengths = examples.drop_long_examples(_CharacterTokenizer(), splits, max_length=5)
+    assert kept["train"]["task"] == ["single", "single"] and len(kept["validation"]) == 1
+    assert lengths.to_dict("list") == {
+        "split": ["train", "train", "train", "validation"],
+        "task": ["single", "pairwise", "single", "single"],
+        "length": [5, 10, 2, 5],
+        "kept": [True, False, True, True],
+    }
+    assert lengths.index.tolist() == [0, 1, 2, 3]
+    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+        (
+            "WARNING",
+            "train: dropped 1 of 3 examples longer than max_length=5 tokens (finetune.training.max_length), "
+            "kept 66.7%; the longest has 10 tokens",
+        ),
+        (
+            "INFO",
+            "validation: dropped 0 of 1 examples longer than max_length=5 tokens (finetune.training.max_length), "
+            "kept 100.0%; the longest has 5 tokens",
+        ),
+    ]
+
+
+def test_an_empty_split_is_kept_empty_and_logged_with_no_longest_example(caplog):
+    splits = DatasetDict({"validation": Dataset.from_dict({"prompt": [], "completion": [], "task": []})})
+    with caplog.at_level("INFO", logger="metasyn.metacognition.examples"):
+        kept, lengths = examples.drop_long_examples(_CharacterTokenizer(), splits, max_length=5)
+    assert len(kept["validation"]) == 0 and lengths.empty
+    assert [record.getMessage() for record in caplog.records] == [
+        "validation: dropped 0 of 0 examples longer than max_length=5 tokens (finetune.training.max_length), "
+        "kept 0.0%; the longest has 0 tokens"
+    ]

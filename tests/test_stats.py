@@ -143,3 +143,65 @@ def test_ranking_correlation_drops_only_heads_without_a_score():
     base = _scores([1.0, 2.0, np.nan, 4.0, 5.0], syn_red_rank=[np.nan, 1.0, 2.0, 3.0, 4.0])  # NaN elsewhere is kept
     result = stats.ranking_correlation(base, _scores([1.0, 2.0, 3.0, 4.0, 5.0]))
     assert result["n_heads"] == 4 and result["spearman_rho"] == pytest.approx(1.0)
+
+
+def test_layer_quantity_changes_name_the_redundancy_rows_for_the_redundancy_change():
+    rng = np.random.default_rng(1)
+    base = _layered(rng, 12, 3, 2, None, 0.0)
+    more_redundant = (base[0].copy(), base[1] + 0.2)  # every pair: redundancy +0.2, synergy unchanged
+    table = stats.layer_quantity_changes(
+        {"base": base, "metacog": more_redundant},
+        heads_per_layer=2,
+        pairs=[("metacog", "base")],
+        n_resamples=99,
+        seed=0,
+    )
+    assert table["quantity"].tolist() == ["synergy"] * 3 + ["redundancy"] * 3
+    np.testing.assert_allclose(table["estimate"], [0.0] * 3 + [0.2] * 3, atol=1e-12)
+
+
+def test_band_contrast_is_undefined_without_finite_layers_inside_or_outside_the_band_and_does_not_warn():
+    nan = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no mean of an empty slice is taken
+        assert np.isnan(stats.band_contrast(np.array([0.0, 0.2, nan, nan, 0.2, 0.0]), (0.3, 0.7)))  # band all NaN
+        assert np.isnan(stats.band_contrast(np.array([nan, nan, 1.0, 0.8, nan, nan]), (0.3, 0.7)))  # outside all NaN
+        assert stats.band_contrast(np.array([0.0, nan, 1.0, nan, 0.2, 0.0]), (0.3, 0.7)) == pytest.approx(1.0 - 0.2 / 3)
+
+
+def test_band_contrast_reads_a_missing_layer_given_as_none_as_undefined():
+    assert stats.band_contrast([0.0, None, 1.0, 0.8, None, 0.0], (0.3, 0.7)) == pytest.approx(0.9)
+
+
+def test_band_layers_of_a_two_layer_model_put_the_second_at_depth_one():
+    assert list(stats.band_layers(2, (0.9, 1.0))) == [1]
+    assert list(stats.band_layers(1, (0.0, 0.0))) == [0]
+
+
+def test_per_prompt_layer_means_leave_out_a_heads_pair_with_itself_even_when_it_is_finite():
+    matrices = np.arange(16.0).reshape(1, 4, 4)  # a finite diagonal (0, 5, 10, 15) is not a pair of two heads
+    np.testing.assert_allclose(stats.per_prompt_layer_means(matrices, 2), [[(2 + 17 / 3) / 2, (28 / 3 + 13) / 2]])
+
+
+def test_sign_flip_test_leaves_a_missing_prompt_out_as_if_its_difference_were_zero():
+    # Column 0 misses prompt 3, column 1 has a zero there: the same sign patterns reach the observed mean.
+    differences = np.array([[1.0, 1.0], [2.0, 2.0], [0.5, 0.5], [np.nan, 0.0]])
+    p_values = stats.sign_flip_test(differences, 999, seed=0)
+    assert p_values[0] == p_values[1]
+    # (1, 2, 0.5): only the 2 of 8 sign patterns with all signs equal reach |3.5|, so p is about 1/4 (999 draws:
+    # standard error 0.014); were the NaN counted as a 1, 2 of 16 patterns would reach |4.5|: p about 1/8.
+    assert 0.2 < p_values[0] < 0.3
+
+
+def test_sign_flip_test_has_a_p_of_one_for_a_single_prompt_and_is_seeded():
+    assert stats.sign_flip_test(np.array([[5.0], [np.nan]]), 99, seed=0).tolist() == [1.0]
+    assert stats.sign_flip_test([[5.0], [None]], 99, seed=0).tolist() == [1.0]  # None is a missing prompt too
+    noise = np.random.default_rng(2).normal(size=(12, 30))
+    np.testing.assert_array_equal(stats.sign_flip_test(noise, 99, seed=5), stats.sign_flip_test(noise, 99, seed=5))
+
+
+def test_sign_flip_test_gives_nan_for_a_column_without_prompts_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p_values = stats.sign_flip_test(np.array([[np.nan, 1.0], [np.nan, 2.0]]), 9, seed=0)
+    assert np.isnan(p_values[0]) and np.isfinite(p_values[1])
