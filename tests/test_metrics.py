@@ -314,3 +314,42 @@ def test_summarize_by_domain_adds_the_pooled_domain():
     assert table["domain"].tolist() == ["arithmetic", "factual", ALL_DOMAINS]
     assert table["value"].tolist() == pytest.approx([0.5, 1 / 3, 0.4])
     assert table["n"].tolist() == [2, 3, 5]
+
+
+# ------------------------------------------------------------------------------ properties (hypothesis)
+
+hypothesis = pytest.importorskip("hypothesis")  # a dev extra (pyproject.toml)
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ANSWERS = st.lists(st.tuples(st.floats(0.0, 1.0), st.booleans()), min_size=1, max_size=40)
+# Confidences in hundredths, as models state them: 1 - c keeps distinct values distinct (1 - 1e-190 would be 1.0).
+_STATED = st.lists(st.tuples(st.integers(0, 100).map(lambda k: k / 100), st.booleans()), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_ANSWERS, st.integers(1, 12), st.sampled_from(["equal_width", "equal_mass"]))
+def test_ece_and_brier_lie_in_zero_one(answers, n_bins, strategy):
+    confidence, correct = zip(*answers)
+    assert 0.0 <= expected_calibration_error(confidence, correct, n_bins, strategy) <= 1.0
+    assert 0.0 <= brier_score(confidence, correct) <= 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(_STATED)
+def test_auroc_of_the_complement_confidence_is_one_minus_auroc(answers):
+    confidence, correct = map(np.asarray, zip(*answers))
+    if correct.all() or not correct.any():
+        assert np.isnan(auroc(confidence, correct)) and np.isnan(auroc(1 - confidence, correct))
+    else:  # reversing the order of the confidences reverses the ROC curve; ties stay ties (averaged ranks)
+        assert auroc(1 - confidence, correct) == pytest.approx(1 - auroc(confidence, correct), abs=1e-12)
+
+
+def test_equal_mass_edges_are_the_quantiles_and_an_edge_opens_the_upper_bin():
+    from metasyn.metacognition.calibration import bin_index
+
+    confidence = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    # Quartile edges 0.1, 0.275, 0.45, 0.625, 0.8: two answers per bin.
+    assert bin_index(confidence, 4, "equal_mass").tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    # The median of (0, 0.5, 0.5, 0.5, 1) is 0.5, the one inner edge of two bins: the 0.5s open the upper bin.
+    assert bin_index(np.array([0.0, 0.5, 0.5, 0.5, 1.0]), 2, "equal_mass").tolist() == [0, 1, 1, 1, 1]
