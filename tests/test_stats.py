@@ -205,3 +205,52 @@ def test_sign_flip_test_gives_nan_for_a_column_without_prompts_without_a_warning
         warnings.simplefilter("error")
         p_values = stats.sign_flip_test(np.array([[np.nan, 1.0], [np.nan, 2.0]]), 9, seed=0)
     assert np.isnan(p_values[0]) and np.isfinite(p_values[1])
+
+
+def _constant_layers(changes: list[float], prompts: int = 6, heads_per_layer: int = 2):
+    """Per-prompt (synergy, redundancy) of base and of a model whose pairs in layer l moved by changes[l]."""
+    size = len(changes) * heads_per_layer
+    base = np.zeros((2, prompts, size, size))
+    moved = base.copy()
+    for layer, change in enumerate(changes):
+        moved[:, :, layer * heads_per_layer : (layer + 1) * heads_per_layer, :] += change
+    return (base[0], base[1]), (moved[0], moved[1])
+
+
+def test_layer_quantity_changes_of_a_change_equal_on_every_prompt_have_a_zero_width_interval_at_it():
+    base, moved = _constant_layers([0.1, 0.3, -0.2])
+    table = stats.layer_quantity_changes({"base": base, "m": moved}, 2, [("m", "base")], n_resamples=49, seed=0)
+    assert list(table.columns) == stats.LAYER_CHANGE_COLUMNS
+    synergy = table[table["quantity"] == "synergy"]
+    assert synergy["depth"].tolist() == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(synergy["estimate"], [0.1, 0.3, -0.2])  # the sign of each change kept
+    np.testing.assert_allclose(synergy["ci_low"], [0.1, 0.3, -0.2])
+    np.testing.assert_allclose(synergy["ci_high"], [0.1, 0.3, -0.2])
+    # Six prompts, all with the same sign: only the 2 of 64 all-equal sign patterns reach the mean, p ~ 1/32.
+    assert (synergy["p_value"] < 0.1).all() and (synergy["q_value"] >= synergy["p_value"]).all()
+
+
+def test_layer_quantity_changes_of_two_layers_sit_at_depths_zero_and_one():
+    base, moved = _constant_layers([0.1, 0.2])
+    table = stats.layer_quantity_changes({"base": base, "m": moved}, 2, [("m", "base")], n_resamples=9, seed=0)
+    assert table["depth"].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_layer_quantity_changes_leave_a_layer_without_prompts_untested_and_are_seeded():
+    rng = np.random.default_rng(3)
+    base = _layered(rng, 10, 3, 2, None, 0.0)
+    noisy = _layered(rng, 10, 3, 2, None, 0.0)
+    for matrices in noisy:
+        matrices[:, 4:6, :] = np.nan  # layer 2's heads undefined on every prompt
+        matrices[:, :, 4:6] = np.nan
+    per_prompt = {"base": base, "m": noisy}
+    table = stats.layer_quantity_changes(per_prompt, 2, [("m", "base")], n_resamples=49, seed=1)
+    layer_2 = table[table["layer"] == 2]
+    assert layer_2["p_value"].isna().all() and layer_2["q_value"].isna().all() and (layer_2["n_prompts"] == 0).all()
+    again = stats.layer_quantity_changes(per_prompt, 2, [("m", "base")], n_resamples=49, seed=1)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_layer_quantity_changes_without_pairs_is_an_empty_table_with_its_columns():
+    table = stats.layer_quantity_changes({}, 2, [], n_resamples=9, seed=0)
+    assert table.empty and list(table.columns) == stats.LAYER_CHANGE_COLUMNS
