@@ -464,3 +464,26 @@ def test_summarize_by_domain_is_seeded_and_numbers_its_rows():
     again = summarize_by_domain(domains, accuracy, n_resamples=50, confidence_level=0.9, seed=3)
     pd.testing.assert_frame_equal(first, again)
     assert first.index.tolist() == [0, 1, 2] and first["domain"].tolist() == ["a", "b", ALL_DOMAINS]
+
+
+def test_ece_uses_ten_bins_by_default():
+    # 0 and 0.095 share the first of ten bins (gap |1 - 0.095| / 2); with eleven they would not.
+    assert expected_calibration_error([0.0, 0.095], [True, False]) == pytest.approx(0.905 / 2)
+
+
+def test_bootstrap_draws_every_item_including_the_first():
+    draws = bootstrap_indices(2, 100, 0)
+    assert draws.shape == (100, 2) and set(np.unique(draws)) == {0, 1}
+
+
+def test_bad_calibration_inputs_are_refused_with_the_whole_reason():
+    with pytest.raises(
+        ValueError, match=r"^Calibration metrics need at least one answer with a stated confidence; got none\.$"
+    ):
+        brier_score([], [])
+    with pytest.raises(
+        ValueError, match=r"^confidence must lie in \[0, 1\] \(no NaN\); got values from -0\.5 to 1\.0\. Drop"
+    ):
+        brier_score([-0.5, 1.0], [True, False])
+    with pytest.raises(ValueError, match=r"^correct must hold booleans or 0/1 values\.$"):
+        brier_score([0.5], [2])

@@ -525,3 +525,27 @@ def test_phiid_matrices_refuse_a_step_count_per_prompt_that_does_not_match():
     )
     with pytest.raises(ValueError, match=r"^Got 2 step counts for 1 prompts' activity\.$"):
         synergy.phiid_matrices([record], 1, "MMI", "cpu", steps=[8, 6])
+
+
+def test_a_layer_without_heads_in_the_table_has_no_score_and_no_heads():
+    scores = pd.DataFrame({"layer": [0, 0, 2, 2], "syn_red_score": [0.0, 1.0, 2.0, 4.0]})
+    profile = synergy.layer_profile(scores)
+    assert profile["layer"].tolist() == [0, 1, 2] and profile["depth"].tolist() == [0.0, 0.5, 1.0]
+    assert profile["score"].tolist()[0] == pytest.approx(0.125) and math.isnan(profile["score"][1])
+    assert profile["heads"].tolist() == [2, 0, 2] and profile["heads"].dtype == np.int64
+
+
+def test_nanmean_of_an_all_nan_slice_is_nan_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        means = synergy.scores.nanmean(np.array([[1.0, NAN], [NAN, NAN]]), axis=1)
+    assert means[0] == 1.0 and math.isnan(means[1])
+
+
+def test_top_edge_graph_drops_zero_weights_and_refuses_a_fraction_above_one():
+    graph = synergy.top_edge_graph(_graph_matrix(3, [(0, 1, 0.0), (1, 2, 1.0)]), 1.0)
+    assert list(graph.edges) == [(1, 2)] and sorted(graph.nodes) == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"edge_fraction must be in \(0, 1\], got 1.5"):
+        synergy.top_edge_graph(_graph_matrix(3, [(0, 1, 1.0)]), 1.5)
