@@ -549,3 +549,14 @@ def test_top_edge_graph_drops_zero_weights_and_refuses_a_fraction_above_one():
     assert list(graph.edges) == [(1, 2)] and sorted(graph.nodes) == [0, 1, 2]
     with pytest.raises(ValueError, match=r"edge_fraction must be in \(0, 1\], got 1.5"):
         synergy.top_edge_graph(_graph_matrix(3, [(0, 1, 1.0)]), 1.5)
+
+
+def test_phiid_matrices_pass_their_lag_and_redundancy_on_to_the_engine():
+    from metasyn.synergy.phiid import phiid_all_pairs
+
+    norms = torch.as_tensor(np.random.default_rng(0).lognormal(size=(2, 2, 40)), dtype=torch.float32)
+    record = HeadActivity(norms, torch.zeros(3, dtype=torch.int64), torch.zeros(40, dtype=torch.int64), None)
+    synergy_matrices, redundancy_matrices, _ = synergy.phiid_matrices([record], 2, "CCS", "cpu")
+    expected = phiid_all_pairs(norms.flatten(0, 1)[None], tau=2, redundancy="CCS", atoms=("sts", "rtr"))
+    np.testing.assert_allclose(synergy_matrices, expected.atoms["sts"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(redundancy_matrices, expected.atoms["rtr"], rtol=1e-6, atol=1e-9)
