@@ -12,7 +12,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup demo test lint viz viz-build slurm-up slurm-down
+.PHONY: setup demo test lint mutation viz viz-build slurm-up slurm-down
 
 VIZ_PORT ?= 4141
 
@@ -37,6 +37,17 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+
+# Mutation testing of the science modules ([tool.mutmut] in pyproject.toml, docs/testing.md): slow, so not in CI.
+# mutmut works in ./mutants and reruns only what changed; MUTANTS="metasyn.comparison.statistics*" restricts a run.
+# One BLAS/OpenMP thread per test process; MUTATION_CHILDREN=1 suits a shared machine, raise it on your own.
+MUTATION_CHILDREN ?= 1
+MUTANTS ?=
+
+mutation: $(INSTALLED)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+		$(VENV)/bin/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS)
+	$(PYTHON) scripts/mutation_report.py
 
 # kedro-viz on http://127.0.0.1:$(VIZ_PORT) (docs/viz.md); Ctrl-C stops it.
 viz: $(INSTALLED)

@@ -15,6 +15,7 @@ from metasyn.lm.answers import (
     parse_confidence,
     parse_preference,
     score_answer,
+    score_answers,
 )
 
 
@@ -313,3 +314,72 @@ def test_score_answer_reads_by_the_domains_answer_type_and_applies_the_matcher()
 )
 def test_a_confidence_label_on_the_answer_line_ends_the_answer(output, answer_type, expected):
     assert extract_answer(output, answer_type) == expected
+
+
+# Known answers that the mutation run (`make mutation`, docs/testing.md) showed to be missing.
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Confidence: 1", 1.0),  # a whole 1 is a probability, not 1%
+        ("Confidence: 2", 0.02),  # from 2 up a whole number after the label is a percentage
+        ("Confidence: 100", 1.0),  # 100 is the top of that range
+        ("Confidence: 101", None),  # and 101 is past it
+    ],
+)
+def test_a_labelled_whole_number_above_one_is_a_percentage_up_to_100(output, expected):
+    assert parse_confidence(output) == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(
+    ("predicted", "expected"),
+    [
+        ("paris", True),
+        ("paris is capital", True),  # the alias at the start
+        ("capital is paris", True),  # at the end
+        ("capital is paris france", True),  # inside
+        ("parisian", False),  # a longer word on the right is not the alias
+        ("comparis", False),  # nor one on the left
+        ("capital is parisian", False),
+        (None, False),
+    ],
+)
+def test_contains_match_needs_the_alias_as_whole_words_on_both_sides(predicted, expected):
+    assert contains_match(predicted, "Paris", ["City of Light"], "text") is expected
+
+
+def test_contains_match_matches_a_multi_word_alias_only_whole():
+    assert contains_match("it is city of light", "Paris", ["City of Light"], "text")
+    assert not contains_match("it is city of lights", "Paris", ["City of Light"], "text")
+
+
+def test_contains_match_compares_numbers_and_letters_canonically_not_as_words():
+    assert contains_match("1200", "1,200", [], "number")  # as words "1 200" would not be in "1200"
+    assert contains_match("12", "12", [], "number") and not contains_match("13", "12", [], "number")
+    assert contains_match("A", "a", [], "letter")  # as words, "a" is an article and normalises away
+    assert not contains_match(None, "12", [], "number")
+
+
+def test_a_worked_answer_line_gives_the_number_after_its_last_equals_sign():
+    assert extract_answer("Answer: x = 2 * 3 = 6", "number") == "6"
+
+
+def test_score_answers_refuses_outputs_and_questions_of_different_lengths():
+    question = {"domain": "arithmetic", "answer": "2", "aliases": []}
+    with pytest.raises(ValueError, match="zip"):
+        score_answers(["Answer: 2", "Answer: 3"], [question], exact_match)
+
+
+def test_score_answers_refuses_a_batch_matcher_that_returns_too_few_verdicts():
+    class ShortMatcher:
+        def __call__(self, *case):
+            return True
+
+        def match_many(self, cases):
+            return [True] * (len(cases) - 1)
+
+    question = {"domain": "arithmetic", "answer": "2", "aliases": []}
+    with pytest.raises(ValueError, match="zip"):
+        score_answers(["Answer: 2", "Answer: 2"], [question, question], ShortMatcher())
+    assert score_answers(["Answer: 2", "Answer: 3"], [question, question], exact_match) == [("2", True), ("3", False)]

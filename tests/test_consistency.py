@@ -3,7 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from datasets import Dataset, DatasetDict
 
+from metasyn.lm import prompts
 from metasyn.metacognition import examples
 from metasyn.metacognition import targets as targets_lib
 from metasyn.metacognition.binning import equal_width_bin
@@ -127,3 +129,260 @@ def test_a_question_in_a_bin_without_training_questions_gets_no_target_and_is_dr
         kept = targets_lib.defined_targets(with_targets)
     assert kept["question_id"].tolist() == ["v1"]
     assert "1 of 2 questions dropped: their consistency bins ([3]) hold no training question" in caplog.text
+
+
+# Known answers that the mutation run (`make mutation`, docs/testing.md) showed to be missing.
+
+
+def test_a_float32_value_is_binned_by_its_exact_value():
+    # float32(0.7) is 0.69999998..., below 0.7: bin 6 of 10 in double precision, where float32 arithmetic rounds
+    # the product up to 7.0 (bin 7); likewise 0.9 (bin 8, not 9). float32(0.3) is 0.30000001: bin 3 either way.
+    values = np.array([0.7, 0.9, 0.3], dtype=np.float32)
+    assert equal_width_bin(values, 10).tolist() == [6, 8, 3]
+
+
+def test_question_consistency_lists_questions_sorted_and_counts_samples():
+    # Question "b" is sampled first, but the table is sorted by question id.
+    samples = pd.DataFrame(
+        {
+            "question_id": ["b", "b", "a", "a", "a"],
+            "sample_index": [0, 1, 1, 2, 3],
+            "answer": ["x", "x", None, None, None],
+            "correct": [True, True, False, False, False],
+        }
+    )
+    table = targets_lib.question_consistency(samples)
+    assert table["question_id"].tolist() == ["a", "b"]
+    assert table["n_samples"].tolist() == [3, 2]
+    assert table["n_unparsed"].tolist() == [3, 0]
+    assert table["modal_correct"].tolist() == [False, True]  # no parsed answer is never a correct one
+    assert table["consistency"].tolist() == [0.0, 1.0]
+
+
+def test_bin_accuracy_has_the_bin_edges_and_integer_counts():
+    table = pd.DataFrame({"consistency": [0.1, 0.6], "modal_correct": [True, False]})
+    bins = targets_lib.bin_accuracy(table, 4)
+    assert list(bins.columns) == ["bin", "lower", "upper", "n_questions", "accuracy"]
+    assert bins["lower"].tolist() == [0.0, 0.25, 0.5, 0.75]
+    assert bins["upper"].tolist() == [0.25, 0.5, 0.75, 1.0]
+    assert bins["n_questions"].tolist() == [1, 0, 1, 0] and bins["n_questions"].dtype.kind == "i"
+
+
+def test_each_target_is_its_bin_accuracy_plus_its_own_seeded_uniform_draw():
+    table = pd.DataFrame({"consistency": [0.55, 0.55, 0.56], "modal_correct": [True, False, True]})
+    bins = targets_lib.bin_accuracy(table, 10)  # bin 5 holds all three: accuracy 2/3
+    targets = targets_lib.target_confidences(table, bins, noise=0.1, seed=7)
+    jitter = np.random.default_rng(7).uniform(-0.1, 0.1, size=3)
+    np.testing.assert_allclose(targets["target_confidence"], 2 / 3 + jitter)
+    assert targets["bin"].tolist() == [5, 5, 5]
+
+
+def test_dropping_undefined_targets_logs_the_whole_message_and_renumbers_the_rows(caplog):
+    with_targets = pd.DataFrame(
+        {"question_id": ["v1", "v2", "v3"], "bin": [3, 9, 3], "target_confidence": [np.nan, 0.5, np.nan]}
+    )
+    with caplog.at_level("WARNING"):
+        kept = targets_lib.defined_targets(with_targets)
+    assert kept.to_dict("list") == {"question_id": ["v2"], "bin": [9], "target_confidence": [0.5]}
+    assert kept.index.tolist() == [0]
+    assert [record.getMessage() for record in caplog.records] == [
+        "2 of 3 questions dropped: their consistency bins ([3]) hold no training question, so there is no "
+        "empirical accuracy to set as their target. More training questions fill more bins."
+    ]
+
+
+def test_balancing_keeps_a_seeded_sample_of_an_overfull_bin_and_only_the_input_columns():
+    targets = pd.DataFrame({"question_id": [f"q{i:03d}" for i in range(60)], "bin": [9] * 40 + [5] * 10 + [2] * 10})
+    balanced = targets_lib.balance_bins(targets, max_ratio=2.0, seed=4)
+    expected_top = targets[targets["bin"] == 9].sample(n=20, random_state=4)["question_id"]
+    assert balanced.loc[balanced["bin"] == 9, "question_id"].tolist() == sorted(expected_top)
+    assert list(balanced.columns) == ["question_id", "bin"] and balanced.index.tolist() == list(range(40))
+
+
+def test_balancing_at_ratio_one_caps_every_bin_at_a_median_of_one():
+    targets = pd.DataFrame({"question_id": [f"q{i}" for i in range(8)], "bin": [0, 1, 2, 3, 3, 3, 3, 3]})
+    balanced = targets_lib.balance_bins(targets, max_ratio=1.0, seed=0)  # median count 1: one per bin
+    assert balanced["bin"].value_counts().sort_index().tolist() == [1, 1, 1, 1]
+
+
+QUESTIONS = pd.DataFrame(
+    {
+        "id": ["a", "b", "c"],
+        "domain": ["arithmetic", "factual", "multiple_choice"],
+        "question": ["1+1?", "Capital of France?", "Pick one"],
+        "choices": [[], [], ["x", "y"]],
+        "answer": ["2", "Paris", "A"],
+        "aliases": [[], [], []],
+    }
+)
+
+
+def _question(question_id: str) -> dict:
+    return {"id": question_id, **QUESTIONS.set_index("id").loc[question_id].to_dict()}
+
+
+def test_single_task_examples_are_the_prompt_the_modal_answer_and_the_target():
+    targets = pd.DataFrame(
+        {"question_id": ["b", "a"], "modal_answer": ["Paris", "3"], "target_confidence": [0.8, 0.25]}
+    )
+    singles = examples.single_task_examples(targets, QUESTIONS)
+    assert singles == [
+        {
+            "prompt": prompts.confidence_messages(_question("b")),
+            "completion": [{"role": "assistant", "content": "Answer: Paris\nConfidence: 0.80"}],
+            "task": "single",
+            "domain": "factual",
+            "question_ids": ["b"],
+            "answers": ["Paris"],
+            "target_confidence": 0.8,
+            "preferred": -1,
+        },
+        {
+            "prompt": prompts.confidence_messages(_question("a")),
+            "completion": [{"role": "assistant", "content": "Answer: 3\nConfidence: 0.25"}],
+            "task": "single",
+            "domain": "arithmetic",
+            "question_ids": ["a"],
+            "answers": ["3"],
+            "target_confidence": 0.25,
+            "preferred": -1,
+        },
+    ]
+    assert "Capital of France?" in singles[0]["prompt"][0]["content"]
+    assert type(singles[0]["target_confidence"]) is float
+
+
+class _CountingRng:
+    """A seeded generator that counts its draws, or (``always``) always draws the same two rows."""
+
+    def __init__(self, generator, always=None):
+        self.generator, self.always, self.draws = generator, always, 0
+
+    def choice(self, *args, **kwargs):
+        self.draws += 1
+        return np.array(self.always) if self.always is not None else self.generator.choice(*args, **kwargs)
+
+
+def _counting(monkeypatch, always=None) -> list[_CountingRng]:
+    made, real = [], np.random.default_rng
+
+    def default_rng(seed):
+        made.append(_CountingRng(real(seed), always))
+        return made[-1]
+
+    monkeypatch.setattr(np.random, "default_rng", default_rng)
+    return made
+
+
+def test_pairwise_examples_are_the_whole_known_example():
+    targets = pd.DataFrame(
+        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "modal_answer": ["2", "Rome"]}
+    )
+    by_id = {"a": ("2", 0.2), "b": ("Rome", 0.7)}
+    pairs = examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=6, seed=1)
+    assert len(pairs) == 6 and {tuple(p["question_ids"]) for p in pairs} == {("a", "b"), ("b", "a")}
+    for pair in pairs:
+        first, second = pair["question_ids"]
+        preferred = 1 if by_id[first][1] > by_id[second][1] else 2
+        assert pair["preferred"] == preferred
+        assert pair["completion"] == [
+            {
+                "role": "assistant",
+                "content": f"More confident: {preferred}\nAnswer 1: {by_id[first][0]}\nAnswer 2: {by_id[second][0]}",
+            }
+        ]
+        assert pair["prompt"] == prompts.pairwise_messages(_question(first), _question(second))
+        assert pair["domain"] == f"{_question(first)['domain']}|{_question(second)['domain']}"
+        assert pair["answers"] == [by_id[first][0], by_id[second][0]]
+        assert pair["task"] == "pairwise" and np.isnan(pair["target_confidence"])
+        assert set(pair) == {"prompt", "completion", "task", "domain", "question_ids", "answers", "target_confidence", "preferred"}  # fmt: skip
+    again = examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=6, seed=1)
+    assert [p["question_ids"] for p in again] == [p["question_ids"] for p in pairs]  # seeded
+
+
+def test_a_tie_in_target_confidence_prefers_the_first_question():
+    targets = pd.DataFrame(
+        {"question_id": ["a", "b"], "bin": [8, 9], "target_confidence": [0.9, 0.9], "modal_answer": ["2", "Paris"]}
+    )
+    pairs = examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=4, seed=0)
+    assert [pair["preferred"] for pair in pairs] == [1, 1, 1, 1]
+
+
+def test_two_questions_from_different_bins_make_a_pair_at_every_draw(monkeypatch):
+    made = _counting(monkeypatch)
+    targets = pd.DataFrame(
+        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "modal_answer": ["2", "Rome"]}
+    )
+    assert len(examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=20, seed=0)) == 20
+    assert made[0].draws == 20  # without replacement, a draw never picks one question twice
+
+
+def test_pairing_gives_up_after_fifty_draws_per_pair_and_never_draws_from_one_bin(monkeypatch):
+    targets = pd.DataFrame(
+        {
+            "question_id": ["a", "b", "c"],
+            "bin": [1, 1, 5],
+            "target_confidence": [0.1, 0.1, 0.5],
+            "modal_answer": ["2", "x", "A"],
+        }
+    )
+    made = _counting(monkeypatch, always=[0, 1])  # always the two questions of bin 1
+    assert examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=3, seed=0) == []
+    assert made[0].draws == 150
+    one_bin = targets.assign(bin=1)
+    assert examples.pairwise_task_examples(one_bin, QUESTIONS, n_pairs=3, seed=0) == []
+    assert made[1].draws == 0
+
+
+class _CharacterTokenizer:
+    """One token per character of the messages' contents (so lengths are known by hand)."""
+
+    def apply_chat_template(self, messages, tokenize, return_dict):
+        assert tokenize and not return_dict
+        return list("".join(message["content"] for message in messages))
+
+
+def _chat(prompt: str, completion: str, task: str = "single") -> dict:
+    return {"prompt": [{"role": "user", "content": prompt}], "completion": [{"role": "assistant", "content": completion}], "task": task}  # fmt: skip
+
+
+def test_dropping_long_examples_logs_the_kept_share_and_the_longest_and_numbers_the_table(caplog):
+    splits = DatasetDict(
+        {
+            "train": Dataset.from_list([_chat("abc", "de"), _chat("abcdefgh", "ij", "pairwise"), _chat("a", "b")]),
+            "validation": Dataset.from_list([_chat("abcd", "e")]),
+        }
+    )
+    with caplog.at_level("INFO", logger="metasyn.metacognition.examples"):
+        kept, lengths = examples.drop_long_examples(_CharacterTokenizer(), splits, max_length=5)
+    assert kept["train"]["task"] == ["single", "single"] and len(kept["validation"]) == 1
+    assert lengths.to_dict("list") == {
+        "split": ["train", "train", "train", "validation"],
+        "task": ["single", "pairwise", "single", "single"],
+        "length": [5, 10, 2, 5],
+        "kept": [True, False, True, True],
+    }
+    assert lengths.index.tolist() == [0, 1, 2, 3]
+    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+        (
+            "WARNING",
+            "train: dropped 1 of 3 examples longer than max_length=5 tokens (finetune.training.max_length), "
+            "kept 66.7%; the longest has 10 tokens",
+        ),
+        (
+            "INFO",
+            "validation: dropped 0 of 1 examples longer than max_length=5 tokens (finetune.training.max_length), "
+            "kept 100.0%; the longest has 5 tokens",
+        ),
+    ]
+
+
+def test_an_empty_split_is_kept_empty_and_logged_with_no_longest_example(caplog):
+    splits = DatasetDict({"validation": Dataset.from_dict({"prompt": [], "completion": [], "task": []})})
+    with caplog.at_level("INFO", logger="metasyn.metacognition.examples"):
+        kept, lengths = examples.drop_long_examples(_CharacterTokenizer(), splits, max_length=5)
+    assert len(kept["validation"]) == 0 and lengths.empty
+    assert [record.getMessage() for record in caplog.records] == [
+        "validation: dropped 0 of 0 examples longer than max_length=5 tokens (finetune.training.max_length), "
+        "kept 0.0%; the longest has 0 tokens"
+    ]

@@ -314,3 +314,176 @@ def test_summarize_by_domain_adds_the_pooled_domain():
     assert table["domain"].tolist() == ["arithmetic", "factual", ALL_DOMAINS]
     assert table["value"].tolist() == pytest.approx([0.5, 1 / 3, 0.4])
     assert table["n"].tolist() == [2, 3, 5]
+
+
+# ------------------------------------------------------------------------------ properties (hypothesis)
+
+hypothesis = pytest.importorskip("hypothesis")  # a dev extra (pyproject.toml)
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ANSWERS = st.lists(st.tuples(st.floats(0.0, 1.0), st.booleans()), min_size=1, max_size=40)
+# Confidences in hundredths, as models state them: 1 - c keeps distinct values distinct (1 - 1e-190 would be 1.0).
+_STATED = st.lists(st.tuples(st.integers(0, 100).map(lambda k: k / 100), st.booleans()), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_ANSWERS, st.integers(1, 12), st.sampled_from(["equal_width", "equal_mass"]))
+def test_ece_and_brier_lie_in_zero_one(answers, n_bins, strategy):
+    confidence, correct = zip(*answers)
+    assert 0.0 <= expected_calibration_error(confidence, correct, n_bins, strategy) <= 1.0
+    assert 0.0 <= brier_score(confidence, correct) <= 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(_STATED)
+def test_auroc_of_the_complement_confidence_is_one_minus_auroc(answers):
+    confidence, correct = map(np.asarray, zip(*answers))
+    if correct.all() or not correct.any():
+        assert np.isnan(auroc(confidence, correct)) and np.isnan(auroc(1 - confidence, correct))
+    else:  # reversing the order of the confidences reverses the ROC curve; ties stay ties (averaged ranks)
+        assert auroc(1 - confidence, correct) == pytest.approx(1 - auroc(confidence, correct), abs=1e-12)
+
+
+def test_equal_mass_edges_are_the_quantiles_and_an_edge_opens_the_upper_bin():
+    from metasyn.metacognition.calibration import bin_index
+
+    confidence = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    # Quartile edges 0.1, 0.275, 0.45, 0.625, 0.8: two answers per bin.
+    assert bin_index(confidence, 4, "equal_mass").tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    # The median of (0, 0.5, 0.5, 0.5, 1) is 0.5, the one inner edge of two bins: the 0.5s open the upper bin.
+    assert bin_index(np.array([0.0, 0.5, 0.5, 0.5, 1.0]), 2, "equal_mass").tolist() == [0, 1, 1, 1, 1]
+
+
+# ------------------------------------------------------ known answers that the mutation run showed missing
+
+import warnings  # noqa: E402
+
+from metasyn.metacognition.calibration import too_few  # noqa: E402
+
+
+def test_calibration_bins_have_ten_rows_by_default_even_when_most_are_empty():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # empty bins are NaN without a 0/0 warning
+        table = calibration_bins([0.05, 0.15, 0.12], [True, False, True])
+    assert list(table.columns) == ["bin", "count", "mean_confidence", "accuracy"]
+    assert table["bin"].tolist() == list(range(10)) and table["count"].tolist() == [1, 2] + [0] * 8
+    assert table["mean_confidence"][:2].tolist() == pytest.approx([0.05, 0.135]) and table["accuracy"][1] == 0.5
+    assert table["accuracy"][2:].isna().all()
+
+
+def test_confidence_task_metrics_on_one_answer_and_by_default_ten_equal_width_bins():
+    # One parsed answer (min_n 1 by default): ECE |1 - 0.8|, Brier 0.04.
+    metrics = confidence_task_metrics(np.array([0.8, np.nan]), np.array([True, False]))
+    assert metrics["ece"] == Estimate(pytest.approx(0.2), 1, "") and metrics["brier"].value == pytest.approx(0.04)
+    assert metrics["accuracy"] == Estimate(0.5, 2) and metrics["parse_rate"] == Estimate(0.5, 2)
+    # 0 and 0.095 share the first of ten equal-width bins (with eleven, 0.095 would open the second), while
+    # equal-mass bins split them: ECE (|1 - 0.095| + |2 - 1.85|) / 4.
+    confidence, correct = np.array([0.0, 0.095, 0.9, 0.95]), np.array([True, False, True, True])
+    metrics = confidence_task_metrics(confidence, correct)
+    assert metrics["ece"].value == pytest.approx((abs(1 - 0.095) + abs(2 - 1.85)) / 4)
+    assert metrics["ece_equal_mass"].value == pytest.approx(
+        expected_calibration_error(confidence, correct, 10, "equal_mass")
+    )
+    assert metrics["ece_equal_mass"].value != pytest.approx(metrics["ece"].value)
+
+
+def test_too_few_is_silent_at_the_minimum():
+    assert too_few(5, 5, "answers") == ""
+    assert too_few(4, 5, "answers") == "only 4 answers (minimum 5, calibration.metrics.min_n)"
+
+
+def test_pairwise_agreement_without_eligible_pairs_is_nan_and_bad_codes_are_named():
+    assert np.isnan(pairwise_agreement([0, 1], [1, 0]))
+    with pytest.raises(ValueError, match=r"^Pairwise choices and references must be 1, 2, or 0 \(no choice / tie\)\.$"):
+        pairwise_agreement([3], [1])
+
+
+def test_pairwise_task_metrics_compare_only_the_scored_pairs_and_one_pair_is_enough():
+    choice, accuracy, consistency = np.array([1, 2, 2]), np.array([1, 1, 2]), np.array([0, 0, 2])
+    scored = np.array([True, False, True])  # the second pair is left out: it counts as unread
+    metrics = pairwise_task_metrics(choice, accuracy, consistency, scored=scored)
+    assert metrics["auc_a"] == Estimate(1.0, 2, "") and metrics["auc_c"] == Estimate(1.0, 1, "")
+    assert metrics["pairwise_parse_rate"] == Estimate(1.0, 3)
+    none = pairwise_task_metrics(np.array([1, 0]), np.array([1, 1]), np.array([0, 0]), min_n=1)
+    assert (
+        none["auc_c"].note == "only 0 readable pairs that differ in consistency (minimum 1, calibration.metrics.min_n)"
+    )
+
+
+def test_pairwise_task_metrics_of_no_outputs_have_no_parse_rate_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics = pairwise_task_metrics(np.array([], dtype=int), np.array([], dtype=int), np.array([], dtype=int))
+    assert np.isnan(metrics["pairwise_parse_rate"].value) and metrics["pairwise_parse_rate"].n == 0
+
+
+def test_paired_difference_joins_both_notes():
+    treated = lambda items: {"m": Estimate(0.5, 3, "ours")}  # noqa: E731
+    reference = lambda items: {"m": Estimate(0.2, 4, "theirs")}  # noqa: E731
+    assert paired_difference(treated, reference)(np.arange(3)) == {
+        "m_minus_base": Estimate(pytest.approx(0.3), 3, "ours; theirs")
+    }
+
+
+def test_bootstrap_interval_is_the_percentile_of_the_seeded_resamples():
+    values = np.array([0.0, 1.0, 3.0, 7.0, 20.0])
+    mean = lambda items: {"mean": Estimate(float(values[items].mean()), len(items))}  # noqa: E731
+    table = estimate_with_intervals(mean, 5, n_resamples=200, confidence_level=0.9, seed=4)
+    resampled = values[bootstrap_indices(5, 200, 4)].mean(axis=1)
+    assert list(table.columns) == ["metric", "value", "ci_low", "ci_high", "n", "note"]
+    assert (table["ci_low"][0], table["ci_high"][0]) == pytest.approx(tuple(np.percentile(resampled, [5, 95])))
+
+
+def test_bootstrap_arguments_are_checked_at_their_limits():
+    mean = lambda items: {"m": Estimate(float(len(items)), len(items))}  # noqa: E731
+    for level in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=rf"^confidence_level must lie in \(0, 1\), e.g. 0.95; got {level}\.$"):
+            estimate_with_intervals(mean, 3, n_resamples=10, confidence_level=level, seed=0)
+    with pytest.raises(
+        ValueError, match=r"^n_resamples must be at least 1 \(1000 or more for a 95% interval\); got 0\.$"
+    ):
+        estimate_with_intervals(mean, 3, n_resamples=0, confidence_level=0.9, seed=0)
+    assert len(estimate_with_intervals(mean, 3, n_resamples=1, confidence_level=0.9, seed=0)) == 1
+
+
+def test_a_metric_undefined_on_all_items_has_no_interval_even_where_resamples_define_it():
+    def estimate(items):  # undefined when every item is there once (the point estimate), 1 on resamples
+        return {"m": Estimate(float("nan") if len(set(items)) == len(items) else 1.0, len(items))}
+
+    table = estimate_with_intervals(estimate, 4, n_resamples=20, confidence_level=0.9, seed=0)
+    assert list(table.columns) == ["metric", "value", "ci_low", "ci_high", "n", "note"]
+    assert np.isnan(table["ci_low"][0]) and np.isnan(table["ci_high"][0])
+
+
+def test_summarize_by_domain_is_seeded_and_numbers_its_rows():
+    correct = np.array([1, 0, 1, 1, 0, 1], dtype=float)
+    accuracy = lambda items: {"accuracy": Estimate(float(correct[items].mean()), len(items))}  # noqa: E731
+    domains = ["b", "a", "b", "a", "b", "a"]
+    first = summarize_by_domain(domains, accuracy, n_resamples=50, confidence_level=0.9, seed=3)
+    again = summarize_by_domain(domains, accuracy, n_resamples=50, confidence_level=0.9, seed=3)
+    pd.testing.assert_frame_equal(first, again)
+    assert first.index.tolist() == [0, 1, 2] and first["domain"].tolist() == ["a", "b", ALL_DOMAINS]
+
+
+def test_ece_uses_ten_bins_by_default():
+    # 0 and 0.095 share the first of ten bins (gap |1 - 0.095| / 2); with eleven they would not.
+    assert expected_calibration_error([0.0, 0.095], [True, False]) == pytest.approx(0.905 / 2)
+
+
+def test_bootstrap_draws_every_item_including_the_first():
+    draws = bootstrap_indices(2, 100, 0)
+    assert draws.shape == (100, 2) and set(np.unique(draws)) == {0, 1}
+
+
+def test_bad_calibration_inputs_are_refused_with_the_whole_reason():
+    with pytest.raises(
+        ValueError, match=r"^Calibration metrics need at least one answer with a stated confidence; got none\.$"
+    ):
+        brier_score([], [])
+    with pytest.raises(
+        ValueError, match=r"^confidence must lie in \[0, 1\] \(no NaN\); got values from -0\.5 to 1\.0\. Drop"
+    ):
+        brier_score([-0.5, 1.0], [True, False])
+    with pytest.raises(ValueError, match=r"^correct must hold booleans or 0/1 values\.$"):
+        brier_score([0.5], [2])

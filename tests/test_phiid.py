@@ -274,3 +274,43 @@ def test_the_project_copy_of_the_reference_vectors_matches_shared_when_shared_is
     if shared.is_file():
         assert json.loads(shared.read_text()) == json.loads(REFERENCE.read_text())
     assert len(CASES) >= 8
+
+
+# ------------------------------------------------------------------------------ properties (hypothesis)
+
+hypothesis = pytest.importorskip("hypothesis")  # a dev extra (pyproject.toml)
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _coupled_pair(seed: int, steps: int, coupling: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two AR(1) series, the second driven by the first's past."""
+    rng = np.random.default_rng(seed)
+    x, y = np.zeros(steps), np.zeros(steps)
+    noise = rng.standard_normal((2, steps))
+    for t in range(1, steps):
+        x[t] = 0.5 * x[t - 1] + noise[0, t]
+        y[t] = 0.3 * y[t - 1] + coupling * x[t - 1] + noise[1, t]
+    return x, y
+
+
+def _time_delayed_mutual_information(x: np.ndarray, y: np.ndarray, tau: int) -> float:
+    """I(x_t, y_t; x_t+tau, y_t+tau) of Gaussians from the sample correlations (nats), computed here apart."""
+    rho = np.corrcoef([x[:-tau], y[:-tau], x[tau:], y[tau:]])
+    return 0.5 * math.log(np.linalg.det(rho[:2, :2]) * np.linalg.det(rho[2:, 2:]) / np.linalg.det(rho))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(30, 120), st.floats(-0.9, 0.9), st.sampled_from([1, 2]))
+@pytest.mark.parametrize("redundancy", REDUNDANCIES)
+def test_atoms_sum_to_the_time_delayed_mutual_information_and_sts_rtr_are_symmetric(
+    redundancy: str, seed: int, steps: int, coupling: float, tau: int
+) -> None:
+    x, y = _coupled_pair(seed, steps, coupling)
+    forward = phiid_pair(x, y, tau=tau, redundancy=redundancy)
+    backward = phiid_pair(y, x, tau=tau, redundancy=redundancy)
+    tdmi = _time_delayed_mutual_information(x, y, tau)
+    assert sum(forward.values()) == pytest.approx(tdmi, abs=1e-9)
+    assert sum(backward.values()) == pytest.approx(tdmi, abs=1e-9)
+    assert backward["sts"] == pytest.approx(forward["sts"], abs=1e-9)
+    assert backward["rtr"] == pytest.approx(forward["rtr"], abs=1e-9)

@@ -274,3 +274,107 @@ def test_the_calibration_sentence_opens_with_the_accuracy_change():
     text = _verdict(calibration, _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
     assert ("Calibration of metacog (confidence elicited by 'forced'): accuracy base 0.400 [0.270, 0.570] (n = 37), "
             "metacog 0.110 [0.030, 0.220] (n = 37), change -0.290 [-0.430, -0.160]; ECE base") in text  # fmt: skip
+
+
+# Known answers that the mutation run (`make mutation`, docs/testing.md) showed to be missing.
+
+
+def test_judgement_states_the_interval_width_against_the_accepted_one_and_a_width_at_the_limit_is_accepted():
+    assert (
+        judgement(False, -0.3, 0.3, 0.1)
+        == "inconclusive at this size (95% interval 0.600 wide, above the 0.100 accepted)"
+    )
+    assert (
+        judgement(False, -0.01, 0.01, 0.1) == "no change detected (95% interval 0.020 wide, within the 0.100 accepted)"
+    )
+    assert judgement(False, -0.25, 0.25, 0.5).startswith("no change detected (95% interval 0.500 wide")  # 0.5 <= 0.5
+    assert judgement(False, 0.0, float("inf"), 0.1) == "undefined (no interval)"
+    assert judgement(True, float("nan"), float("nan"), 0.1) == "a change"  # detection is decided by the caller
+
+
+def test_an_interval_excludes_zero_only_when_both_ends_are_finite_and_on_one_side():
+    from metasyn.comparison.report import _excludes_zero
+
+    assert _excludes_zero(0.1, 0.2) and _excludes_zero(-0.2, -0.1)
+    assert not _excludes_zero(0.0, 0.2) and not _excludes_zero(-0.2, 0.0)  # touching zero is not excluding it
+    assert not _excludes_zero(-0.1, 0.1)
+    assert not _excludes_zero(float("nan"), 0.2) and not _excludes_zero(0.1, float("nan"))
+    assert not _excludes_zero(0.1, float("inf"))
+
+
+def test_numbers_in_the_verdict_have_three_decimals_and_missing_ones_read_n_a():
+    from metasyn.comparison.report import _interval, _number
+
+    assert _number(0.12345) == "0.123" and _number(2.0, digits=1) == "2.0"
+    assert _number(None) == "n/a" and _number(float("nan")) == "n/a" and _number(float("-inf")) == "n/a"
+    assert _interval(-0.25, float("nan")) == "[-0.250, n/a]"
+
+
+def test_size_label_names_every_short_size_and_a_size_at_the_study_size_is_not_short():
+    sizes = {"prompts": 60, "test_questions": 500, "seeds": 3}
+    assert size_label(12, 19, 2, sizes) == (
+        "**Demo sizes**: 12 synergy prompts (study: 60), 19 test questions (study: 500), 2 training seeds per "
+        "variant (study: 3). The intervals below are as wide as these sizes make them; read this run as a check "
+        "of the method, not as the study's answer."
+    )
+    assert size_label(60, 500, 3, sizes) == ""
+
+
+def test_the_calibration_sentence_names_each_metrics_change_improvement_or_deterioration():
+    from metasyn.comparison.report import calibration_sentence
+
+    sentence = calibration_sentence(_calibration(0.1, (-0.25, -0.15)), "metacog", "forced", SETTINGS["verdict"])
+    assert sentence == (
+        "Calibration of metacog (confidence elicited by 'forced'): "
+        "ECE base 0.300 [0.250, 0.350] (n = 40), metacog 0.100 [0.050, 0.150] (n = 40); change on the 40 questions "
+        "both answered with a confidence -0.200 [-0.250, -0.150]: a change, an improvement; "  # lower ECE: better
+        "AUROC base 0.550 [0.500, 0.600] (n = 40), metacog 0.450 [0.400, 0.500] (n = 40); change on the 40 questions "
+        "both answered with a confidence -0.100 [-0.150, -0.050]: a change, a deterioration; "  # lower AUROC: worse
+        "Brier base 0.250 [0.200, 0.300] (n = 40), metacog 0.250 [0.200, 0.300] (n = 40); change on the 40 "
+        "questions both answered with a confidence 0.000 [-0.300, 0.300]: inconclusive at this size (95% interval "
+        "0.600 wide, above the 0.100 accepted)."
+    )
+    worse = calibration_sentence(_calibration(0.5, (0.15, 0.25)), "metacog", "forced", SETTINGS["verdict"])
+    assert "confidence 0.200 [0.150, 0.250]: a change, a deterioration; AUROC" in worse  # a higher ECE is worse
+
+
+def test_the_calibration_sentence_says_why_a_change_is_undefined_or_not_measured():
+    from metasyn.comparison.report import calibration_sentence
+
+    calibration = _calibration(0.1, (-0.25, -0.15))
+    undefined = calibration["metric"] == "auroc_minus_base"
+    calibration.loc[undefined, ["value", "note"]] = [float("nan"), "one class only"]
+    calibration = calibration[calibration["metric"] != "brier_minus_base"]
+    sentence = calibration_sentence(calibration, "metacog", "forced", SETTINGS["verdict"])
+    assert (
+        "; AUROC change undefined (one class only); base 0.550 [0.500, 0.600] (n = 40), metacog 0.450 [0.400, 0.500] "
+        "(n = 40); Brier was not measured for metacog under 'forced'." in sentence
+    )
+    calibration.loc[undefined, "note"] = ""
+    assert "AUROC change undefined (undefined); base" in calibration_sentence(
+        calibration, "metacog", "forced", SETTINGS["verdict"]
+    )
+    assert calibration_sentence(calibration, "metacog", "verbal", SETTINGS["verdict"]) == (
+        "Calibration of metacog (confidence elicited by 'verbal'): ECE was not measured for metacog under 'verbal'; "
+        "AUROC was not measured for metacog under 'verbal'; Brier was not measured for metacog under 'verbal'."
+    )
+
+
+def test_the_calibration_sentence_starts_with_the_accuracy_change():
+    from metasyn.comparison.report import calibration_sentence
+    from metasyn.metacognition.evaluation import ANSWER_METHOD
+
+    accuracy = pd.DataFrame(
+        [
+            {"model": m, "method": ANSWER_METHOD, "domain": "all", "metric": k, "value": v, "ci_low": lo,
+             "ci_high": hi, "n": 50, "note": ""}
+            for m, k, v, lo, hi in [("base", "accuracy", 0.4, 0.3, 0.5), ("metacog", "accuracy", 0.5, 0.4, 0.6),
+                                    ("metacog", "accuracy_minus_base", 0.1, 0.0, 0.2)]
+        ]
+    )  # fmt: skip
+    calibration = pd.concat([_calibration(0.1, (-0.25, -0.15)), accuracy], ignore_index=True)
+    sentence = calibration_sentence(calibration, "metacog", "forced", SETTINGS["verdict"])
+    assert sentence.startswith(
+        "Calibration of metacog (confidence elicited by 'forced'): accuracy base 0.400 [0.300, 0.500] (n = 50), "
+        "metacog 0.500 [0.400, 0.600] (n = 50), change 0.100 [0.000, 0.200]; ECE base 0.300"
+    )

@@ -1,5 +1,7 @@
 """Comparison statistics against scipy and hand values."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,3 +102,155 @@ def test_per_prompt_layer_means_average_each_heads_pairs_then_the_layer():
     matrices[0, np.arange(4), np.arange(4)] = np.nan
     # Head rows without the diagonal: (1+2+3)/3, (4+6+7)/3, (8+9+11)/3, (12+13+14)/3; two heads per layer.
     np.testing.assert_allclose(stats.per_prompt_layer_means(matrices, 2), [[(2 + 17 / 3) / 2, (28 / 3 + 13) / 2]])
+
+
+# Known answers that the mutation run (`make mutation`, docs/testing.md) showed to be missing.
+
+
+def _scores(values, **extra) -> pd.DataFrame:
+    return pd.DataFrame({"head_index": range(len(values)), "syn_red_score": values, **extra})
+
+
+def test_ranking_correlation_known_value_and_p_with_its_head_count():
+    # Ranks (1, 2, 3, 4) against (2, 1, 4, 3): rho = 1 - 6 * 4 / (4 * 15) = 0.6; t = 0.6 * sqrt(2 / 0.64) on
+    # 2 degrees of freedom gives p = 1 - t / sqrt(t^2 + 2) = 0.4.
+    result = stats.ranking_correlation(_scores([0.1, 0.2, 0.3, 0.4]), _scores([2.0, 1.0, 4.0, 3.0]))
+    assert result == {"spearman_rho": pytest.approx(0.6), "spearman_p": pytest.approx(0.4), "n_heads": 4}
+
+
+def test_ranking_correlation_averages_tied_ranks_and_needs_only_three_heads_with_two_values():
+    # (1, 1, 2) has ranks (1.5, 1.5, 3): rho with (1, 2, 3) is 1.5 / sqrt(2 * 1.5) = sqrt(3) / 2.
+    result = stats.ranking_correlation(_scores([1.0, 1.0, 2.0]), _scores([1.0, 2.0, 3.0]))
+    assert result["spearman_rho"] == pytest.approx(np.sqrt(3) / 2) and result["n_heads"] == 3
+    result = stats.ranking_correlation(_scores([1.0, 2.0, 3.0]), _scores([1.0, 1.0, 2.0]))
+    assert result["spearman_rho"] == pytest.approx(np.sqrt(3) / 2)
+
+
+def test_ranking_correlation_is_undefined_without_three_heads_or_with_a_constant_model():
+    for base, variant, n_heads in [
+        ([1.0, 2.0], [1.0, 2.0], 2),
+        ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], 3),
+        ([1.0, 2.0, 3.0], [4.0, 4.0, 4.0], 3),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # undefined is decided before scipy, which would warn on a constant
+            result = stats.ranking_correlation(_scores(base), _scores(variant))
+        assert set(result) == {"spearman_rho", "spearman_p", "n_heads"} and result["n_heads"] == n_heads
+        assert np.isnan(result["spearman_rho"]) and np.isnan(result["spearman_p"])
+
+
+def test_ranking_correlation_drops_only_heads_without_a_score():
+    base = _scores([1.0, 2.0, np.nan, 4.0, 5.0], syn_red_rank=[np.nan, 1.0, 2.0, 3.0, 4.0])  # NaN elsewhere is kept
+    result = stats.ranking_correlation(base, _scores([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert result["n_heads"] == 4 and result["spearman_rho"] == pytest.approx(1.0)
+
+
+def test_layer_quantity_changes_name_the_redundancy_rows_for_the_redundancy_change():
+    rng = np.random.default_rng(1)
+    base = _layered(rng, 12, 3, 2, None, 0.0)
+    more_redundant = (base[0].copy(), base[1] + 0.2)  # every pair: redundancy +0.2, synergy unchanged
+    table = stats.layer_quantity_changes(
+        {"base": base, "metacog": more_redundant},
+        heads_per_layer=2,
+        pairs=[("metacog", "base")],
+        n_resamples=99,
+        seed=0,
+    )
+    assert table["quantity"].tolist() == ["synergy"] * 3 + ["redundancy"] * 3
+    np.testing.assert_allclose(table["estimate"], [0.0] * 3 + [0.2] * 3, atol=1e-12)
+
+
+def test_band_contrast_is_undefined_without_finite_layers_inside_or_outside_the_band_and_does_not_warn():
+    nan = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no mean of an empty slice is taken
+        assert np.isnan(stats.band_contrast(np.array([0.0, 0.2, nan, nan, 0.2, 0.0]), (0.3, 0.7)))  # band all NaN
+        assert np.isnan(stats.band_contrast(np.array([nan, nan, 1.0, 0.8, nan, nan]), (0.3, 0.7)))  # outside all NaN
+        assert stats.band_contrast(np.array([0.0, nan, 1.0, nan, 0.2, 0.0]), (0.3, 0.7)) == pytest.approx(1.0 - 0.2 / 3)
+
+
+def test_band_contrast_reads_a_missing_layer_given_as_none_as_undefined():
+    assert stats.band_contrast([0.0, None, 1.0, 0.8, None, 0.0], (0.3, 0.7)) == pytest.approx(0.9)
+
+
+def test_band_layers_of_a_two_layer_model_put_the_second_at_depth_one():
+    assert list(stats.band_layers(2, (0.9, 1.0))) == [1]
+    assert list(stats.band_layers(1, (0.0, 0.0))) == [0]
+
+
+def test_per_prompt_layer_means_leave_out_a_heads_pair_with_itself_even_when_it_is_finite():
+    matrices = np.arange(16.0).reshape(1, 4, 4)  # a finite diagonal (0, 5, 10, 15) is not a pair of two heads
+    np.testing.assert_allclose(stats.per_prompt_layer_means(matrices, 2), [[(2 + 17 / 3) / 2, (28 / 3 + 13) / 2]])
+
+
+def test_sign_flip_test_leaves_a_missing_prompt_out_as_if_its_difference_were_zero():
+    # Column 0 misses prompt 3, column 1 has a zero there: the same sign patterns reach the observed mean.
+    differences = np.array([[1.0, 1.0], [2.0, 2.0], [0.5, 0.5], [np.nan, 0.0]])
+    p_values = stats.sign_flip_test(differences, 999, seed=0)
+    assert p_values[0] == p_values[1]
+    # (1, 2, 0.5): only the 2 of 8 sign patterns with all signs equal reach |3.5|, so p is about 1/4 (999 draws:
+    # standard error 0.014); were the NaN counted as a 1, 2 of 16 patterns would reach |4.5|: p about 1/8.
+    assert 0.2 < p_values[0] < 0.3
+
+
+def test_sign_flip_test_has_a_p_of_one_for_a_single_prompt_and_is_seeded():
+    assert stats.sign_flip_test(np.array([[5.0], [np.nan]]), 99, seed=0).tolist() == [1.0]
+    assert stats.sign_flip_test([[5.0], [None]], 99, seed=0).tolist() == [1.0]  # None is a missing prompt too
+    noise = np.random.default_rng(2).normal(size=(12, 30))
+    np.testing.assert_array_equal(stats.sign_flip_test(noise, 99, seed=5), stats.sign_flip_test(noise, 99, seed=5))
+
+
+def test_sign_flip_test_gives_nan_for_a_column_without_prompts_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p_values = stats.sign_flip_test(np.array([[np.nan, 1.0], [np.nan, 2.0]]), 9, seed=0)
+    assert np.isnan(p_values[0]) and np.isfinite(p_values[1])
+
+
+def _constant_layers(changes: list[float], prompts: int = 6, heads_per_layer: int = 2):
+    """Per-prompt (synergy, redundancy) of base and of a model whose pairs in layer l moved by changes[l]."""
+    size = len(changes) * heads_per_layer
+    base = np.zeros((2, prompts, size, size))
+    moved = base.copy()
+    for layer, change in enumerate(changes):
+        moved[:, :, layer * heads_per_layer : (layer + 1) * heads_per_layer, :] += change
+    return (base[0], base[1]), (moved[0], moved[1])
+
+
+def test_layer_quantity_changes_of_a_change_equal_on_every_prompt_have_a_zero_width_interval_at_it():
+    base, moved = _constant_layers([0.1, 0.3, -0.2])
+    table = stats.layer_quantity_changes({"base": base, "m": moved}, 2, [("m", "base")], n_resamples=49, seed=0)
+    assert list(table.columns) == stats.LAYER_CHANGE_COLUMNS
+    synergy = table[table["quantity"] == "synergy"]
+    assert synergy["depth"].tolist() == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(synergy["estimate"], [0.1, 0.3, -0.2])  # the sign of each change kept
+    np.testing.assert_allclose(synergy["ci_low"], [0.1, 0.3, -0.2])
+    np.testing.assert_allclose(synergy["ci_high"], [0.1, 0.3, -0.2])
+    # Six prompts, all with the same sign: only the 2 of 64 all-equal sign patterns reach the mean, p ~ 1/32.
+    assert (synergy["p_value"] < 0.1).all() and (synergy["q_value"] >= synergy["p_value"]).all()
+
+
+def test_layer_quantity_changes_of_two_layers_sit_at_depths_zero_and_one():
+    base, moved = _constant_layers([0.1, 0.2])
+    table = stats.layer_quantity_changes({"base": base, "m": moved}, 2, [("m", "base")], n_resamples=9, seed=0)
+    assert table["depth"].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_layer_quantity_changes_leave_a_layer_without_prompts_untested_and_are_seeded():
+    rng = np.random.default_rng(3)
+    base = _layered(rng, 10, 3, 2, None, 0.0)
+    noisy = _layered(rng, 10, 3, 2, None, 0.0)
+    for matrices in noisy:
+        matrices[:, 4:6, :] = np.nan  # layer 2's heads undefined on every prompt
+        matrices[:, :, 4:6] = np.nan
+    per_prompt = {"base": base, "m": noisy}
+    table = stats.layer_quantity_changes(per_prompt, 2, [("m", "base")], n_resamples=49, seed=1)
+    layer_2 = table[table["layer"] == 2]
+    assert layer_2["p_value"].isna().all() and layer_2["q_value"].isna().all() and (layer_2["n_prompts"] == 0).all()
+    again = stats.layer_quantity_changes(per_prompt, 2, [("m", "base")], n_resamples=49, seed=1)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_layer_quantity_changes_without_pairs_is_an_empty_table_with_its_columns():
+    table = stats.layer_quantity_changes({}, 2, [], n_resamples=9, seed=0)
+    assert table.empty and list(table.columns) == stats.LAYER_CHANGE_COLUMNS

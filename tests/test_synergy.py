@@ -420,3 +420,143 @@ def test_phiid_before_the_end_reuses_full_matrices_and_skips_short_prompts():
     np.testing.assert_array_equal(synergy_matrices[1], expected[0])
     assert np.isnan(synergy_matrices[2]).all() and np.isnan(redundancy_matrices[2]).all()
     assert invalid.empty and list(invalid.columns) == ["prompt", "source", "target", "reason"]
+
+
+# Known answers that the mutation run (`make mutation`, docs/testing.md) showed to be missing.
+
+
+def _graph_matrix(size: int, edges: list[tuple[int, int, float]]) -> np.ndarray:
+    matrix = np.full((size, size), NAN)
+    for i, j, weight in edges:
+        matrix[i, j] = matrix[j, i] = weight
+    return matrix
+
+
+def test_network_measures_of_a_weighted_path_use_the_weights_for_modularity():
+    # 0 -10- 1 -1- 2 -10- 3: communities {0, 1}, {2, 3}; weighted modularity 2 (10/21 - (21/42)^2) = 20/21 - 1/2
+    # (unweighted it would be 1/6); efficiency (3 + 2/2 + 1/3) / 6 over the six head pairs.
+    matrix = _graph_matrix(4, [(0, 1, 10.0), (1, 2, 1.0), (2, 3, 10.0)])
+    assert synergy.network_measures(matrix, 1.0, seed=0) == {
+        "global_efficiency": pytest.approx(13 / 18),
+        "modularity": pytest.approx(20 / 21 - 1 / 2),
+        "communities": 2,
+        "nodes": 4,
+        "edges": 3,
+    }
+
+
+def test_louvain_communities_follow_the_strong_pairs_of_a_ring():
+    # Strong pairs (0, 1), (2, 3), (4, 5) joined by weak links: 3 (10/33 - (22/66)^2) = 10/11 - 1/3. Without the
+    # weights the ring's communities could as well be (1, 2), (3, 4), (5, 0).
+    ring = _graph_matrix(6, [(0, 1, 10.0), (1, 2, 1.0), (2, 3, 10.0), (3, 4, 1.0), (4, 5, 10.0), (5, 0, 1.0)])
+    measures = synergy.network_measures(ring, 1.0, seed=0)
+    assert measures["communities"] == 3 and measures["modularity"] == pytest.approx(10 / 11 - 1 / 3)
+
+
+def test_network_measures_of_one_edge_and_of_no_edges():
+    one = synergy.network_measures(_graph_matrix(3, [(0, 1, 2.0), (1, 2, -1.0)]), 1.0, seed=0)
+    assert one == {
+        "global_efficiency": pytest.approx(1 / 3),
+        "modularity": 0.0,
+        "communities": 2,
+        "nodes": 3,
+        "edges": 1,
+    }
+    none = synergy.network_measures(_graph_matrix(3, [(0, 1, -2.0), (1, 2, -1.0)]), 1.0, seed=0)
+    assert math.isnan(none.pop("modularity"))  # a negative atom is no connection: no edges, no modularity
+    assert none == {"global_efficiency": 0.0, "communities": 3, "nodes": 3, "edges": 0}
+
+
+def test_top_edge_graph_ignores_the_diagonal_and_refuses_a_zero_fraction():
+    matrix = _graph_matrix(3, [(0, 1, 1.0)])
+    np.fill_diagonal(matrix, 5.0)  # a head's value with itself is no pair: no self-loop, and head 2 is no node
+    graph = synergy.top_edge_graph(matrix, 1.0)
+    assert sorted(graph.nodes) == [0, 1] and list(graph.edges(data="weight")) == [(0, 1, 1.0)]
+    with pytest.raises(ValueError, match=r"edge_fraction must be in \(0, 1\], got 0"):
+        synergy.top_edge_graph(matrix, 0)
+
+
+def test_synergy_redundancy_correlation_drops_only_heads_without_both_scores():
+    scores = pd.DataFrame(
+        {"synergy": [1.0, 2.0, 3.0, NAN, 4.0], "redundancy": [4.0, 3.0, 1.0, 1.0, 2.0], "rank": [NAN, 1, 2, 3, 4]}
+    )
+    # Ranks (1, 2, 3, 4) against (4, 3, 1, 2): rho = 1 - 6 * 18 / 60 = -0.8; on 2 degrees of freedom
+    # p = 1 - |rho| (for n = 4: t / sqrt(t^2 + 2) = |rho|) = 0.2.
+    assert synergy.synergy_redundancy_correlation(scores) == {
+        "rho": pytest.approx(-0.8),
+        "p_value": pytest.approx(0.2),
+        "heads": 4,
+    }
+
+
+def test_heads_per_layer_is_one_past_the_largest_head_number():
+    assert synergy.scores.heads_per_layer(np.array([0, 1, 2, 0, 1, 2])) == 3
+    assert synergy.scores.heads_per_layer(pd.Series([0, 0])) == 1
+
+
+def test_degenerate_heads_count_pairs_on_both_sides_and_name_the_commonest_reason():
+    # 2 layers x 2 heads: head 0 of prompt 1 (a source in all its pairs) and head 3 of prompt 0 (a target in all).
+    invalid = pd.DataFrame(
+        [(1, 0, 1, "constant"), (1, 0, 2, "constant"), (1, 0, 3, "non-finite"),
+         (0, 0, 3, "non-finite"), (0, 1, 3, "non-finite"), (0, 2, 3, "non-finite"), (0, 1, 2, "constant")],
+        columns=["prompt", "source", "target", "reason"],
+    )  # fmt: skip
+    table = synergy.degenerate_heads(invalid, ["p0", "p1"], layers=2, heads_per_layer=2)
+    assert table.to_dict("list") == {
+        "prompt_id": ["p0", "p1"],
+        "head_index": [3, 0],
+        "layer": [1, 0],
+        "head": [1, 0],
+        "reason": ["non-finite", "constant"],
+    }
+    assert [table[column].dtype for column in ("head_index", "layer", "head")] == [np.int64] * 3
+    assert type(table["prompt_id"][0]) is str
+
+
+def test_no_undefined_pairs_give_an_empty_degenerate_head_table():
+    invalid = pd.DataFrame(columns=["prompt", "source", "target", "reason"])
+    table = synergy.degenerate_heads(invalid, ["p0"], layers=2, heads_per_layer=2)
+    assert table.empty and list(table.columns) == ["prompt_id", "head_index", "layer", "head", "reason"]
+
+
+def test_phiid_matrices_refuse_a_step_count_per_prompt_that_does_not_match():
+    record = HeadActivity(
+        torch.rand(2, 2, 8), torch.zeros(3, dtype=torch.int64), torch.zeros(8, dtype=torch.int64), None
+    )
+    with pytest.raises(ValueError, match=r"^Got 2 step counts for 1 prompts' activity\.$"):
+        synergy.phiid_matrices([record], 1, "MMI", "cpu", steps=[8, 6])
+
+
+def test_a_layer_without_heads_in_the_table_has_no_score_and_no_heads():
+    scores = pd.DataFrame({"layer": [0, 0, 2, 2], "syn_red_score": [0.0, 1.0, 2.0, 4.0]})
+    profile = synergy.layer_profile(scores)
+    assert profile["layer"].tolist() == [0, 1, 2] and profile["depth"].tolist() == [0.0, 0.5, 1.0]
+    assert profile["score"].tolist()[0] == pytest.approx(0.125) and math.isnan(profile["score"][1])
+    assert profile["heads"].tolist() == [2, 0, 2] and profile["heads"].dtype == np.int64
+
+
+def test_nanmean_of_an_all_nan_slice_is_nan_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        means = synergy.scores.nanmean(np.array([[1.0, NAN], [NAN, NAN]]), axis=1)
+    assert means[0] == 1.0 and math.isnan(means[1])
+
+
+def test_top_edge_graph_drops_zero_weights_and_refuses_a_fraction_above_one():
+    graph = synergy.top_edge_graph(_graph_matrix(3, [(0, 1, 0.0), (1, 2, 1.0)]), 1.0)
+    assert list(graph.edges) == [(1, 2)] and sorted(graph.nodes) == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"edge_fraction must be in \(0, 1\], got 1.5"):
+        synergy.top_edge_graph(_graph_matrix(3, [(0, 1, 1.0)]), 1.5)
+
+
+def test_phiid_matrices_pass_their_lag_and_redundancy_on_to_the_engine():
+    from metasyn.synergy.phiid import phiid_all_pairs
+
+    norms = torch.as_tensor(np.random.default_rng(0).lognormal(size=(2, 2, 40)), dtype=torch.float32)
+    record = HeadActivity(norms, torch.zeros(3, dtype=torch.int64), torch.zeros(40, dtype=torch.int64), None)
+    synergy_matrices, redundancy_matrices, _ = synergy.phiid_matrices([record], 2, "CCS", "cpu")
+    expected = phiid_all_pairs(norms.flatten(0, 1)[None], tau=2, redundancy="CCS", atoms=("sts", "rtr"))
+    np.testing.assert_allclose(synergy_matrices, expected.atoms["sts"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(redundancy_matrices, expected.atoms["rtr"], rtol=1e-6, atol=1e-9)
