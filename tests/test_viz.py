@@ -1,8 +1,11 @@
 """kedro-viz on a smoke run: lineage and previews through its API, the pipelines rendered in headless Chromium.
 
+The pages are read as Chromium's final DOM (``--dump-dom``), and, to click a dataset open, through Playwright
+driving that same system Chromium.
+
 The server runs in the smoke project (``run_smoke`` in conftest.py), whose ``conf/`` is a copy of the project's,
-so the lineage is the project's and every dataset exists for its preview. Screenshots and the server's log go to
-``test-artifacts/kedro-viz/``.
+so the lineage is the project's and every dataset exists for its preview. Screenshots (of each page and of the
+opened preview panels) and the server's log go to ``test-artifacts/kedro-viz/``.
 """
 
 from __future__ import annotations
@@ -417,11 +420,13 @@ def test_clicking_a_dataset_opens_its_preview(browser, viz_url, viz_api, viz_pro
     )
     expected = pd.read_parquet(_saved_file(viz_project, "calibration_metrics_table")).head(PREVIEW_ROWS)
     assert {"model", "domain", "metric", "value"} <= set(headers) and headers == list(expected.columns)
-    labelled = ["model", "method", "domain", "metric"]
-    assert table[labelled].values.tolist() == expected[labelled].values.tolist()
+    text_columns = ["model", "method", "domain", "metric"]
+    assert table[text_columns].values.tolist() == expected[text_columns].values.tolist()
     values = [math.nan if cell == "null" else float(cell) for cell in table["value"]]  # NaN travels as JSON null
     assert values == pytest.approx(expected["value"].tolist(), nan_ok=True)
 
+    # Selecting a node zooms the flowchart onto it, which leaves the figure's node under the sidebar; closing the
+    # panel, as a user would, brings it back into view.
     panel.locator(".pipeline-metadata__close-button").click()
     open_panel("layer_profiles_figure")
     image = panel.locator("img.pipeline-metadata__plot-image")
