@@ -98,6 +98,9 @@ DUMP_DOM_FLAGS = [
     "--virtual-time-budget=30000",
 ]
 VIEWPORT = {"width": 1600, "height": 1000}
+# What the clicking test waits at most for the graph's layout (a web worker), a click and a preview's request: the
+# 5 s of Playwright's expect() is too short on a busy 2-core machine.
+UI_TIMEOUT_MS = 120_000
 PREVIEW_ROWS = 5  # the rows of a table that kedro-datasets' ParquetDataset.preview() sends by default
 CATCH_ALL_PATTERN = re.compile(r"\{[^{}]*\}")  # "{default}": the in-memory fallback, not a declared dataset
 
@@ -391,6 +394,7 @@ def _saved_file(project: Path, dataset: str) -> Path:
 
 def test_clicking_a_dataset_opens_its_preview(browser, viz_url, viz_api, viz_project):
     page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(UI_TIMEOUT_MS)
     # The feature tour would cover part of the flowchart; a user who has closed it has this setting stored.
     page.add_init_script("localStorage.setItem('KedroViz', JSON.stringify({showFeatureHints: false}))")
     page.goto(f"{viz_url}/?pid=comparison&expandAllPipelines=true")
@@ -401,18 +405,20 @@ def test_clicking_a_dataset_opens_its_preview(browser, viz_url, viz_api, viz_pro
         node["name"] for node in api["nodes"] if "comparison" in node["pipelines"] and node["type"] in {"task", "data"}
     )
     labels = page.locator(".pipeline-node__text").filter(visible=True)
-    expect(labels).to_have_count(len(shown))
+    expect(labels).to_have_count(len(shown), timeout=UI_TIMEOUT_MS)
     assert sorted(labels.all_text_contents()) == shown
     panel = page.locator(".pipeline-metadata--visible")
     title = panel.locator(".pipeline-metadata__title")
 
     def open_panel(dataset: str) -> None:
         page.locator(".pipeline-node").filter(has=page.get_by_text(dataset, exact=True)).click()
-        expect(title).to_have_text(dataset)
+        expect(title).to_have_text(dataset, timeout=UI_TIMEOUT_MS)
 
     open_panel("calibration_metrics_table")
     rows = panel.locator(".preview-table__row")
-    expect(rows).to_have_count(PREVIEW_ROWS)  # the preview arrives with the node's metadata, after the click
+    expect(rows).to_have_count(
+        PREVIEW_ROWS, timeout=UI_TIMEOUT_MS
+    )  # the preview arrives with the node's metadata, after the click
     page.screenshot(path=ARTIFACTS / "calibration_metrics_table-preview.png")
     headers = panel.locator(".preview-table__header").all_text_contents()
     table = pd.DataFrame(
@@ -430,7 +436,7 @@ def test_clicking_a_dataset_opens_its_preview(browser, viz_url, viz_api, viz_pro
     panel.locator(".pipeline-metadata__close-button").click()
     open_panel("layer_profiles_figure")
     image = panel.locator("img.pipeline-metadata__plot-image")
-    expect(image).to_have_js_property("complete", True)
+    expect(image).to_have_js_property("complete", True, timeout=UI_TIMEOUT_MS)
     page.screenshot(path=ARTIFACTS / "layer_profiles_figure-preview.png")
     png = _saved_file(viz_project, "layer_profiles_figure").read_bytes()
     assert image.get_attribute("src") == "data:image/png;base64," + base64.b64encode(png).decode()
