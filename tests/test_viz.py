@@ -416,9 +416,8 @@ def test_clicking_a_dataset_opens_its_preview(browser, viz_url, viz_api, viz_pro
 
     open_panel("calibration_metrics_table")
     rows = panel.locator(".preview-table__row")
-    expect(rows).to_have_count(
-        PREVIEW_ROWS, timeout=UI_TIMEOUT_MS
-    )  # the preview arrives with the node's metadata, after the click
+    # The preview arrives with the node's metadata, requested on the click.
+    expect(rows).to_have_count(PREVIEW_ROWS, timeout=UI_TIMEOUT_MS)
     page.screenshot(path=ARTIFACTS / "calibration_metrics_table-preview.png")
     headers = panel.locator(".preview-table__header").all_text_contents()
     table = pd.DataFrame(
