@@ -1,20 +1,25 @@
 """kedro-viz on a smoke run: lineage and previews through its API, the pipelines rendered in headless Chromium.
 
+The pages are read as Chromium's final DOM (``--dump-dom``), and, to click a dataset open, through Playwright
+driving that same system Chromium.
+
 The server runs in the smoke project (``run_smoke`` in conftest.py), whose ``conf/`` is a copy of the project's,
-so the lineage is the project's and every dataset exists for its preview. Screenshots and the server's log go to
-``test-artifacts/kedro-viz/``.
+so the lineage is the project's and every dataset exists for its preview. Screenshots (of each page and of the
+opened preview panels) and the server's log go to ``test-artifacts/kedro-viz/``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import random
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -24,11 +29,14 @@ from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io.catalog_config_resolver import CatalogConfigResolver
+from playwright.sync_api import Browser, expect, sync_playwright
 
+from metasyn.versions import resolve_version
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -74,18 +82,26 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "kedro-viz"
 ENV = "smoke"
 # kedro-viz imports every pipeline and reads the whole catalog before it listens: 20-60 s on a busy 2-core machine.
 STARTUP_TIMEOUT_S = 300
+# For every Chromium the tests start, by hand or through Playwright (which adds --headless itself).
 CHROMIUM_FLAGS = [
-    "--headless",
     "--no-sandbox",  # tests run as root, where Chromium's sandbox refuses to start
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
     "--no-first-run",
+]
+DUMP_DOM_FLAGS = [
+    "--headless",
     "--hide-scrollbars",
     "--window-size=1600,1000",
     # Page timers run on virtual time: the DOM is taken once the graph's layout and transitions have finished.
     "--virtual-time-budget=30000",
 ]
+VIEWPORT = {"width": 1600, "height": 1000}
+# What the clicking test waits at most for the graph's layout (a web worker), a click and a preview's request: the
+# 5 s of Playwright's expect() is too short on a busy 2-core machine.
+UI_TIMEOUT_MS = 120_000
+PREVIEW_ROWS = 5  # the rows of a table that kedro-datasets' ParquetDataset.preview() sends by default
 CATCH_ALL_PATTERN = re.compile(r"\{[^{}]*\}")  # "{default}": the in-memory fallback, not a declared dataset
 
 
@@ -245,8 +261,8 @@ def test_every_dataset_opens_and_previews_show(main, viz_api):
 class _Graph(HTMLParser):
     """The flowchart of a rendered kedro-viz page: its nodes and layer bands (top down).
 
-    ``nodes`` maps kedro-viz ids (as in the API) to node types; ``names`` are the names the graph shows: a node by
-    its own name (without namespace), a dataset or a group by its full name.
+    ``nodes`` maps kedro-viz ids (as in the API) to node types; ``names`` are the node labels as the graph shows
+    them: a node by its own name (without namespace), a dataset or a group by its full name.
     """
 
     def __init__(self, html: str):
@@ -254,6 +270,7 @@ class _Graph(HTMLParser):
         self.nodes: dict[str, str] = {}
         self.names: set[str] = set()
         self.layers: list[str] = []
+        self._in_label = False
         self.feed(html)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -261,15 +278,30 @@ class _Graph(HTMLParser):
         classes = (attributes.get("class") or "").split()
         if "pipeline-node" in classes:
             self.nodes[attributes["data-id"]] = attributes["data-node-type"]
-            self.names.add(attributes["data-node-fullname"])
+        elif "pipeline-node__text" in classes:
+            self._in_label = True
         elif "pipeline-layer-name" in classes:
             self.layers.append(attributes["data-id"].removeprefix("layer-label--"))
+
+    def handle_data(self, data: str) -> None:
+        if self._in_label:
+            self.names.add(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_label = False  # a label's <text> holds nothing but its text
 
 
 def _render(chromium: str, url: str, screenshot: Path, profile: Path, *flags: str) -> _Graph:
     """Open ``url`` in headless Chromium with a fresh profile; screenshot it and parse its final DOM."""
     screenshot.parent.mkdir(parents=True, exist_ok=True)
-    command = [chromium, *CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile}", f"--screenshot={screenshot}"]
+    command = [
+        chromium,
+        *CHROMIUM_FLAGS,
+        *DUMP_DOM_FLAGS,
+        *flags,
+        f"--user-data-dir={profile}",
+        f"--screenshot={screenshot}",
+    ]
     browser = subprocess.run([*command, "--dump-dom", url], capture_output=True, text=True, timeout=300)
     assert browser.returncode == 0, f"chromium failed on {url}:\n{browser.stderr[-3000:]}"
     assert screenshot.stat().st_size > 0
@@ -339,3 +371,75 @@ def test_static_site_builds_with_previews_and_opens_from_disk(chromium, viz_proj
         "--allow-file-access-from-files",
     )
     _check_collapsed_page(graph, main)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Browser]:
+    """Playwright driving the system Chromium (``executable_path``), so no browser of Playwright's is downloaded."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def _saved_file(project: Path, dataset: str) -> Path:
+    """The file that the catalog loads ``dataset`` from: for a versioned dataset, its latest version's."""
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=ENV) as session:
+        context = session.load_context()
+        entry = context.config_loader["catalog"][dataset]
+        path = project / entry["filepath"]
+        return path / resolve_version(context.catalog, dataset) / path.name if entry.get("versioned") else path
+
+
+def test_clicking_a_dataset_opens_its_preview(browser, viz_url, viz_api, viz_project):
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    # The feature tour would cover part of the flowchart; a user who has closed it has this setting stored.
+    page.add_init_script("localStorage.setItem('KedroViz', JSON.stringify({showFeatureHints: false}))")
+    page.goto(f"{viz_url}/?pid=comparison&expandAllPipelines=true")
+    # Every task and dataset of the pipeline under its name, as one sees it: parameters are hidden by default, and
+    # the expanded namespace shows its members instead of its group.
+    api = viz_api("pipelines/comparison")
+    shown = sorted(
+        node["name"] for node in api["nodes"] if "comparison" in node["pipelines"] and node["type"] in {"task", "data"}
+    )
+    labels = page.locator(".pipeline-node__text").filter(visible=True)
+    expect(labels).to_have_count(len(shown), timeout=UI_TIMEOUT_MS)
+    assert sorted(labels.all_text_contents()) == shown
+    panel = page.locator(".pipeline-metadata--visible")
+    title = panel.locator(".pipeline-metadata__title")
+
+    def open_panel(dataset: str) -> None:
+        page.locator(".pipeline-node").filter(has=page.get_by_text(dataset, exact=True)).click()
+        expect(title).to_have_text(dataset, timeout=UI_TIMEOUT_MS)
+
+    open_panel("calibration_metrics_table")
+    rows = panel.locator(".preview-table__row")
+    # The preview arrives with the node's metadata, requested on the click.
+    expect(rows).to_have_count(PREVIEW_ROWS, timeout=UI_TIMEOUT_MS)
+    page.screenshot(path=ARTIFACTS / "calibration_metrics_table-preview.png")
+    headers = panel.locator(".preview-table__header").all_text_contents()
+    table = pd.DataFrame(
+        [row.locator(".preview-table__data").all_text_contents() for row in rows.all()], columns=headers
+    )
+    expected = pd.read_parquet(_saved_file(viz_project, "calibration_metrics_table")).head(PREVIEW_ROWS)
+    assert {"model", "domain", "metric", "value"} <= set(headers) and headers == list(expected.columns)
+    text_columns = ["model", "method", "domain", "metric"]
+    assert table[text_columns].values.tolist() == expected[text_columns].values.tolist()
+    values = [math.nan if cell == "null" else float(cell) for cell in table["value"]]  # NaN travels as JSON null
+    assert values == pytest.approx(expected["value"].tolist(), nan_ok=True)
+
+    # Selecting a node zooms the flowchart onto it, which leaves the figure's node under the sidebar; closing the
+    # panel, as a user would, brings it back into view.
+    panel.locator(".pipeline-metadata__close-button").click()
+    open_panel("layer_profiles_figure")
+    image = panel.locator("img.pipeline-metadata__plot-image")
+    expect(image).to_have_js_property("complete", True, timeout=UI_TIMEOUT_MS)
+    page.screenshot(path=ARTIFACTS / "layer_profiles_figure-preview.png")
+    png = _saved_file(viz_project, "layer_profiles_figure").read_bytes()
+    assert image.get_attribute("src") == "data:image/png;base64," + base64.b64encode(png).decode()
+    # Decoded by the browser at the figure's own size (PNG's IHDR chunk: width and height at bytes 16-24).
+    assert image.evaluate("image => [image.naturalWidth, image.naturalHeight]") == list(
+        struct.unpack(">II", png[16:24])
+    )
