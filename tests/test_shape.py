@@ -435,3 +435,84 @@ def test_cross_half_agreement_matches_within_for_the_same_ranking_and_falls_for_
     assert result["ci_high"] < -0.3 and result["within_other"] > 0.5  # still reproducible, just different
     with pytest.raises(ValueError, match="same prompts"):
         shape.cross_half_agreement(model_a, tuple(m[:10] for m in same), HEADS_PER_LAYER, 5, 0)
+
+
+# Known answers that the mutation run (`make mutation`, docs/testing.md) showed to be missing.
+
+
+def test_areas_are_over_the_last_axis_divided_by_the_fraction_range():
+    fractions = np.array([0.2, 0.4, 0.6])
+    gaps = np.array(
+        [[[1.0, 1.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 2.0]], [[2.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0] * 3]]
+    )
+    # Trapezoids of width 0.2 over a range of 0.4: 1 for a constant 1, 0.5 for a peak of 1 in the middle.
+    np.testing.assert_allclose(shape._areas(gaps, fractions), [[1.0, 0.5, 0.5], [0.5, 1.0, 0.0]])
+
+
+def test_divergence_arrays_fill_a_missing_fraction_and_a_missing_random_order_with_nan():
+    table = divergences_table(np.zeros(3), np.array([0.0, 0.5, 1.0]), prompts=2, repeats=2)
+    table = table[~((table["order"] == "synergistic_first") & (table["fraction"] == 0.5))]
+    table = table[~((table["order"] == "random") & (table["repeat"] == 1) & (table["prompt_id"] == "p0"))]
+    chosen, random, fractions, prompts = shape._divergence_arrays(table.iloc[::-1], "synergistic_first")
+    assert prompts == ["p0", "p1"] and list(fractions) == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(chosen, [[0.0, np.nan, 0.5], [0.0, np.nan, 0.5]])
+    assert random.shape == (2, 2, 3) and random.dtype == float
+    np.testing.assert_allclose(random[1], [[np.nan] * 3, [0.0, 0.25, 0.5]])
+    np.testing.assert_allclose(random[0], [[0.0, 0.25, 0.5], [0.0, 0.25, 0.5]])
+
+
+def test_ablation_area_changes_name_each_statistic_its_prompts_and_random_orders():
+    fractions = np.linspace(0.0, 1.0, 3)
+    tables = {"base": divergences_table(np.zeros(3), fractions, prompts=4), "more": divergences_table(np.full(3, 0.2),
+              fractions, prompts=4)}  # fmt: skip
+    changes = shape.ablation_area_changes(tables, [("more", "base")], n_resamples=5, seed=0)
+    assert changes.to_dict("records") == [
+        {"comparison": "more vs base", "statistic": "ablation_area_synergistic_first_change",
+         "estimate": pytest.approx(0.2), "ci_low": pytest.approx(0.2), "ci_high": pytest.approx(0.2), "n_prompts": 4,
+         "note": "paired over prompts; 3 random orders resampled"},
+        {"comparison": "more vs base", "statistic": "ablation_area_redundant_first_change",
+         "estimate": pytest.approx(-0.2), "ci_low": pytest.approx(-0.2), "ci_high": pytest.approx(-0.2),
+         "n_prompts": 4, "note": "paired over prompts; 3 random orders resampled"},
+    ]  # fmt: skip
+    empty = shape.ablation_area_changes(tables, [], n_resamples=5, seed=0)
+    assert list(empty.columns) == ["comparison", "statistic", "estimate", "ci_low", "ci_high", "n_prompts", "note"]
+
+
+def test_natural_end_summary_sorts_categories_and_names_the_model():
+    ends = pd.DataFrame({"category": ["y", "x", "y"], "natural_end": pd.array([None, 12, 30], dtype="Int64"),
+                         "analysed": [True, False, True]})  # fmt: skip
+    table = shape.natural_end_summary({"base": ends})
+    assert table.to_dict("records") == [
+        {"model": "base", "category": "x", "prompts": 1, "ended_share": 1.0, "median_natural_end": 12.0,
+         "analysed_share": 0.0},
+        {"model": "base", "category": "y", "prompts": 2, "ended_share": 0.5, "median_natural_end": 30.0,
+         "analysed_share": 1.0},
+        {"model": "base", "category": "all", "prompts": 3, "ended_share": pytest.approx(2 / 3),
+         "median_natural_end": 21.0, "analysed_share": pytest.approx(2 / 3)},
+    ]  # fmt: skip
+
+
+def _ranked_prompts(*orders: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt, synergy v_h + v_k between heads h and k (so heads rank as v) and a constant redundancy."""
+    values = np.array(orders, dtype=float)
+    synergy = values[:, :, None] + values[:, None, :]
+    heads = values.shape[1]
+    synergy[:, np.arange(heads), np.arange(heads)] = np.nan
+    redundancy = np.where(np.isnan(synergy), np.nan, 0.0)
+    return synergy, redundancy
+
+
+def test_cross_half_agreement_of_known_rankings_in_one_prompt_halves():
+    # Two prompts, one per half. Base ranks the heads 1 2 3, then 2 3 1 (Spearman -0.5); the other model 1 2 3,
+    # then 1 3 2 (0.5). Across halves, whichever half comes first, one pair agrees at 0.5 and the other at -0.5.
+    base, other = _ranked_prompts((1, 2, 3), (2, 3, 1)), _ranked_prompts((1, 2, 3), (1, 3, 2))
+    result = shape.cross_half_agreement(base, other, 1, 4, 0)
+    assert result == {"cross": pytest.approx(0.0), "within_base": pytest.approx(-0.5),
+                      "within_other": pytest.approx(0.5), "cross_minus_within": pytest.approx(0.0),
+                      "ci_low": pytest.approx(0.0), "ci_high": pytest.approx(0.0), "n_splits": 4, "n_prompts": 2}  # fmt: skip
+    # Three prompts: halves of one prompt each, the third left out. Any two of these rankings correlate at -0.5
+    # (the mean of two of them ranks the heads against the third, at -1).
+    cyclic = _ranked_prompts((1, 2, 3), (2, 3, 1), (3, 1, 2))
+    result = shape.cross_half_agreement(cyclic, cyclic, 1, 4, 0)
+    assert result["within_base"] == pytest.approx(-0.5) and result["cross"] == pytest.approx(-0.5)
+    assert result["n_prompts"] == 3
