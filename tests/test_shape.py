@@ -407,6 +407,7 @@ def test_end_of_sequence_sensitivity_reproduces_full_length_when_nothing_is_cut(
         row = table.loc[key]
         assert row["truncated_estimate"] == pytest.approx(row["full_estimate"])
         assert row["n_prompts_truncated"] == PROMPTS
+    assert np.isnan(table.loc[("metacog vs base", "peak_shift"), "truncated_p_value"])  # p: the distance's only
     # Prompts left with too few steps are NaN and drop out: the count says how many were analysed.
     cut = {model: tuple(np.where(np.arange(PROMPTS)[:, None, None] < 10, m, np.nan) for m in mats)
            for model, mats in per_prompt.items()}  # fmt: skip
@@ -516,3 +517,83 @@ def test_cross_half_agreement_of_known_rankings_in_one_prompt_halves():
     result = shape.cross_half_agreement(cyclic, cyclic, 1, 4, 0)
     assert result["within_base"] == pytest.approx(-0.5) and result["cross"] == pytest.approx(-0.5)
     assert result["n_prompts"] == 3
+
+
+def test_ablation_area_with_fewer_than_two_fractions_is_undefined():
+    table = divergences_table(np.zeros(1), np.array([0.5]), prompts=3)
+    result = area(table)
+    assert set(result) == {"estimate", "ci_low", "ci_high", "n_prompts", "n_random_orders"}
+    assert all(np.isnan(result[key]) for key in ("estimate", "ci_low", "ci_high"))
+    assert result["n_prompts"] == 3 and result["n_random_orders"] == 0
+
+
+def test_paired_ablation_areas_refuse_other_fractions_of_the_same_count():
+    base = divergences_table(np.zeros(3), np.array([0.0, 0.5, 1.0]), prompts=2)
+    other = divergences_table(np.zeros(3), np.array([0.0, 0.4, 1.0]), prompts=2)
+    with pytest.raises(
+        ValueError, match=r"^Paired ablation areas need the same prompts and fractions for both models\.$"
+    ):
+        area(base, reference=other)
+
+
+def test_the_ablation_interval_resamples_every_prompt():
+    # Ten prompts, only the first with a gap (area 1): a resample's mean area is (draws of p0) / 10, so the
+    # interval runs from 0 to a few tenths; the estimate is 0.1. Identical random orders: only prompts vary.
+    fractions = np.linspace(0.0, 1.0, 3)
+    table = divergences_table(np.zeros(3), fractions, prompts=10)
+    first = (table["prompt_id"] == "p0") & (table["order"] == "synergistic_first")
+    table.loc[first, "divergence"] += 1.0
+    result = area(table, n_resamples=200)
+    assert result["estimate"] == pytest.approx(0.1) and result["ci_low"] == 0.0
+    assert 0.2 <= result["ci_high"] <= 0.5 and round(result["ci_high"] * 10) == pytest.approx(result["ci_high"] * 10)
+    assert area(table, n_resamples=200) == result  # seeded
+
+
+def _first_random_order_higher(repeats: int) -> pd.DataFrame:
+    """One prompt; random order 0 lies 0.3 above the others and the chosen order is the random mean: the area is
+    0 with all orders, and 0.1 * (1 - k) when a resample draws order 0 k times out of 3."""
+    fractions = np.linspace(0.0, 1.0, 3)
+    table = divergences_table(np.zeros(3), fractions, prompts=1, repeats=repeats)
+    table.loc[(table["order"] == "random") & (table["repeat"] == 0), "divergence"] += 0.3
+    table.loc[table["order"] != "random", "divergence"] += 0.3 / repeats
+    return table
+
+
+def test_the_ablation_interval_resamples_every_random_order_alone_and_paired():
+    alone = area(_first_random_order_higher(3), n_resamples=200)
+    # k = 0 (0.1) in 8/27 of the resamples, k = 3 (-0.2) in 1/27: 2.5% of the 200 lie below -0.1.
+    assert alone["estimate"] == pytest.approx(0.0) and alone["ci_high"] == pytest.approx(0.1)
+    assert alone["ci_low"] == pytest.approx(-0.2)
+    # Against a reference with two identical random orders (area 0 in every resample): the same values.
+    reference = divergences_table(np.zeros(3), np.linspace(0.0, 1.0, 3), prompts=1, repeats=2)
+    paired = area(_first_random_order_higher(3), n_resamples=200, reference=reference)
+    assert paired["estimate"] == pytest.approx(0.0) and paired["ci_high"] == pytest.approx(0.1)
+    assert paired["ci_low"] <= -0.1 and paired["n_random_orders"] == 2
+
+
+def test_band_score_changes_are_the_band_contrasts_of_the_seeded_prompt_resamples():
+    from metasyn.comparison.statistics import band_contrast, percentile_interval
+    from metasyn.metacognition.calibration import bootstrap_indices
+
+    base, boosted = _mid_boosted(np.random.default_rng(1), 6, 12)
+    band = (0.3, 0.7)
+    table = shape.band_score_changes({"base": base, "metacog": boosted}, 2, band, [("metacog", "base")], 20, 3)
+
+    def contrast(model, prompts=None):
+        return band_contrast(shape.profile_from_matrices(*model, 2, prompts), band)
+
+    changes = np.array([contrast(boosted, drawn) - contrast(base, drawn) for drawn in bootstrap_indices(6, 20, 3)])
+    low, high = percentile_interval(changes)
+    assert table.to_dict("records") == [
+        {"contrast": "metacog - base", "variant": "metacog", "reference": "base",
+         "estimate": pytest.approx(contrast(boosted) - contrast(base)), "ci_low": pytest.approx(low),
+         "ci_high": pytest.approx(high), "n_prompts": 6, "n_resamples": 20},
+    ]  # fmt: skip
+
+
+def test_cross_half_agreement_is_seeded():
+    rng = np.random.default_rng(4)
+    first, second = (tuple(rng.random((6, 9, 9)) for _ in range(2)) for _ in range(2))
+    result = shape.cross_half_agreement(first, second, 3, 5, 0)
+    assert shape.cross_half_agreement(first, second, 3, 5, 0) == result
+    assert shape.cross_half_agreement(first, second, 3, 5, 1) != result
