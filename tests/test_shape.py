@@ -343,6 +343,10 @@ def test_model_shape_table_has_ablation_areas_only_for_ablated_models():
     assert base.loc["ablation_area_redundant_first", "estimate"] == pytest.approx(-0.25)
     assert "3 random orders" in base.loc["ablation_area_redundant_first", "note"]
     assert not table.loc[table["model"] == "random_init", "statistic"].str.startswith("ablation").any()
+    # The same matrices under the same seed: the same resamples, so the same intervals for both models.
+    rows = table.set_index(["model", "statistic"])[["estimate", "ci_low", "ci_high"]]
+    for statistic in ("inverted_u_quadratic", "inverted_u_band_contrast", "ranking_split_half_reliability"):
+        assert rows.loc[("base", statistic)].tolist() == rows.loc[("random_init", statistic)].tolist()
 
 
 def _mid_boosted(rng, prompts: int, heads: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
