@@ -9,6 +9,8 @@ profile rise to a peak at ``peak``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -601,3 +603,80 @@ def test_cross_half_agreement_is_seeded():
     result = shape.cross_half_agreement(first, second, 3, 5, 0)
     assert shape.cross_half_agreement(first, second, 3, 5, 0) == result
     assert shape.cross_half_agreement(first, second, 3, 5, 1) != result
+
+
+def test_spearman_over_heads_finite_in_both_and_undefined_for_fewer_than_three_or_a_constant_side():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scipy warning for a constant side: it is never called
+        assert shape._spearman(np.array([0.0, 0.5, 1.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(1.0)
+        assert shape._spearman(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.5, 0.0])) == pytest.approx(-1.0)
+        assert shape._spearman(np.array([1.0, 2.0, 3.0, np.nan]), np.array([1.0, 3.0, 2.0, 4.0])) == pytest.approx(0.5)
+        assert np.isnan(shape._spearman(np.array([1.0, 2.0]), np.array([1.0, 2.0])))
+        assert np.isnan(shape._spearman(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])))
+        assert np.isnan(shape._spearman(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0])))
+
+
+def test_split_half_reliability_of_known_rankings_is_spearman_brown_corrected():
+    # Two prompts, one per half, whose rankings correlate at 0.5: corrected 2 * 0.5 / 1.5 = 2/3 in every split.
+    known = _ranked_prompts((1, 2, 3), (1, 3, 2))
+    assert shape.split_half_reliability(*known, 1, 4, 0) == {
+        "estimate": pytest.approx(2 / 3), "ci_low": pytest.approx(2 / 3), "ci_high": pytest.approx(2 / 3),
+        "uncorrected": pytest.approx(0.5), "n_splits": 4, "n_prompts": 2,
+    }  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Three cyclic rankings: any two at -0.5 (one prompt per half, the third left out), corrected to -2.
+        cyclic = shape.split_half_reliability(*_ranked_prompts((1, 2, 3), (2, 3, 1), (3, 1, 2)), 1, 4, 0)
+        assert cyclic["estimate"] == pytest.approx(-2.0) and cyclic["uncorrected"] == pytest.approx(-0.5)
+        # Reversed rankings: r = -1 corrects to -inf, left out without a division warning; nothing is finite.
+        reversed_ = shape.split_half_reliability(*_ranked_prompts((1, 2, 3), (3, 2, 1)), 1, 3, 0)
+        assert np.isnan([reversed_[key] for key in ("estimate", "ci_low", "ci_high")]).all()
+        assert reversed_["uncorrected"] == pytest.approx(-1.0)
+        # Every head tied: no correlation at all, and no warning of an empty mean.
+        tied = shape.split_half_reliability(*_ranked_prompts((1, 1, 1), (2, 2, 2)), 1, 3, 0)
+        assert np.isnan([tied[key] for key in ("estimate", "ci_low", "ci_high", "uncorrected")]).all()
+    with pytest.raises(ValueError, match=r"^Split-half reliability needs at least 2 prompts, got 1\.$"):
+        shape.split_half_reliability(*_ranked_prompts((1, 2, 3)), 1, 3, 0)
+    rng = np.random.default_rng(2)
+    noisy = tuple(rng.random((6, 9, 9)) for _ in range(2))
+    assert shape.split_half_reliability(*noisy, 3, 5, 0) == shape.split_half_reliability(*noisy, 3, 5, 0)  # seeded
+
+
+def test_inverted_u_is_the_negated_quadratic_and_the_band_contrast_of_the_seeded_prompt_resamples():
+    from metasyn.comparison.statistics import band_contrast, percentile_interval
+    from metasyn.metacognition.calibration import bootstrap_indices
+
+    base, _ = _mid_boosted(np.random.default_rng(1), 6, 12)
+
+    def statistics(prompts=None):
+        profile = shape.profile_from_matrices(*base, 2, prompts)
+        return -np.polyfit(np.linspace(0.0, 1.0, 6), profile, 2)[0], band_contrast(profile, (1 / 3, 2 / 3))
+
+    samples = np.array([statistics(drawn) for drawn in bootstrap_indices(6, 20, 3)])
+    result = shape.inverted_u(*base, 2, 20, 3)
+    for column, name in enumerate(("quadratic", "band_contrast")):
+        low, high = percentile_interval(samples[:, column])
+        assert result[name] == {"estimate": pytest.approx(statistics()[column]), "ci_low": pytest.approx(low),
+                                "ci_high": pytest.approx(high)}  # fmt: skip
+    assert result["n_prompts"] == 6
+
+
+def test_model_and_shape_change_tables_name_their_statistics_notes_and_columns():
+    base, boosted = _mid_boosted(np.random.default_rng(1), 6, 12)
+    models = shape.model_shape_table({"base": base}, {}, 2, 5, 0)
+    assert models[["model", "statistic", "n_prompts", "note"]].to_dict("records") == [
+        {"model": "base", "statistic": "inverted_u_quadratic", "n_prompts": 6, "note": ""},
+        {"model": "base", "statistic": "inverted_u_band_contrast", "n_prompts": 6, "note": ""},
+        {"model": "base", "statistic": "ranking_split_half_reliability", "n_prompts": 6,
+         "note": "interval: 2.5-97.5% over random prompt splits"},
+    ]  # fmt: skip
+    assert list(models.columns) == ["model", "statistic", "estimate", "ci_low", "ci_high", "n_prompts", "note"]
+    assert list(shape.model_shape_table({}, {}, 2, 5, 0).columns) == list(models.columns)
+    changes = shape.shape_change_table({"base": base, "metacog": boosted}, 2, [("metacog", "base")], 5, 0)
+    assert changes[["comparison", "statistic", "note"]].to_dict("records") == [
+        {"comparison": "metacog vs base", "statistic": statistic,
+         "note": "judge by p_value (paired permutation over prompts)" if statistic == "l2_distance" else ""}
+        for statistic in shape.SHAPE_STATISTICS
+    ]  # fmt: skip
+    assert list(changes.columns) == shape.SHAPE_TABLE_COLUMNS
+    assert list(shape.shape_change_table({}, 2, [], 5, 0).columns) == shape.SHAPE_TABLE_COLUMNS
