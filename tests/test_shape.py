@@ -680,3 +680,10 @@ def test_model_and_shape_change_tables_name_their_statistics_notes_and_columns()
     ]  # fmt: skip
     assert list(changes.columns) == shape.SHAPE_TABLE_COLUMNS
     assert list(shape.shape_change_table({}, 2, [], 5, 0).columns) == shape.SHAPE_TABLE_COLUMNS
+
+
+def test_quadratic_fit_through_three_finite_layers_and_undefined_below_three():
+    # Depths 0, 1/3, 2/3, 1; the NaN layer is skipped: -4.5 d^2 + 4.5 d passes through (0, 0), (2/3, 1), (1, 0).
+    np.testing.assert_allclose(shape.quadratic_fit(np.array([0.0, np.nan, 1.0, 0.0])), [-4.5, 4.5, 0.0], atol=1e-12)
+    undefined = shape.quadratic_fit(np.array([0.0, np.nan, np.nan, 1.0]))
+    assert undefined.shape == (3,) and undefined.dtype == float and np.isnan(undefined).all()
