@@ -412,6 +412,8 @@ def test_end_of_sequence_sensitivity_reproduces_full_length_when_nothing_is_cut(
     ]:
         row = table.loc[key]
         assert row["truncated_estimate"] == pytest.approx(row["full_estimate"])
+        assert row["truncated_ci_low"] == pytest.approx(row["full_ci_low"])  # the same seeded resamples
+        assert row["truncated_ci_high"] == pytest.approx(row["full_ci_high"])
         assert row["n_prompts_truncated"] == PROMPTS
     assert np.isnan(table.loc[("metacog vs base", "peak_shift"), "truncated_p_value"])  # p: the distance's only
     # Prompts left with too few steps are NaN and drop out: the count says how many were analysed.
@@ -687,3 +689,22 @@ def test_quadratic_fit_through_three_finite_layers_and_undefined_below_three():
     np.testing.assert_allclose(shape.quadratic_fit(np.array([0.0, np.nan, 1.0, 0.0])), [-4.5, 4.5, 0.0], atol=1e-12)
     undefined = shape.quadratic_fit(np.array([0.0, np.nan, np.nan, 1.0]))
     assert undefined.shape == (3,) and undefined.dtype == float and np.isnan(undefined).all()
+
+
+def test_mean_offset_and_profile_correlation_over_layers_defined_in_both():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning of an empty mean or a constant correlation
+        assert shape.mean_offset(np.array([0.0, 1.0, 2.0, np.nan]), np.array([1.0, 2.0, 3.0, 9.0])) == 1.0
+        assert np.isnan(shape.mean_offset(np.array([np.nan]), np.array([1.0])))
+        assert shape.profile_correlation(np.array([0.0, 0.5, 1.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(1.0)
+        assert shape.profile_correlation(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.5, 0.0])) == pytest.approx(-1.0)
+        assert np.isnan(shape.profile_correlation(np.array([1.0, 2.0]), np.array([1.0, 2.0])))
+        assert np.isnan(shape.profile_correlation(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])))
+        assert np.isnan(shape.profile_correlation(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0])))
+
+
+def test_the_shape_test_is_seeded_paired_and_unpaired():
+    base, boosted = _mid_boosted(np.random.default_rng(1), 6, 12)
+    for paired in (True, False):
+        first = shape.profile_shape_test(base, boosted, 2, 10, 0, paired=paired, n_permutations=10)
+        assert shape.profile_shape_test(base, boosted, 2, 10, 0, paired=paired, n_permutations=10) == first
