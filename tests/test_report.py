@@ -1,5 +1,7 @@
 """The verdict is computed from the numbers: opposite inputs give opposite verdicts."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from metasyn.comparison.report import judgement, render_report, size_label, verdict
@@ -378,3 +380,176 @@ def test_the_calibration_sentence_starts_with_the_accuracy_change():
         "Calibration of metacog (confidence elicited by 'forced'): accuracy base 0.400 [0.300, 0.500] (n = 50), "
         "metacog 0.500 [0.400, 0.600] (n = 50), change 0.100 [0.000, 0.200]; ECE base 0.300"
     )
+
+
+# The whole verdict and the whole report, word for word, against files read and checked by hand
+# (tests/data/report/): every sentence, table and optional section, with every input the report can take.
+
+GOLDEN = Path(__file__).parent / "data" / "report"
+
+
+def _full_inputs() -> dict:
+    """Every table the verdict and the report read: two seeds, ablation, end-of-sequence, run records."""
+    calibration = _calibration(0.10, (-0.25, -0.15))
+    second_seed = calibration[calibration["model"] == "metacog"].assign(model="metacog_seed1")
+    second_seed.loc[second_seed["metric"] == "ece_minus_base", "value"] = -0.05
+    second_seed.loc[second_seed["metric"] == "brier_minus_base", "value"] = float("nan")
+    calibration = pd.concat([calibration, second_seed], ignore_index=True)
+    band_changes, shape_changes, layer_changes, rankings, model_shapes = _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2))
+    seed_band = pd.DataFrame([_band("metacog", 0.01, (-0.05, 0.07))]).assign(
+        variant="metacog_seed1", contrast="(metacog_seed1 - base) - (metacog - base)"
+    )
+    band_changes = pd.concat([band_changes, seed_band], ignore_index=True)
+    shape_changes = pd.concat(
+        [shape_changes, pd.DataFrame(_shape("metacog_seed1 vs metacog", 0.6, (-0.05, 0.05)))], ignore_index=True
+    )
+    seed_layers = layer_changes[layer_changes["comparison"] == "metacog vs base"].assign(
+        comparison="metacog_seed1 vs metacog", q_value=[0.04, 0.5, 0.03, 0.2, 0.6, 0.6, 0.6, 0.6],
+        estimate=[0.01, -0.02, 0.03, 0.0, 0.01, 0.01, -0.05, 0.01], n_prompts=11,
+    )  # fmt: skip
+    layer_changes = pd.concat([layer_changes, seed_layers], ignore_index=True)
+    model_shapes = pd.concat(
+        [model_shapes, pd.DataFrame([
+            {"model": "base", "statistic": "ablation_area_synergistic_first", "estimate": 0.25, "ci_low": 0.05,
+             "ci_high": 0.45, "n_prompts": 12, "note": "interval over prompts and 3 random orders"},
+        ])], ignore_index=True,
+    )  # fmt: skip
+    ablation = pd.DataFrame([
+        {"comparison": "metacog vs base", "statistic": "ablation_area_synergistic_first_change", "estimate": 0.3,
+         "ci_low": 0.1, "ci_high": 0.5, "n_prompts": 12, "note": "paired over prompts; 3 random orders resampled"},
+        {"comparison": "metacog vs base", "statistic": "ablation_area_redundant_first_change", "estimate": 0.0,
+         "ci_low": -0.05, "ci_high": 0.05, "n_prompts": 12, "note": "paired over prompts; 3 random orders resampled"},
+    ])  # fmt: skip
+    sensitivity = pd.DataFrame([
+        {"subject": "metacog vs base", "statistic": "l2_distance", "full_estimate": 0.1, "full_ci_low": 0.05,
+         "full_ci_high": 0.15, "full_p_value": 0.01, "truncated_estimate": 0.08, "truncated_ci_low": 0.0,
+         "truncated_ci_high": 0.2, "truncated_p_value": 0.2, "n_prompts_truncated": 7},
+        {"subject": "metacog vs base", "statistic": "peak_shift", "full_estimate": 0.3, "full_ci_low": 0.2,
+         "full_ci_high": 0.4, "full_p_value": float("nan"), "truncated_estimate": 0.1, "truncated_ci_low": -0.3,
+         "truncated_ci_high": 0.5, "truncated_p_value": float("nan"), "n_prompts_truncated": 7},
+        {"subject": "base", "statistic": "inverted_u_quadratic", "full_estimate": 0.8, "full_ci_low": 0.7,
+         "full_ci_high": 0.9, "full_p_value": float("nan"), "truncated_estimate": 0.6, "truncated_ci_low": 0.4,
+         "truncated_ci_high": 0.8, "truncated_p_value": float("nan"), "n_prompts_truncated": 9},
+    ])  # fmt: skip
+    natural_ends = pd.DataFrame([
+        {"model": "base", "category": "all", "prompts": 12, "ended_share": 0.75, "median_natural_end": 31.5,
+         "analysed_share": 0.5},
+    ])  # fmt: skip
+    return {"calibration": calibration, "band_changes": band_changes, "shape_changes": shape_changes,
+            "layer_changes": layer_changes, "rankings": rankings, "model_shapes": model_shapes,
+            "ablation": ablation, "sensitivity": sensitivity, "natural_ends": natural_ends}  # fmt: skip
+
+
+RUN_RECORDS = [
+    {"run_id": "2026-12-01T10.00.00.000Z", "started": "2026-12-01T10:00:00Z",
+     "nodes": [{"name": "score", "seconds": 30.0}, {"name": "load", "seconds": 10.0}]},
+    {"run_id": "2026-12-02T09.00.00.000Z", "started": "2026-12-02T09:00:00Z", "environment": "demo",
+     "pipeline": "comparison", "python": "3.11.9", "git": {"commit": "abc1234", "dirty": True},
+     "device": {"kind": "cuda", "names": ["H200", "H200"]},
+     "packages": {"torch": "2.5.1", "numpy": "2.1.0", "missing": None},
+     "nodes": [{"name": "report", "seconds": 1.0}, {"name": "score", "seconds": 9.0}]},
+]  # fmt: skip
+
+
+def _full_verdict(tables: dict) -> str:
+    return verdict(
+        tables["calibration"], tables["band_changes"], tables["shape_changes"], tables["layer_changes"],
+        tables["rankings"], tables["model_shapes"], ["metacog"], SETTINGS, "forced",
+        {"metacog": ["metacog", "metacog_seed1"]}, tables["ablation"], tables["sensitivity"],
+    )  # fmt: skip
+
+
+def _full_report(tables: dict) -> str:
+    models = pd.DataFrame(
+        {"name_or_path": ["/cache/gemma-3-4b-it", "/runs/metacog"], "layers": [34, 34]}, index=["base", "metacog"]
+    )
+    return render_report(
+        {"fine-tuned variants": "metacog", "seeds": [0, 1]}, models, "**Demo sizes**: small.", "VERDICT",
+        tables["calibration"], tables["band_changes"], tables["layer_changes"], tables["rankings"],
+        tables["shape_changes"], tables["model_shapes"],
+        {"Layer profiles": "layer_profiles.png", "Ablation": "figures/ablation.png"}, 0.05,
+        RUN_RECORDS[1], RUN_RECORDS, tables["ablation"], tables["sensitivity"], tables["natural_ends"],
+    )  # fmt: skip
+
+
+def test_the_whole_verdict_word_for_word():
+    assert _full_verdict(_full_inputs()) == (GOLDEN / "verdict.md").read_text()
+
+
+def test_the_whole_report_word_for_word():
+    assert _full_report(_full_inputs()) == (GOLDEN / "report.md").read_text()
+
+
+def test_a_report_without_the_optional_inputs_leaves_their_sections_out_and_says_there_is_no_run_record():
+    tables = _full_inputs()
+    text = render_report(
+        {}, pd.DataFrame({"layers": [34]}, index=["base"]), "", "VERDICT", tables["calibration"],
+        tables["band_changes"], tables["layer_changes"], tables["rankings"], tables["shape_changes"],
+        tables["model_shapes"], {}, 0.05, None, (), None, tables["sensitivity"], None,
+    )  # fmt: skip
+    assert text.startswith("# metasyn report\n\nDoes fine-tuning")
+    assert "## Configuration\n\n\n\nModels as loaded" in text
+    assert "ablation area changes" not in text and "end-of-sequence sensitivity" not in text  # no natural ends
+    assert "Wall time of each node" not in text
+    assert text.endswith(
+        "`data/08_reporting/comparison/<output>/<run id>/`):\n\n"
+        "- **run**: no run record (run outside a Kedro session)\n\n## Figures\n\n\n"
+    )
+
+
+def test_provenance_of_a_record_with_only_its_run_id_and_node_times_of_no_runs():
+    from metasyn.comparison.report import node_times, provenance_lines
+
+    assert provenance_lines({"run_id": "r1", "git": {"commit": "abc", "dirty": False}}) == (
+        "- **run**: `r1`, started None, environment `None`, pipelines `None`\n"
+        "- **code**: commit `abc`\n"
+        "- **machine**: None ; Python None\n"
+        "- **packages**: "
+    )
+    empty = node_times([{"run_id": "r1"}])
+    assert list(empty.columns) == ["node", "seconds", "run", "share"] and len(empty) == 0
+    # A record without a start time sorts first, so a later run's time of the same node replaces it.
+    times = node_times([{"run_id": "new", "started": "2026", "nodes": [{"name": "a", "seconds": 1.0}]},
+                        {"run_id": "old", "nodes": [{"name": "a", "seconds": 3.0}]}])  # fmt: skip
+    assert times.to_dict("records") == [{"node": "a", "seconds": 1.0, "run": "new", "share": 1.0}]
+
+
+def test_a_q_or_p_value_equal_to_alpha_is_not_a_discovery():
+    band_changes, shape_changes, layer_changes, rankings, model_shapes = _synergy(
+        0.2, (0.1, 0.3), 0.1, (0.0, 0.2), 0.05
+    )
+    layer_changes.loc[layer_changes["q_value"] == 0.6, "q_value"] = 0.05
+    text = _verdict(_calibration(0.1, (-0.25, -0.15)), (band_changes, shape_changes, layer_changes, rankings,
+                                                         model_shapes))  # fmt: skip
+    assert "permutation p = 0.050, peak-depth shift 0.300 [0.200, 0.400]: no change detected" in text
+    assert "synergy in 1 of 4 layers (layers 2); redundancy in 0 of 4 layers." in text
+    from metasyn.comparison.report import layer_change_summary
+
+    summary = layer_change_summary(layer_changes, 0.05)
+    assert summary["layers_q<0.05"].tolist() == [1, 0, 0, 0]
+
+
+def test_without_replicates_or_ablated_models_the_verdict_has_no_seed_or_ablation_lines():
+    text = _verdict(_calibration(0.1, (-0.25, -0.15)), _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
+    assert "Between training seeds" not in text and "Ablation area" not in text
+    assert text.split("\n\n")[-1].startswith("Inverted U (minus the quadratic coefficient")
+
+
+def test_seed_spread_of_a_metric_no_seed_measured_has_no_range():
+    from metasyn.comparison.report import seed_spread_sentence
+
+    calibration = _calibration(0.1, (-0.25, -0.15))
+    calibration = calibration[calibration["metric"] != "brier_minus_base"]
+    sentence = seed_spread_sentence(calibration, ["metacog", "metacog_seed1"], "forced")
+    assert sentence.endswith("; Brier change by seed:  (range n/a).")
+    assert "ECE change by seed: metacog -0.200 [-0.250, -0.150] (n = 40) (range 0.000);" in sentence
+
+
+def test_node_times_are_numbered_from_zero_longest_first():
+    from metasyn.comparison.report import node_times
+
+    times = node_times(
+        [{"run_id": "r", "nodes": [{"name": "short", "seconds": 1.0}, {"name": "long", "seconds": 3.0}]}]
+    )
+    assert times["node"].tolist() == ["long", "short"] and times.index.tolist() == [0, 1]
+    assert times["share"].tolist() == [0.75, 0.25]

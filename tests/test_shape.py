@@ -9,6 +9,8 @@ profile rise to a peak at ``peak``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -343,6 +345,10 @@ def test_model_shape_table_has_ablation_areas_only_for_ablated_models():
     assert base.loc["ablation_area_redundant_first", "estimate"] == pytest.approx(-0.25)
     assert "3 random orders" in base.loc["ablation_area_redundant_first", "note"]
     assert not table.loc[table["model"] == "random_init", "statistic"].str.startswith("ablation").any()
+    # The same matrices under the same seed: the same resamples, so the same intervals for both models.
+    rows = table.set_index(["model", "statistic"])[["estimate", "ci_low", "ci_high"]]
+    for statistic in ("inverted_u_quadratic", "inverted_u_band_contrast", "ranking_split_half_reliability"):
+        assert rows.loc[("base", statistic)].tolist() == rows.loc[("random_init", statistic)].tolist()
 
 
 def _mid_boosted(rng, prompts: int, heads: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -406,7 +412,10 @@ def test_end_of_sequence_sensitivity_reproduces_full_length_when_nothing_is_cut(
     ]:
         row = table.loc[key]
         assert row["truncated_estimate"] == pytest.approx(row["full_estimate"])
+        assert row["truncated_ci_low"] == pytest.approx(row["full_ci_low"])  # the same seeded resamples
+        assert row["truncated_ci_high"] == pytest.approx(row["full_ci_high"])
         assert row["n_prompts_truncated"] == PROMPTS
+    assert np.isnan(table.loc[("metacog vs base", "peak_shift"), "truncated_p_value"])  # p: the distance's only
     # Prompts left with too few steps are NaN and drop out: the count says how many were analysed.
     cut = {model: tuple(np.where(np.arange(PROMPTS)[:, None, None] < 10, m, np.nan) for m in mats)
            for model, mats in per_prompt.items()}  # fmt: skip
@@ -435,3 +444,267 @@ def test_cross_half_agreement_matches_within_for_the_same_ranking_and_falls_for_
     assert result["ci_high"] < -0.3 and result["within_other"] > 0.5  # still reproducible, just different
     with pytest.raises(ValueError, match="same prompts"):
         shape.cross_half_agreement(model_a, tuple(m[:10] for m in same), HEADS_PER_LAYER, 5, 0)
+
+
+# Known answers that the mutation run (`make mutation`, docs/testing.md) showed to be missing.
+
+
+def test_areas_are_over_the_last_axis_divided_by_the_fraction_range():
+    fractions = np.array([0.2, 0.4, 0.6])
+    gaps = np.array(
+        [[[1.0, 1.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 2.0]], [[2.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0] * 3]]
+    )
+    # Trapezoids of width 0.2 over a range of 0.4: 1 for a constant 1, 0.5 for a peak of 1 in the middle.
+    np.testing.assert_allclose(shape._areas(gaps, fractions), [[1.0, 0.5, 0.5], [0.5, 1.0, 0.0]])
+
+
+def test_divergence_arrays_fill_a_missing_fraction_and_a_missing_random_order_with_nan():
+    table = divergences_table(np.zeros(3), np.array([0.0, 0.5, 1.0]), prompts=2, repeats=2)
+    table = table[~((table["order"] == "synergistic_first") & (table["fraction"] == 0.5))]
+    table = table[~((table["order"] == "random") & (table["repeat"] == 1) & (table["prompt_id"] == "p0"))]
+    chosen, random, fractions, prompts = shape._divergence_arrays(table.iloc[::-1], "synergistic_first")
+    assert prompts == ["p0", "p1"] and list(fractions) == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(chosen, [[0.0, np.nan, 0.5], [0.0, np.nan, 0.5]])
+    assert random.shape == (2, 2, 3) and random.dtype == float
+    np.testing.assert_allclose(random[1], [[np.nan] * 3, [0.0, 0.25, 0.5]])
+    np.testing.assert_allclose(random[0], [[0.0, 0.25, 0.5], [0.0, 0.25, 0.5]])
+
+
+def test_ablation_area_changes_name_each_statistic_its_prompts_and_random_orders():
+    fractions = np.linspace(0.0, 1.0, 3)
+    tables = {"base": divergences_table(np.zeros(3), fractions, prompts=4), "more": divergences_table(np.full(3, 0.2),
+              fractions, prompts=4)}  # fmt: skip
+    changes = shape.ablation_area_changes(tables, [("more", "base")], n_resamples=5, seed=0)
+    assert changes.to_dict("records") == [
+        {"comparison": "more vs base", "statistic": "ablation_area_synergistic_first_change",
+         "estimate": pytest.approx(0.2), "ci_low": pytest.approx(0.2), "ci_high": pytest.approx(0.2), "n_prompts": 4,
+         "note": "paired over prompts; 3 random orders resampled"},
+        {"comparison": "more vs base", "statistic": "ablation_area_redundant_first_change",
+         "estimate": pytest.approx(-0.2), "ci_low": pytest.approx(-0.2), "ci_high": pytest.approx(-0.2),
+         "n_prompts": 4, "note": "paired over prompts; 3 random orders resampled"},
+    ]  # fmt: skip
+    empty = shape.ablation_area_changes(tables, [], n_resamples=5, seed=0)
+    assert list(empty.columns) == ["comparison", "statistic", "estimate", "ci_low", "ci_high", "n_prompts", "note"]
+
+
+def test_natural_end_summary_sorts_categories_and_names_the_model():
+    ends = pd.DataFrame({"category": ["y", "x", "y"], "natural_end": pd.array([None, 12, 30], dtype="Int64"),
+                         "analysed": [True, False, True]})  # fmt: skip
+    table = shape.natural_end_summary({"base": ends})
+    assert table.to_dict("records") == [
+        {"model": "base", "category": "x", "prompts": 1, "ended_share": 1.0, "median_natural_end": 12.0,
+         "analysed_share": 0.0},
+        {"model": "base", "category": "y", "prompts": 2, "ended_share": 0.5, "median_natural_end": 30.0,
+         "analysed_share": 1.0},
+        {"model": "base", "category": "all", "prompts": 3, "ended_share": pytest.approx(2 / 3),
+         "median_natural_end": 21.0, "analysed_share": pytest.approx(2 / 3)},
+    ]  # fmt: skip
+
+
+def _ranked_prompts(*orders: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt, synergy v_h + v_k between heads h and k (so heads rank as v) and a constant redundancy."""
+    values = np.array(orders, dtype=float)
+    synergy = values[:, :, None] + values[:, None, :]
+    heads = values.shape[1]
+    synergy[:, np.arange(heads), np.arange(heads)] = np.nan
+    redundancy = np.where(np.isnan(synergy), np.nan, 0.0)
+    return synergy, redundancy
+
+
+def test_cross_half_agreement_of_known_rankings_in_one_prompt_halves():
+    # Two prompts, one per half. Base ranks the heads 1 2 3, then 2 3 1 (Spearman -0.5); the other model 1 2 3,
+    # then 1 3 2 (0.5). Across halves, whichever half comes first, one pair agrees at 0.5 and the other at -0.5.
+    base, other = _ranked_prompts((1, 2, 3), (2, 3, 1)), _ranked_prompts((1, 2, 3), (1, 3, 2))
+    result = shape.cross_half_agreement(base, other, 1, 4, 0)
+    assert result == {"cross": pytest.approx(0.0), "within_base": pytest.approx(-0.5),
+                      "within_other": pytest.approx(0.5), "cross_minus_within": pytest.approx(0.0),
+                      "ci_low": pytest.approx(0.0), "ci_high": pytest.approx(0.0), "n_splits": 4, "n_prompts": 2}  # fmt: skip
+    # Three prompts: halves of one prompt each, the third left out. Any two of these rankings correlate at -0.5
+    # (the mean of two of them ranks the heads against the third, at -1).
+    cyclic = _ranked_prompts((1, 2, 3), (2, 3, 1), (3, 1, 2))
+    result = shape.cross_half_agreement(cyclic, cyclic, 1, 4, 0)
+    assert result["within_base"] == pytest.approx(-0.5) and result["cross"] == pytest.approx(-0.5)
+    assert result["n_prompts"] == 3
+
+
+def test_ablation_area_with_fewer_than_two_fractions_is_undefined():
+    table = divergences_table(np.zeros(1), np.array([0.5]), prompts=3)
+    result = area(table)
+    assert set(result) == {"estimate", "ci_low", "ci_high", "n_prompts", "n_random_orders"}
+    assert all(np.isnan(result[key]) for key in ("estimate", "ci_low", "ci_high"))
+    assert result["n_prompts"] == 3 and result["n_random_orders"] == 0
+
+
+def test_paired_ablation_areas_refuse_other_fractions_of_the_same_count():
+    base = divergences_table(np.zeros(3), np.array([0.0, 0.5, 1.0]), prompts=2)
+    other = divergences_table(np.zeros(3), np.array([0.0, 0.4, 1.0]), prompts=2)
+    with pytest.raises(
+        ValueError, match=r"^Paired ablation areas need the same prompts and fractions for both models\.$"
+    ):
+        area(base, reference=other)
+
+
+def test_the_ablation_interval_resamples_every_prompt():
+    # Ten prompts, only the first with a gap (area 1): a resample's mean area is (draws of p0) / 10, so the
+    # interval runs from 0 to a few tenths; the estimate is 0.1. Identical random orders: only prompts vary.
+    fractions = np.linspace(0.0, 1.0, 3)
+    table = divergences_table(np.zeros(3), fractions, prompts=10)
+    first = (table["prompt_id"] == "p0") & (table["order"] == "synergistic_first")
+    table.loc[first, "divergence"] += 1.0
+    result = area(table, n_resamples=200)
+    assert result["estimate"] == pytest.approx(0.1) and result["ci_low"] == 0.0
+    assert 0.2 <= result["ci_high"] <= 0.5 and round(result["ci_high"] * 10) == pytest.approx(result["ci_high"] * 10)
+    assert area(table, n_resamples=200) == result  # seeded
+
+
+def _first_random_order_higher(repeats: int) -> pd.DataFrame:
+    """One prompt; random order 0 lies 0.3 above the others and the chosen order is the random mean: the area is
+    0 with all orders, and 0.1 * (1 - k) when a resample draws order 0 k times out of 3."""
+    fractions = np.linspace(0.0, 1.0, 3)
+    table = divergences_table(np.zeros(3), fractions, prompts=1, repeats=repeats)
+    table.loc[(table["order"] == "random") & (table["repeat"] == 0), "divergence"] += 0.3
+    table.loc[table["order"] != "random", "divergence"] += 0.3 / repeats
+    return table
+
+
+def test_the_ablation_interval_resamples_every_random_order_alone_and_paired():
+    alone = area(_first_random_order_higher(3), n_resamples=200)
+    # k = 0 (0.1) in 8/27 of the resamples, k = 3 (-0.2) in 1/27: 2.5% of the 200 lie below -0.1.
+    assert alone["estimate"] == pytest.approx(0.0) and alone["ci_high"] == pytest.approx(0.1)
+    assert alone["ci_low"] == pytest.approx(-0.2)
+    # Against a reference with two identical random orders (area 0 in every resample): the same values.
+    reference = divergences_table(np.zeros(3), np.linspace(0.0, 1.0, 3), prompts=1, repeats=2)
+    paired = area(_first_random_order_higher(3), n_resamples=200, reference=reference)
+    assert paired["estimate"] == pytest.approx(0.0) and paired["ci_high"] == pytest.approx(0.1)
+    assert paired["ci_low"] <= -0.1 and paired["n_random_orders"] == 2
+
+
+def test_band_score_changes_are_the_band_contrasts_of_the_seeded_prompt_resamples():
+    from metasyn.comparison.statistics import band_contrast, percentile_interval
+    from metasyn.metacognition.calibration import bootstrap_indices
+
+    base, boosted = _mid_boosted(np.random.default_rng(1), 6, 12)
+    band = (0.3, 0.7)
+    table = shape.band_score_changes({"base": base, "metacog": boosted}, 2, band, [("metacog", "base")], 20, 3)
+
+    def contrast(model, prompts=None):
+        return band_contrast(shape.profile_from_matrices(*model, 2, prompts), band)
+
+    changes = np.array([contrast(boosted, drawn) - contrast(base, drawn) for drawn in bootstrap_indices(6, 20, 3)])
+    low, high = percentile_interval(changes)
+    assert table.to_dict("records") == [
+        {"contrast": "metacog - base", "variant": "metacog", "reference": "base",
+         "estimate": pytest.approx(contrast(boosted) - contrast(base)), "ci_low": pytest.approx(low),
+         "ci_high": pytest.approx(high), "n_prompts": 6, "n_resamples": 20},
+    ]  # fmt: skip
+
+
+def test_cross_half_agreement_is_seeded():
+    rng = np.random.default_rng(4)
+    first, second = (tuple(rng.random((6, 9, 9)) for _ in range(2)) for _ in range(2))
+    result = shape.cross_half_agreement(first, second, 3, 5, 0)
+    assert shape.cross_half_agreement(first, second, 3, 5, 0) == result
+    assert shape.cross_half_agreement(first, second, 3, 5, 1) != result
+
+
+def test_spearman_over_heads_finite_in_both_and_undefined_for_fewer_than_three_or_a_constant_side():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scipy warning for a constant side: it is never called
+        assert shape._spearman(np.array([0.0, 0.5, 1.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(1.0)
+        assert shape._spearman(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.5, 0.0])) == pytest.approx(-1.0)
+        assert shape._spearman(np.array([1.0, 2.0, 3.0, np.nan]), np.array([1.0, 3.0, 2.0, 4.0])) == pytest.approx(0.5)
+        assert np.isnan(shape._spearman(np.array([1.0, 2.0]), np.array([1.0, 2.0])))
+        assert np.isnan(shape._spearman(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])))
+        assert np.isnan(shape._spearman(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0])))
+
+
+def test_split_half_reliability_of_known_rankings_is_spearman_brown_corrected():
+    # Two prompts, one per half, whose rankings correlate at 0.5: corrected 2 * 0.5 / 1.5 = 2/3 in every split.
+    known = _ranked_prompts((1, 2, 3), (1, 3, 2))
+    assert shape.split_half_reliability(*known, 1, 4, 0) == {
+        "estimate": pytest.approx(2 / 3), "ci_low": pytest.approx(2 / 3), "ci_high": pytest.approx(2 / 3),
+        "uncorrected": pytest.approx(0.5), "n_splits": 4, "n_prompts": 2,
+    }  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Three cyclic rankings: any two at -0.5 (one prompt per half, the third left out), corrected to -2.
+        cyclic = shape.split_half_reliability(*_ranked_prompts((1, 2, 3), (2, 3, 1), (3, 1, 2)), 1, 4, 0)
+        assert cyclic["estimate"] == pytest.approx(-2.0) and cyclic["uncorrected"] == pytest.approx(-0.5)
+        # Reversed rankings: r = -1 corrects to -inf, left out without a division warning; nothing is finite.
+        reversed_ = shape.split_half_reliability(*_ranked_prompts((1, 2, 3), (3, 2, 1)), 1, 3, 0)
+        assert np.isnan([reversed_[key] for key in ("estimate", "ci_low", "ci_high")]).all()
+        assert reversed_["uncorrected"] == pytest.approx(-1.0)
+        # Every head tied: no correlation at all, and no warning of an empty mean.
+        tied = shape.split_half_reliability(*_ranked_prompts((1, 1, 1), (2, 2, 2)), 1, 3, 0)
+        assert np.isnan([tied[key] for key in ("estimate", "ci_low", "ci_high", "uncorrected")]).all()
+    with pytest.raises(ValueError, match=r"^Split-half reliability needs at least 2 prompts, got 1\.$"):
+        shape.split_half_reliability(*_ranked_prompts((1, 2, 3)), 1, 3, 0)
+    rng = np.random.default_rng(2)
+    noisy = tuple(rng.random((6, 9, 9)) for _ in range(2))
+    assert shape.split_half_reliability(*noisy, 3, 5, 0) == shape.split_half_reliability(*noisy, 3, 5, 0)  # seeded
+
+
+def test_inverted_u_is_the_negated_quadratic_and_the_band_contrast_of_the_seeded_prompt_resamples():
+    from metasyn.comparison.statistics import band_contrast, percentile_interval
+    from metasyn.metacognition.calibration import bootstrap_indices
+
+    base, _ = _mid_boosted(np.random.default_rng(1), 6, 12)
+
+    def statistics(prompts=None):
+        profile = shape.profile_from_matrices(*base, 2, prompts)
+        return -np.polyfit(np.linspace(0.0, 1.0, 6), profile, 2)[0], band_contrast(profile, (1 / 3, 2 / 3))
+
+    samples = np.array([statistics(drawn) for drawn in bootstrap_indices(6, 20, 3)])
+    result = shape.inverted_u(*base, 2, 20, 3)
+    for column, name in enumerate(("quadratic", "band_contrast")):
+        low, high = percentile_interval(samples[:, column])
+        assert result[name] == {"estimate": pytest.approx(statistics()[column]), "ci_low": pytest.approx(low),
+                                "ci_high": pytest.approx(high)}  # fmt: skip
+    assert result["n_prompts"] == 6
+
+
+def test_model_and_shape_change_tables_name_their_statistics_notes_and_columns():
+    base, boosted = _mid_boosted(np.random.default_rng(1), 6, 12)
+    models = shape.model_shape_table({"base": base}, {}, 2, 5, 0)
+    assert models[["model", "statistic", "n_prompts", "note"]].to_dict("records") == [
+        {"model": "base", "statistic": "inverted_u_quadratic", "n_prompts": 6, "note": ""},
+        {"model": "base", "statistic": "inverted_u_band_contrast", "n_prompts": 6, "note": ""},
+        {"model": "base", "statistic": "ranking_split_half_reliability", "n_prompts": 6,
+         "note": "interval: 2.5-97.5% over random prompt splits"},
+    ]  # fmt: skip
+    assert list(models.columns) == ["model", "statistic", "estimate", "ci_low", "ci_high", "n_prompts", "note"]
+    assert list(shape.model_shape_table({}, {}, 2, 5, 0).columns) == list(models.columns)
+    changes = shape.shape_change_table({"base": base, "metacog": boosted}, 2, [("metacog", "base")], 5, 0)
+    assert changes[["comparison", "statistic", "note"]].to_dict("records") == [
+        {"comparison": "metacog vs base", "statistic": statistic,
+         "note": "judge by p_value (paired permutation over prompts)" if statistic == "l2_distance" else ""}
+        for statistic in shape.SHAPE_STATISTICS
+    ]  # fmt: skip
+    assert list(changes.columns) == shape.SHAPE_TABLE_COLUMNS
+    assert list(shape.shape_change_table({}, 2, [], 5, 0).columns) == shape.SHAPE_TABLE_COLUMNS
+
+
+def test_quadratic_fit_through_three_finite_layers_and_undefined_below_three():
+    # Depths 0, 1/3, 2/3, 1; the NaN layer is skipped: -4.5 d^2 + 4.5 d passes through (0, 0), (2/3, 1), (1, 0).
+    np.testing.assert_allclose(shape.quadratic_fit(np.array([0.0, np.nan, 1.0, 0.0])), [-4.5, 4.5, 0.0], atol=1e-12)
+    undefined = shape.quadratic_fit(np.array([0.0, np.nan, np.nan, 1.0]))
+    assert undefined.shape == (3,) and undefined.dtype == float and np.isnan(undefined).all()
+
+
+def test_mean_offset_and_profile_correlation_over_layers_defined_in_both():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning of an empty mean or a constant correlation
+        assert shape.mean_offset(np.array([0.0, 1.0, 2.0, np.nan]), np.array([1.0, 2.0, 3.0, 9.0])) == 1.0
+        assert np.isnan(shape.mean_offset(np.array([np.nan]), np.array([1.0])))
+        assert shape.profile_correlation(np.array([0.0, 0.5, 1.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(1.0)
+        assert shape.profile_correlation(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.5, 0.0])) == pytest.approx(-1.0)
+        assert np.isnan(shape.profile_correlation(np.array([1.0, 2.0]), np.array([1.0, 2.0])))
+        assert np.isnan(shape.profile_correlation(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])))
+        assert np.isnan(shape.profile_correlation(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0])))
+
+
+def test_the_shape_test_is_seeded_paired_and_unpaired():
+    base, boosted = _mid_boosted(np.random.default_rng(1), 6, 12)
+    for paired in (True, False):
+        first = shape.profile_shape_test(base, boosted, 2, 10, 0, paired=paired, n_permutations=10)
+        assert shape.profile_shape_test(base, boosted, 2, 10, 0, paired=paired, n_permutations=10) == first
