@@ -8,6 +8,8 @@ partitions (an ``IncrementalDataset`` over the same folder) and returns callable
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -17,6 +19,11 @@ logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+def fingerprint(value: object) -> str:
+    """SHA-256 of ``value`` as sorted JSON: what saved work was made from, to tell whether a resume may reuse it."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def batched(items: Sequence[Item], size: int) -> list[list[Item]]:

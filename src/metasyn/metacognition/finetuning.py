@@ -9,7 +9,6 @@ a copy of the base weights so that every later pipeline reads a fine-tune as a p
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -48,6 +47,7 @@ from metasyn.lm.prompts import (
     pairwise_completion,
     render_prompts,
 )
+from metasyn.lm.resume import fingerprint
 from metasyn.metacognition.examples import example_token_lengths
 
 logger = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def check_sequence_lengths(tokenizer: PreTrainedTokenizerBase, examples: Dataset
 
 def _examples_digest(examples: DatasetDict) -> str:
     content = {split: dataset.select_columns(["prompt", "completion"]).to_list() for split, dataset in examples.items()}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return fingerprint(content)
 
 
 def checkpoint_problem(checkpoint: Path) -> str | None:

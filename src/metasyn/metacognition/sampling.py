@@ -13,8 +13,6 @@ it may hold hours of GPU time, and a consistency mixed from two samplings would 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +22,7 @@ from metasyn.lm.answers import Matcher, score_answers
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel, describe_model
 from metasyn.lm.prompts import confidence_messages, render_prompts
-from metasyn.lm.resume import batched, lazy_batches
+from metasyn.lm.resume import batched, fingerprint, lazy_batches
 
 # The sampling settings that change a sample; ``matcher`` only scores samples, after they are saved.
 SAMPLE_SETTINGS = ("n_samples", "temperature", "max_new_tokens")
@@ -41,13 +39,9 @@ class SampleBatch:
     seed: int
 
 
-def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
 def batch_seed(seed: int, question_ids: Sequence[str]) -> int:
     """A batch's sampling seed, from the run's seed and the batch's question ids alone."""
-    return int(_digest([seed, list(question_ids)])[:8], 16)
+    return int(fingerprint([seed, list(question_ids)])[:8], 16)
 
 
 def plan_batches(lm: LanguageModel, questions: pd.DataFrame, sampling: Mapping, seed: int) -> list[SampleBatch]:
@@ -63,10 +57,10 @@ def plan_batches(lm: LanguageModel, questions: pd.DataFrame, sampling: Mapping, 
     for index, (batch, batch_prompts) in enumerate(zip(batched(records, size), batched(prompts, size), strict=True)):
         ids = [question["id"] for question in batch]
         seed_of_batch = batch_seed(seed, ids)
-        fingerprint = _digest(
+        digest = fingerprint(
             {"model": model, "settings": settings, "question_ids": ids, "prompts": batch_prompts, "seed": seed_of_batch}
         )
-        plan.append(SampleBatch(f"{index:06d}-{fingerprint[:16]}", batch, batch_prompts, seed_of_batch))
+        plan.append(SampleBatch(f"{index:06d}-{digest[:16]}", batch, batch_prompts, seed_of_batch))
     return plan
 
 
