@@ -25,7 +25,7 @@ def script(tmp_path: Path, command: list[str], max_requeues: int = 2) -> Path:
             {"job_name": "demo", "comment": "two words"},
             ["echo setup ran"],
             command,
-            log=str(tmp_path / "job-{job_id}.log"),
+            log=str(tmp_path / "job-%j.log"),
             max_requeues=max_requeues,
         )
     )
@@ -134,5 +134,5 @@ def test_every_cluster_job_writes_sparse_progress_bars() -> None:
     from tests.conftest import PROJECT_ROOT
 
     setup = yaml.safe_load((PROJECT_ROOT / "conf" / "slurm" / "slurm.yml").read_text())["setup"]
-    rendered = sbatch.render_script({}, setup, ["kedro", "run"], log="job-{job_id}.log", max_requeues=3)
+    rendered = sbatch.render_script({}, setup, ["kedro", "run"], log="job-%j.log", max_requeues=3)
     assert "export TQDM_MININTERVAL=60" in rendered.splitlines()[2]

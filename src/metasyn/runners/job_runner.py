@@ -95,7 +95,8 @@ class JobRunner(SequentialRunner):
 
 
 def marked_nodes(log: Path, mark: str) -> list[str]:
-    """The nodes a job log marks with ``mark`` (STARTED, FINISHED, FAILED, ...), in order; none if no log."""
+    """What follows ``mark`` on the job log's lines that start with it (a node's name for STARTED, FINISHED,
+    FAILED, ...; the reason for REQUEUES_EXHAUSTED), in order; none if no log."""
     try:
         lines = log.read_text(errors="replace").splitlines()
     except FileNotFoundError:

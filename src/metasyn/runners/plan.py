@@ -166,6 +166,11 @@ def _is_complete(group: Group, catalog: CatalogProtocol) -> bool:
     return bool(outputs) and all(catalog.exists(out) for out in outputs)
 
 
+def _outputs_exist(node: Node, catalog: CatalogProtocol) -> bool:
+    """Whether every persisted output of the node exists (true of a node whose outputs all live in memory)."""
+    return all(catalog.exists(out) for out in node.outputs if _is_persisted(catalog, out))
+
+
 def nodes_to_run(nodes: Iterable[Node], finished: Collection[str], catalog: CatalogProtocol) -> list[Node]:
     """The nodes that must run, of ``nodes`` (in dependency order) when those named ``finished`` are done.
 
@@ -177,11 +182,7 @@ def nodes_to_run(nodes: Iterable[Node], finished: Collection[str], catalog: Cata
     must_run: list[Node] = []
     needed: set[str] = set()
     for node in reversed(nodes):
-        done = (
-            node.name in finished
-            and node.outputs
-            and all(catalog.exists(out) for out in node.outputs if _is_persisted(catalog, out))
-        )
+        done = node.name in finished and node.outputs and _outputs_exist(node, catalog)
         if not done or any(out in needed and not _is_persisted(catalog, out) for out in node.outputs):
             must_run.append(node)
             needed.update(node.inputs)
@@ -190,11 +191,7 @@ def nodes_to_run(nodes: Iterable[Node], finished: Collection[str], catalog: Cata
 
 def finished_nodes(group: Group, catalog: CatalogProtocol) -> set[str]:
     """The group's nodes whose persisted outputs all exist (nodes with outputs in memory only included)."""
-    return {
-        node.name
-        for node in group.nodes
-        if all(catalog.exists(out) for out in node.outputs if _is_persisted(catalog, out))
-    }
+    return {node.name for node in group.nodes if _outputs_exist(node, catalog)}
 
 
 def groups_to_run(groups: list[Group], catalog: CatalogProtocol) -> list[Group]:

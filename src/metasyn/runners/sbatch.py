@@ -55,12 +55,12 @@ def render_script(
 ) -> str:
     """A batch script: ``#SBATCH`` options, the setup lines, then ``command``, requeued near the time limit.
 
-    ``log`` is the job's log path with ``{job_id}`` for the job id: the job runner reads in it which nodes an
-    earlier attempt of the same job finished. The job is allowed ``max_requeues`` requeues in all, whether
+    ``log`` is the job's log path as sbatch's ``--output`` names it (``%j``: the job id): the job runner reads
+    in it which nodes an earlier attempt of the same job finished. The job is allowed ``max_requeues`` requeues in all, whether
     asked for by its own trap (the ``USR1`` that ``--signal`` sends before the time limit) or by SLURM
     (preemption, node failure); SLURM counts them in ``SLURM_RESTART_COUNT``.
     """
-    log_prefix, log_suffix = log.split("{job_id}")
+    log_prefix, log_suffix = log.split("%j")
     lines = [
         "#!/bin/bash",
         *(f"#SBATCH {shlex.quote(flag)}" for flag in option_flags(options)),

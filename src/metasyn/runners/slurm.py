@@ -346,7 +346,7 @@ def _make_jobs(
             job.options,
             config.setup,
             invocation.command(job.node_names),
-            log=str(job.log_pattern).replace("%j", "{job_id}"),
+            log=str(job.log_pattern),
             max_requeues=config.max_requeues,
         )
         jobs.append(job)
