@@ -1,8 +1,8 @@
 """Provenance of a run: what code, settings and machine made the outputs, and how long each node took.
 
 ``RunRecordHook`` (registered in ``settings.py``) writes ``data/08_reporting/runs/<run id>.json`` (in the
-project directory) when a run starts and rewrites it after every node, so an interrupted run still leaves its record (``status`` says
-``running``, ``failed`` or ``completed``). Fields: ``run_id``, ``started``, ``finished`` (ISO 8601, UTC),
+project directory) when a run starts and rewrites it after every node, so an interrupted run still leaves its
+record (``status`` says ``running``, ``failed`` or ``completed``). Fields: ``run_id``, ``started``, ``finished`` (ISO 8601, UTC),
 ``status``, ``error``, ``git`` (``commit``, ``dirty``), ``python``, ``packages`` (versions of the libraries
 the numbers depend on), ``environment`` (the Kedro config environment), ``pipeline`` and ``namespaces`` as
 asked for, ``device`` (CUDA device names, or the CPU model), ``parameters`` (every parameter as resolved),

@@ -8,7 +8,8 @@ from metasyn.pipelines.variants import Variants
 
 
 def create_pipeline(variants: Variants) -> Pipeline:
-    """Questions -> samples (saved per batch) -> consistency -> bins -> targets -> training examples (those that fit) and test questions."""
+    """Questions -> samples (saved per batch) -> consistency -> bins -> targets -> training examples (those that
+    fit) and test questions."""
     # One namespace (a kedro-viz group, one SLURM job); dataset names stay unprefixed for the catalog.
     return pipeline(
         [
