@@ -40,6 +40,17 @@ def test_factual_questions_carry_aliases():
     assert "Shakespeare" in hamlet["aliases"]
 
 
+def test_shipped_sets_hold_160_distinct_well_formed_questions_each():
+    multiple_choice, factual = multiple_choice_questions(None, seed=0), factual_questions(None)
+    for questions in (multiple_choice, factual):
+        assert len(questions) == 160 and questions["question"].str.lower().is_unique
+    for choices in multiple_choice["choices"]:  # the correct option and exactly three distractors, all different
+        assert len(choices) == 4 == len({choice.strip().lower() for choice in choices})
+    for aliases in factual["aliases"]:  # one letter alone would match as a word inside wrong answers
+        assert aliases and len(set(aliases)) == len(aliases)
+        assert all(alias.strip() and not (len(alias.strip()) == 1 and alias.strip().isalpha()) for alias in aliases)
+
+
 def test_validate_rejects_unknown_domain_empty_and_duplicates():
     good = arithmetic_questions(3, seed=0)
     with pytest.raises(ValueError, match="Unknown question domain 'astrology'"):
