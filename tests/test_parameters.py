@@ -131,7 +131,7 @@ def test_a_missing_key_and_a_value_that_is_not_a_block_are_named(base) -> None:
         "synergy.phiid.tau": "synergy.phiid.tau is missing; set it (conf/base sets every key)."
     }
     assert (
-        "a mapping of ['batch_size', 'steps'] is needed"
+        "a mapping of ['batch_size', 'generation_dtype', 'steps'] is needed"
         in _messages(_with(base, "synergy.activity", 5))["synergy.activity"]
     )
 

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from metasyn import synergy
+from metasyn.lm.models import LanguageModel
 from metasyn.synergy import activity as synergy_activity
 from metasyn.synergy.heads import (
     HeadActivity,
@@ -137,7 +138,8 @@ def test_prompts_to_record_reuses_only_matching_saved_activity():
 def test_lazy_head_activity_computes_each_batch_once(monkeypatch):
     calls = []
 
-    def fake_record(lm, prompts, steps, batch_size):
+    def fake_record(lm, prompts, steps, batch_size, generator):
+        assert generator is lm  # float32 asked for, and the stand-in model computes in float32 already
         calls.append(list(prompts))
         # Each prompt's "activity" is its length, so results can be traced back to their prompt.
         norms = [torch.full((1, 1, steps), float(len(prompt))) for prompt in prompts]
@@ -145,7 +147,8 @@ def test_lazy_head_activity_computes_each_batch_once(monkeypatch):
 
     monkeypatch.setattr(synergy_activity, "record_head_activity", fake_record)
     rendered = {"c": "ccc", "a": "a", "e": "eeeee", "b": "bb", "d": "dddd"}
-    lazy = synergy.lazy_head_activity(None, rendered, steps=3, batch_size=2)
+    model = LanguageModel(torch.nn.Linear(1, 1), None)
+    lazy = synergy.lazy_head_activity(model, rendered, steps=3, batch_size=2, generation_dtype="float32")
     assert calls == []
     results = {prompt_id: lazy[prompt_id]() for prompt_id in sorted(lazy)}
     assert calls == [["a", "bb"], ["ccc", "dddd"], ["eeeee"]]

@@ -22,6 +22,7 @@ import numbers
 from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, NamedTuple, get_args
 
+import torch
 from peft import LoraConfig
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, create_model, model_validator
 from pydantic_core import PydanticCustomError
@@ -91,7 +92,16 @@ def _is_device(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def _is_float_dtype(value: Any) -> bool:
+    dtype = getattr(torch, value, None) if isinstance(value, str) else None
+    return value == "auto" or (isinstance(dtype, torch.dtype) and dtype.is_floating_point)
+
+
 PositiveInt = Annotated[int, _allowed("a positive integer", _is_positive_integer)]
+# metasyn.lm.precision: the dtype a model computes in during inference.
+InferenceDtype = Annotated[
+    str, _allowed("auto (bfloat16 where the hardware has it) or a torch float dtype name (float32)", _is_float_dtype)
+]
 Seed = Annotated[int, _allowed("an integer seed in [0, 2**32)", lambda v: _is_integer(v) and 0 <= v < SEED_LIMIT)]
 PositiveNumber = Annotated[float, _allowed("a number > 0", _is_positive_number)]
 NonNegativeNumber = Annotated[float, _allowed("a number >= 0", lambda v: _is_number(v) and v >= 0)]
@@ -170,6 +180,7 @@ class Sampling(_Block):
     temperature: PositiveNumber
     max_new_tokens: PositiveInt
     batch_size: PositiveInt
+    dtype: InferenceDtype
     matcher: MatcherSettings
 
 
@@ -262,6 +273,7 @@ class Finetune(_Block):
 
 class Generation(_Block):
     batch_size: PositiveInt
+    dtype: InferenceDtype
     confidence_max_new_tokens: PositiveInt
     pairwise_max_new_tokens: PositiveInt
 
@@ -303,6 +315,7 @@ class Calibration(_Block):
 class Activity(_Block):
     steps: PositiveInt
     batch_size: PositiveInt
+    generation_dtype: InferenceDtype
 
 
 class PhiID(_Block):
@@ -330,6 +343,10 @@ class Ablation(_Block):  # values: synergy.check_ablation_settings
     random_orders: Checked
     seed: Checked
     batch_size: Checked
+    prompts_per_category: Annotated[
+        int | None, _or_null("a positive integer", _is_positive_integer, "every synergy prompt")
+    ]
+    dtype: InferenceDtype
 
 
 class Synergy(_Block):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from metasyn.lm.models import LanguageModel
+from metasyn.lm.precision import computing_in
 from metasyn.lm.resume import batched, lazy_batches
 from metasyn.synergy.heads import (
     HeadActivity,
@@ -72,17 +74,21 @@ def prompts_to_record(
 
 
 def lazy_head_activity(
-    lm: LanguageModel, rendered: Mapping[str, str], steps: int, batch_size: int
+    lm: LanguageModel, rendered: Mapping[str, str], steps: int, batch_size: int, generation_dtype: str = "auto"
 ) -> dict[str, Callable[[], dict[str, torch.Tensor]]]:
     """One callable per prompt id giving its activity tensors, computed a batch of sorted prompt ids at a time.
 
-    Sorted, because a ``PartitionedDataset`` saves lazy partitions in that order (``metasyn.lm.resume``).
+    Sorted, because a ``PartitionedDataset`` saves lazy partitions in that order (``metasyn.lm.resume``). The
+    tokens are generated in ``generation_dtype`` (``metasyn.lm.precision``), the norms recorded in ``lm``'s own.
     """
     batches = batched(sorted(rendered), batch_size)
+    # Made at the first batch to record, so that a run whose activity is all saved copies no model.
+    generator = cache(lambda: computing_in(lm, generation_dtype))
 
     def record(batch: int) -> dict[str, dict[str, torch.Tensor]]:
         ids = batches[batch]
-        activity = record_head_activity(lm, [rendered[prompt_id] for prompt_id in ids], steps, batch_size)
+        prompts = [rendered[prompt_id] for prompt_id in ids]
+        activity = record_head_activity(lm, prompts, steps, batch_size, generator())
         return {prompt_id: record.to_tensors() for prompt_id, record in zip(ids, activity)}
 
     return lazy_batches(batches, record, f"Head activity ({steps} steps)")

@@ -248,9 +248,19 @@ def mean_step_divergence(reference: torch.Tensor, other: torch.Tensor) -> torch.
     return (reference.exp() * (reference - other)).sum(-1).mean(-1)
 
 
-def record_head_activity(lm: LanguageModel, prompts: Sequence[str], steps: int, batch_size: int) -> list[HeadActivity]:
-    """Greedy-generate ``steps`` tokens per rendered prompt (end-of-sequence suppressed) and record head norms."""
-    generations = generate(lm, prompts, steps, do_sample=False, batch_size=batch_size, suppress_eos=True)
+def record_head_activity(
+    lm: LanguageModel,
+    prompts: Sequence[str],
+    steps: int,
+    batch_size: int,
+    generator: LanguageModel | None = None,
+) -> list[HeadActivity]:
+    """Greedy-generate ``steps`` tokens per rendered prompt (end-of-sequence suppressed) and record head norms.
+
+    ``generator`` (default ``lm``) generates the tokens, e.g. ``lm`` computing in bfloat16
+    (``metasyn.lm.precision``); the norms are always ``lm``'s own, teacher-forced on those tokens.
+    """
+    generations = generate(generator or lm, prompts, steps, do_sample=False, batch_size=batch_size, suppress_eos=True)
     activity = []
     for start in range(0, len(prompts), batch_size):
         rows = slice(start, start + batch_size)

@@ -94,7 +94,7 @@ def test_whole_pipeline_on_tiny_models(tmp_path, monkeypatch, tiny_lm, test_ques
 
 @pytest.mark.slow
 def test_embedded_model_answers_hand_made_questions(embedded_lm, test_questions):
-    generation = {"batch_size": 8, "confidence_max_new_tokens": 24, "pairwise_max_new_tokens": 8}
+    generation = {"batch_size": 8, "dtype": "float32", "confidence_max_new_tokens": 24, "pairwise_max_new_tokens": 8}
     easy = test_questions[test_questions["id"].isin(["a1", "f1", "m1"])]
     generations = nodes.generate_confidence_answers(embedded_lm, easy, generation, ["stated", "forced"], "forced")
     stated = nodes.score_confidence_answers(generations, easy, "exact", model_name="base")
@@ -111,7 +111,7 @@ def test_embedded_model_answers_hand_made_questions(embedded_lm, test_questions)
 
 
 def test_unknown_methods_stop_before_any_generation(embedded_lm, test_questions):
-    generation = {"batch_size": 8, "confidence_max_new_tokens": 24}
+    generation = {"batch_size": 8, "dtype": "float32", "confidence_max_new_tokens": 24}
     with pytest.raises(ValueError, match="unknown: \\['vibes'\\]"):
         nodes.generate_confidence_answers(embedded_lm, test_questions, generation, ["stated", "vibes"], "stated")
     with pytest.raises(ValueError, match="verdict_method 'forced' is not among"):

@@ -15,7 +15,14 @@ from metasyn.pipelines.data_prep import nodes
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.finetune.tiny import QUESTIONS, tiny_llama
 
-SAMPLING = {"n_samples": 2, "temperature": 1.0, "max_new_tokens": 6, "batch_size": 4, "matcher": "contains"}
+SAMPLING = {
+    "n_samples": 2,
+    "temperature": 1.0,
+    "max_new_tokens": 6,
+    "batch_size": 4,
+    "dtype": "float32",
+    "matcher": "contains",
+}
 QUESTION_TABLE = pd.DataFrame(QUESTIONS)  # 14 questions: batches of 4, 4, 4 and 2
 BATCHES = 4
 

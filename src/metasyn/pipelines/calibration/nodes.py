@@ -9,6 +9,7 @@ from metasyn.lm.answers import get_matcher
 from metasyn.lm.elicitation import get_elicitation
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel
+from metasyn.lm.precision import computing_in
 from metasyn.lm.prompts import confidence_messages, pairwise_messages, render_prompts
 from metasyn.metacognition import evaluation
 from metasyn.metacognition import plots as calibration_plots
@@ -26,7 +27,7 @@ def generate_confidence_answers(
     evaluation.check_methods(methods, verdict_method)
     records = evaluation.check_test_questions(test_questions).to_dict("records")
     outputs = generate(
-        model,
+        computing_in(model, generation["dtype"]),
         render_prompts(model.tokenizer, [confidence_messages(question) for question in records]),
         generation["confidence_max_new_tokens"],
         batch_size=generation["batch_size"],
@@ -52,6 +53,7 @@ def elicit_confidences(
     """The scored outputs with a confidence (and its label mass) from every method besides ``stated``."""
     questions = test_questions.set_index("id").loc[stated_outputs["question_id"]].reset_index()
     answers = evaluation.graded_answer_texts(stated_outputs)
+    model = computing_in(model, generation["dtype"])
     columns = {}
     for method in methods:
         if method == "stated":
@@ -74,7 +76,7 @@ def generate_pairwise_choices(
         for first, second in zip(question_pairs["question_id_1"], question_pairs["question_id_2"])
     ]
     outputs = generate(
-        model,
+        computing_in(model, generation["dtype"]),
         render_prompts(model.tokenizer, conversations),
         generation["pairwise_max_new_tokens"],
         batch_size=generation["batch_size"],

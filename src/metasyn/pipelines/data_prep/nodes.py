@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from metasyn.lm.answers import check_matcher, get_matcher
 from metasyn.lm.models import LanguageModel
+from metasyn.lm.precision import computing_in
 from metasyn.metacognition import examples as examples_lib
 from metasyn.metacognition import plots as metacognition_plots
 from metasyn.metacognition import sampling as sampling_lib
@@ -73,7 +74,7 @@ def sample_answers(
     plan = sampling_lib.plan_batches(model, questions, sampling, seed)
     pending = sampling_lib.pending_batches(plan, saved_batches)
     logger.info("Answer samples: %d of %d batches to sample, the rest saved already.", len(pending), len(plan))
-    return sampling_lib.lazy_samples(model, pending, sampling)
+    return sampling_lib.lazy_samples(computing_in(model, sampling["dtype"]), pending, sampling)
 
 
 def score_answer_samples(

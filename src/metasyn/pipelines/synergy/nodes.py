@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from metasyn import synergy
 from metasyn.lm.models import LanguageModel, describe_model, resolve_device
+from metasyn.lm.precision import computing_in
 from metasyn.lm.prompts import render_prompts
 from metasyn.synergy import plots as synergy_plots
 
@@ -45,7 +46,9 @@ def extract_head_activity(
     todo = set(synergy.prompts_to_record(prompt_set["id"], token_ids, saved_activity, activity["steps"]))
     logger.info("Head activity: %d of %d prompts to record, the rest saved already.", len(todo), len(prompt_set))
     pending = {prompt_id: text for prompt_id, text in zip(prompt_set["id"], rendered) if prompt_id in todo}
-    return synergy.lazy_head_activity(model, pending, activity["steps"], activity["batch_size"])
+    return synergy.lazy_head_activity(
+        model, pending, activity["steps"], activity["batch_size"], activity["generation_dtype"]
+    )
 
 
 def _matrix_tensors(per_prompt: np.ndarray, layers: int, heads_per_layer: int) -> Tensors:
@@ -150,8 +153,9 @@ def measure_networks(phiid_synergy: Tensors, phiid_redundancy: Tensors, head_sco
 def estimate_head_output_spread(
     model: LanguageModel, head_activity: dict[str, Callable[[], Tensors]], prompt_set: pd.DataFrame, ablation: dict
 ) -> Tensors:
-    """Per head and dimension, the SD of the model's head outputs over its recorded steps (the noise scale)."""
+    """Per head and dimension, the SD of the head outputs over the ablation prompts' steps (the noise scale)."""
     synergy.check_ablation_settings(ablation)
+    prompt_set = synergy.select_prompts(prompt_set, ablation["prompts_per_category"])
     activity = synergy.load_activity(head_activity, prompt_set["id"])
     return synergy.head_output_spread(model.model, activity, ablation["batch_size"], model.tokenizer.pad_token_id)
 
@@ -164,13 +168,14 @@ def ablate_heads_cumulatively(
     head_output_spread: Tensors,
     ablation: dict,
 ) -> pd.DataFrame:
-    """Per-prompt behaviour divergence as heads are removed in syn-red order, reverse order and random orders."""
+    """Per ablation prompt, the behaviour divergence as heads are removed in syn-red, reverse and random orders."""
     noise = synergy.ablation_noise(ablation, head_output_spread)
     fractions = synergy.ablation_fractions(ablation["fraction_step"])
     orders = synergy.ablation_orders(head_scores, ablation["random_orders"], ablation["seed"])
+    prompt_set = synergy.select_prompts(prompt_set, ablation["prompts_per_category"])
     activity = synergy.load_activity(head_activity, prompt_set["id"])
     return synergy.ablation_divergences(
-        model.model,
+        computing_in(model, ablation["dtype"]).model,
         activity,
         prompt_set["id"],
         orders,
