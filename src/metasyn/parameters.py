@@ -265,6 +265,9 @@ class Finetune(_Block):
     seed: Seed
     lora: Lora
     training: Training
+    early_stopping_patience: Annotated[
+        int | None, _or_null("a positive integer", _is_positive_integer, "train every epoch")
+    ]
     merge_check: MergeCheck
 
 

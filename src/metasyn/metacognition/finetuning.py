@@ -33,7 +33,7 @@ from peft import (
     set_peft_model_state_dict,
 )
 from safetensors import SafetensorError, safe_open
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import EarlyStoppingCallback, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import sort_checkpoints
 from trl import SFTConfig, SFTTrainer
@@ -312,11 +312,15 @@ def train_adapter(
     training: Mapping,
     checkpoint_dir: str | Path,
     seed: int,
+    early_stopping_patience: int | None = None,
 ) -> TrainingResult:
     """Train a LoRA adapter with TRL's SFTTrainer (completion-only loss), resuming an interrupted run.
 
     ``training`` holds ``trl.SFTConfig`` fields. Checkpoints go to ``checkpoint_dir``. The base model is left
-    untouched: PEFT injects its layers into the model it is given, so it gets a deep copy.
+    untouched: PEFT injects its layers into the model it is given, so it gets a deep copy. With
+    ``early_stopping_patience``, training stops once that many evaluations in a row have not lowered the
+    validation loss (transformers' ``EarlyStoppingCallback``: a plateau), and the best checkpoint is kept; that
+    needs ``load_best_model_at_end`` with matching evaluation and save strategies in ``training``.
     """
     checkpoint_dir = Path(checkpoint_dir)
     # Train where the model was placed (globals model.device); the Trainer would otherwise take any GPU it sees.
@@ -345,6 +349,7 @@ def train_adapter(
         eval_dataset=examples["validation"],
         processing_class=lm.tokenizer,
         peft_config=lora_config(lora),
+        callbacks=[] if early_stopping_patience is None else [EarlyStoppingCallback(early_stopping_patience)],
     )
     trainable, total = trainer.model.get_nb_trainable_parameters()
     logger.info(
@@ -367,6 +372,9 @@ def train_adapter(
             "train_examples": len(examples["train"]),
             "validation_examples": len(examples["validation"]),
             "optimizer_steps": trainer.state.global_step,
+            "epochs": trainer.state.epoch,
+            "best_validation_loss": trainer.state.best_metric,
+            "best_step": trainer.state.best_global_step,
             "wall_time_s": time.perf_counter() - start,
             "device": str(args.device),
             "seed": seed,  # which replicate this is, where a variant is trained at several seeds
