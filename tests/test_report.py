@@ -151,6 +151,11 @@ def test_demo_sizes_are_named_and_study_sizes_are_not():
     assert "synergy prompts" not in size_label(60, 19, 3, sizes)
     assert size_label(60, 700, 2, sizes).startswith("**Demo sizes**: 2 training seeds per variant (study: 3).")
     assert size_label(60, 700, 3, sizes) == ""
+    model = {"name_or_path": "/root/.cache/metasyn/embedded/smollm2-135m-instruct", "parameters": 134_515_008}
+    assert size_label(60, 153, 2, sizes, model).startswith(
+        "**Demo sizes** (a demo of smollm2-135m-instruct, a 135M-parameter model): 153 test questions (study: 500)"
+    )
+    assert size_label(60, 700, 3, sizes, model) == ""
 
 
 def test_report_contains_verdict_tables_and_figure_links():

@@ -226,8 +226,11 @@ def seed_spread_sentence(calibration: pd.DataFrame, replicates: Sequence[str], m
     return f"Between training seeds of {replicates[0]} ({method!r}): " + "; ".join(parts) + "."
 
 
-def size_label(n_prompts: int, n_questions: int, n_seeds: int, study_sizes: Mapping) -> str:
-    """A warning line when the run is smaller than the study's sizes, empty when it is not."""
+def size_label(
+    n_prompts: int, n_questions: int, n_seeds: int, study_sizes: Mapping, model: Mapping | None = None
+) -> str:
+    """A warning line when the run is smaller than the study's sizes, empty when it is not; it names the measured
+    ``model`` (``describe_model``: ``name_or_path``, ``parameters``) when given."""
     short = [
         f"{have} {what} (study: {want})"
         for what, have, want in (
@@ -239,8 +242,12 @@ def size_label(n_prompts: int, n_questions: int, n_seeds: int, study_sizes: Mapp
     ]
     if not short:
         return ""
+    what = ""
+    if model is not None:
+        name = str(model["name_or_path"]).rstrip("/").rsplit("/", 1)[-1]
+        what = f" (a demo of {name}, a {model['parameters'] / 1e6:.0f}M-parameter model)"
     return (
-        f"**Demo sizes**: {', '.join(short)}. The intervals below are as wide as these sizes make them; read "
+        f"**Demo sizes**{what}: {', '.join(short)}. The intervals below are as wide as these sizes make them; read "
         "this run as a check of the method, not as the study's answer."
     )
 

@@ -263,6 +263,7 @@ def compose_report(
         int(pooled.loc[pooled["metric"] == "accuracy", "n"].iloc[0]),
         min((len(names) for names in replicates.values()), default=0),
         settings["study_sizes"],
+        model_descriptions.get("base"),
     )
     return report.render_report(
         configuration,
