@@ -290,20 +290,15 @@ def test_the_project_copy_of_the_reference_vectors_matches_shared_when_shared_is
 
 
 def test_redundancy_mmi_takes_per_pair_the_local_array_of_smaller_time_mean_the_second_on_ties() -> None:
-    # (prompts, pairs, steps) = (2, 3, 4); means of mi_1 by pair: prompt 0: 1, 2, 3; prompt 1: 2, 2, 0.
-    mi_1 = torch.tensor(
-        [
-            [[1.0, 1, 1, 1], [1, 3, 1, 3], [3, 3, 3, 3]],
-            [[0, 4, 0, 4], [2, 2, 2, 2], [0, 0, 0, 0]],
-        ],
-        dtype=torch.float64,
-    )
-    mi_2 = torch.full((2, 3, 4), 2.0, dtype=torch.float64)  # mean 2 everywhere
+    # (prompts, pairs, steps) = (2, 3, 4): local arrays with the given time means, differing step by step.
+    wiggle = torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=torch.float64)
+    means_1 = torch.tensor([[1.0, 2, 3], [2, 2, 0]], dtype=torch.float64)[..., None]
+    means_2 = torch.tensor([[2.0, 2, 4], [1, 2, 1]], dtype=torch.float64)[..., None]
+    mi_1, mi_2 = means_1 + wiggle, means_2 - 2 * wiggle
     chosen = phiid._redundancy_mmi(mi_1, mi_2)
-    # mi_1 where its mean is below 2; on a tie of means (prompt 0 pair 1, prompt 1 pairs 0 and 1) mi_2, as phyid.
-    expected = mi_2.clone()
-    expected[0, 0], expected[1, 2] = mi_1[0, 0], mi_1[1, 2]
-    assert torch.equal(chosen, expected)
+    # mi_1 where its mean is the smaller; on a tie (prompt 0 pair 1, prompt 1 pair 1) mi_2, as phyid.
+    first = torch.tensor([[True, False, True], [False, False, True]])[..., None]
+    assert torch.equal(chosen, torch.where(first, mi_1, mi_2))
 
 
 def test_double_redundancy_mmi_takes_per_pair_the_smallest_time_mean_the_first_on_ties() -> None:
