@@ -798,3 +798,59 @@ def test_cross_half_agreement_of_a_model_with_itself_is_within_in_every_split(mo
     assert (result["cross_minus_within"], result["ci_low"], result["ci_high"]) == (0.0, 0.0, 0.0)
     within = shape.split_half_reliability(*model_a, HEADS_PER_LAYER, 20, 0)
     assert within["ci_low"] < within["ci_high"]  # split-to-split variation of the same kind of correlation
+
+
+def test_moving_average_skips_undefined_layers_and_keeps_a_layer_with_one_defined_neighbour():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a layer with no defined layer around it is NaN, without a 0/0 warning
+        smoothed = shape.moving_average(np.array([0.0, np.nan, 3.0, np.nan, np.nan, np.nan, 6.0]))
+    # Layer 0: 0 / 1; 1: (0 + 3) / 2; 2: 3; 3: 3; 4: nothing defined; 5: 6; 6: 6.
+    np.testing.assert_array_equal(smoothed, [0.0, 1.5, 3.0, 3.0, np.nan, 6.0, 6.0])
+    # One value per layer below three layers too; with two, each layer's window holds both.
+    assert shape.moving_average(np.array([2.0])).tolist() == [2.0]
+    assert shape.moving_average(np.array([0.0, 1.0])).tolist() == [0.5, 0.5]
+
+
+def test_peak_depth_refines_a_peak_at_the_second_layer_and_beside_undefined_layers():
+    # [0, 3, 3, 0, 0] smooths to [1.5, 2, 2, 1, 0]: the first maximum is layer 1, its neighbours 1.5 and 2, so the
+    # vertex lies 0.5 (1.5 - 2) / (1.5 - 4 + 2) = 0.5 layers on: depth 1.5 / 4.
+    assert shape.peak_depth(np.array([0.0, 3, 3, 0, 0])) == pytest.approx(1.5 / 4)
+    # [nan, nan, nan, 0, 4, 0, 0] smooths to [nan, nan, 0, 2, 4/3, 4/3, 0]: the peak (layer 3) has defined
+    # neighbours 0 and 4/3 although layer 1 is undefined: offset 0.5 (0 - 4/3) / (0 - 4 + 4/3) = 1/4, depth
+    # 3.25 / 6; mirrored, 2.75 / 6 although layer 5 is undefined.
+    profile = np.array([np.nan, np.nan, np.nan, 0, 4, 0, 0])
+    assert shape.peak_depth(profile) == pytest.approx(3.25 / 6)
+    assert shape.peak_depth(profile[::-1]) == pytest.approx(2.75 / 6)
+    # Two layers smooth to a tie (each window holds both): the first, depth 0; one layer lies at depth 0.
+    assert shape.peak_depth(np.array([0.0, 1.0])) == 0.0 and shape.peak_depth(np.array([5.0])) == 0.0
+
+
+def _seeded_p_value(base, other, n_permutations: int, paired: bool) -> float:
+    """The shape test's p, recomputed from the null's pseudo-models (checked above by enumeration)."""
+    observed = shape.shape_distance(shape.profile_from_matrices(*base, 2), shape.profile_from_matrices(*other, 2))
+    models = shape._Model(base), shape._Model(other)
+    null = np.array([shape.shape_distance(*pair) for pair in shape._permuted_profiles(*models, 2, n_permutations, 0,
+                                                                                       paired)])  # fmt: skip
+    defined = null[np.isfinite(null)]
+    return (1 + np.sum(defined >= observed - 1e-12)) / (1 + len(defined))
+
+
+def test_the_shape_p_value_is_over_its_own_count_of_permutations_of_the_pairing():
+    base, other = _small_models((6, 6), seed=1)
+    p_values = {}
+    for paired in (True, False):
+        result = shape.profile_shape_test(base, other, 2, 4, 0, paired=paired, n_permutations=30)
+        p_values[paired] = _seeded_p_value(base, other, 30, paired)
+        assert result["p_value"] == pytest.approx(p_values[paired])
+        assert result["n_permutations"] == 30  # not the 4 resamples
+    assert p_values[True] != p_values[False]  # the two nulls give different p here: the test tells them apart
+
+
+def test_no_p_value_when_the_observed_distance_is_undefined_though_permuted_ones_are_defined():
+    base, other = _small_models((4, 4))
+    tied = tuple(np.ones_like(matrix) for matrix in base)  # every head ties: no profile
+    null = [shape.shape_distance(*pair) for pair in
+            shape._permuted_profiles(shape._Model(tied), shape._Model(other), 2, 20, 0, True)]  # fmt: skip
+    assert np.isfinite(null).any()  # mixing the models' prompts breaks the ties
+    result = shape.profile_shape_test(tied, other, 2, 4, 0, n_permutations=20)
+    assert np.isnan(result["l2_distance"]["estimate"]) and np.isnan(result["p_value"])
