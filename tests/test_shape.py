@@ -9,6 +9,7 @@ profile rise to a peak at ``peak``.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -708,3 +709,148 @@ def test_the_shape_test_is_seeded_paired_and_unpaired():
     for paired in (True, False):
         first = shape.profile_shape_test(base, boosted, 2, 10, 0, paired=paired, n_permutations=10)
         assert shape.profile_shape_test(base, boosted, 2, 10, 0, paired=paired, n_permutations=10) == first
+
+
+def _small_models(prompts: tuple[int, int], seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Two random symmetric models of 3 layers x 2 heads with ``prompts`` prompts each (no ties in any mean)."""
+    rng = np.random.default_rng(seed)
+    models = []
+    for n in prompts:
+        synergy, redundancy = (rng.random((n, 6, 6)) for _ in range(2))
+        models.append(tuple((matrix + matrix.transpose(0, 2, 1)) / 2 for matrix in (synergy, redundancy)))
+    return tuple(models)
+
+
+def _profile(model: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    return shape.profile_from_matrices(model[0][rows], model[1][rows], 2)
+
+
+def _matching(profiles: tuple[np.ndarray, np.ndarray], candidates: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
+    return [
+        k for k, (left, right) in enumerate(candidates)
+        if np.allclose(profiles[0], left, rtol=0, atol=1e-12) and np.allclose(profiles[1], right, rtol=0, atol=1e-12)
+    ]  # fmt: skip
+
+
+def test_paired_permutations_are_the_two_models_swapped_on_a_subset_of_prompts():
+    # Three paired prompts: the null's pseudo-models are (base where not swapped, other where swapped) and the
+    # reverse, for one of the 2^3 subsets; over 32 permutations every subset is drawn.
+    base, other = _small_models((3, 3))
+    candidates = []
+    for swap in itertools.product((False, True), repeat=3):
+        swap = np.array(swap)
+        pseudo = [tuple(np.where(swap[:, None, None], b, a) for a, b in zip(first, second))
+                  for first, second in ((base, other), (other, base))]  # fmt: skip
+        candidates.append((_profile(pseudo[0], slice(None)), _profile(pseudo[1], slice(None))))
+    drawn = [
+        _matching(profiles, candidates)
+        for profiles in shape._permuted_profiles(shape._Model(base), shape._Model(other), 2, 32, 0, paired=True)
+    ]
+    assert all(len(match) == 1 for match in drawn)
+    assert {match[0] for match in drawn} == set(range(8))
+
+
+def test_unpaired_permutations_re_split_the_pooled_prompts_into_groups_of_the_original_sizes():
+    # Two base prompts and three other prompts: the pseudo-base is any 2 of the 5 pooled prompts and the
+    # pseudo-other the remaining 3, one of C(5, 2) = 10 splits; over 40 permutations every split is drawn.
+    base, other = _small_models((2, 3))
+    pooled = tuple(np.concatenate([b, o]) for b, o in zip(base, other))
+    candidates = []
+    for chosen in itertools.combinations(range(5), 2):
+        rest = np.setdiff1d(np.arange(5), chosen)
+        candidates.append((_profile(pooled, np.array(chosen)), _profile(pooled, rest)))
+    drawn = [
+        _matching(profiles, candidates)
+        for profiles in shape._permuted_profiles(shape._Model(base), shape._Model(other), 2, 40, 0, paired=False)
+    ]
+    assert all(len(match) == 1 for match in drawn)
+    assert {match[0] for match in drawn} == set(range(10))
+
+
+def test_unpaired_resamples_draw_every_prompt_of_both_models():
+    weights = list(shape._resample_weights(3, 4, 200, 0, paired=False))
+    left, right = (np.array([w[k] for w in weights]) for k in range(2))
+    assert (left.sum(axis=1) == 3).all() and (right.sum(axis=1) == 4).all()  # n draws of n prompts each
+    assert (left.sum(axis=0) > 0).all() and (right.sum(axis=0) > 0).all()  # every prompt drawn somewhere
+    assert not np.array_equal(left[:, :3], right[:, :3])  # independent draws
+    paired = list(shape._resample_weights(3, 3, 5, 0, paired=True))
+    assert all(np.array_equal(a, b) for a, b in paired)
+
+
+def test_paired_ablation_interval_with_fewer_reference_orders_resamples_orders_for_every_prompt():
+    # Two identical prompts, as _first_random_order_higher: a resample's area is 0.1 * (1 - k) for k draws of
+    # order 0 out of 3, against a reference of two identical orders (area 0): estimate 0, interval -0.2 (or
+    # -0.1) to 0.1.
+    table = _first_random_order_higher(3)
+    table = pd.concat([table, table.assign(prompt_id="p1")])
+    reference = divergences_table(np.zeros(3), np.linspace(0.0, 1.0, 3), prompts=2, repeats=2)
+    paired = area(table, n_resamples=200, reference=reference)
+    assert paired["estimate"] == pytest.approx(0.0) and paired["ci_high"] == pytest.approx(0.1)
+    assert paired["ci_low"] in (pytest.approx(-0.2), pytest.approx(-0.1))
+    assert paired["n_prompts"] == 2 and paired["n_random_orders"] == 2
+
+
+def test_cross_half_agreement_of_a_model_with_itself_is_within_in_every_split(model_a):
+    # The same matrices: cross and both within values are one Spearman per split, so the gap is 0 in every split
+    # (the interval [0, 0]) although the within values vary from split to split.
+    result = shape.cross_half_agreement(model_a, model_a, HEADS_PER_LAYER, 20, 0)
+    assert result["cross"] == result["within_base"] == result["within_other"] < 1
+    assert (result["cross_minus_within"], result["ci_low"], result["ci_high"]) == (0.0, 0.0, 0.0)
+    within = shape.split_half_reliability(*model_a, HEADS_PER_LAYER, 20, 0)
+    assert within["ci_low"] < within["ci_high"]  # split-to-split variation of the same kind of correlation
+
+
+def test_moving_average_skips_undefined_layers_and_keeps_a_layer_with_one_defined_neighbour():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a layer with no defined layer around it is NaN, without a 0/0 warning
+        smoothed = shape.moving_average(np.array([0.0, np.nan, 3.0, np.nan, np.nan, np.nan, 6.0]))
+    # Layer 0: 0 / 1; 1: (0 + 3) / 2; 2: 3; 3: 3; 4: nothing defined; 5: 6; 6: 6.
+    np.testing.assert_array_equal(smoothed, [0.0, 1.5, 3.0, 3.0, np.nan, 6.0, 6.0])
+    # One value per layer below three layers too; with two, each layer's window holds both.
+    assert shape.moving_average(np.array([2.0])).tolist() == [2.0]
+    assert shape.moving_average(np.array([0.0, 1.0])).tolist() == [0.5, 0.5]
+
+
+def test_peak_depth_refines_a_peak_at_the_second_layer_and_beside_undefined_layers():
+    # [0, 3, 3, 0, 0] smooths to [1.5, 2, 2, 1, 0]: the first maximum is layer 1, its neighbours 1.5 and 2, so the
+    # vertex lies 0.5 (1.5 - 2) / (1.5 - 4 + 2) = 0.5 layers on: depth 1.5 / 4.
+    assert shape.peak_depth(np.array([0.0, 3, 3, 0, 0])) == pytest.approx(1.5 / 4)
+    # [nan, nan, nan, 0, 4, 0, 0] smooths to [nan, nan, 0, 2, 4/3, 4/3, 0]: the peak (layer 3) has defined
+    # neighbours 0 and 4/3 although layer 1 is undefined: offset 0.5 (0 - 4/3) / (0 - 4 + 4/3) = 1/4, depth
+    # 3.25 / 6; mirrored, 2.75 / 6 although layer 5 is undefined.
+    profile = np.array([np.nan, np.nan, np.nan, 0, 4, 0, 0])
+    assert shape.peak_depth(profile) == pytest.approx(3.25 / 6)
+    assert shape.peak_depth(profile[::-1]) == pytest.approx(2.75 / 6)
+    # Two layers smooth to a tie (each window holds both): the first, depth 0; one layer lies at depth 0.
+    assert shape.peak_depth(np.array([0.0, 1.0])) == 0.0 and shape.peak_depth(np.array([5.0])) == 0.0
+
+
+def _seeded_p_value(base, other, n_permutations: int, paired: bool) -> float:
+    """The shape test's p, recomputed from the null's pseudo-models (checked above by enumeration)."""
+    observed = shape.shape_distance(shape.profile_from_matrices(*base, 2), shape.profile_from_matrices(*other, 2))
+    models = shape._Model(base), shape._Model(other)
+    null = np.array([shape.shape_distance(*pair) for pair in shape._permuted_profiles(*models, 2, n_permutations, 0,
+                                                                                       paired)])  # fmt: skip
+    defined = null[np.isfinite(null)]
+    return (1 + np.sum(defined >= observed - 1e-12)) / (1 + len(defined))
+
+
+def test_the_shape_p_value_is_over_its_own_count_of_permutations_of_the_pairing():
+    base, other = _small_models((6, 6), seed=1)
+    p_values = {}
+    for paired in (True, False):
+        result = shape.profile_shape_test(base, other, 2, 4, 0, paired=paired, n_permutations=30)
+        p_values[paired] = _seeded_p_value(base, other, 30, paired)
+        assert result["p_value"] == pytest.approx(p_values[paired])
+        assert result["n_permutations"] == 30  # not the 4 resamples
+    assert p_values[True] != p_values[False]  # the two nulls give different p here: the test tells them apart
+
+
+def test_no_p_value_when_the_observed_distance_is_undefined_though_permuted_ones_are_defined():
+    base, other = _small_models((4, 4))
+    tied = tuple(np.ones_like(matrix) for matrix in base)  # every head ties: no profile
+    null = [shape.shape_distance(*pair) for pair in
+            shape._permuted_profiles(shape._Model(tied), shape._Model(other), 2, 20, 0, True)]  # fmt: skip
+    assert np.isfinite(null).any()  # mixing the models' prompts breaks the ties
+    result = shape.profile_shape_test(tied, other, 2, 4, 0, n_permutations=20)
+    assert np.isnan(result["l2_distance"]["estimate"]) and np.isnan(result["p_value"])

@@ -563,3 +563,18 @@ def test_phiid_matrices_pass_their_lag_and_redundancy_on_to_the_engine():
     expected = phiid_all_pairs(norms.flatten(0, 1)[None], tau=2, redundancy="CCS", atoms=("sts", "rtr"))
     np.testing.assert_allclose(synergy_matrices, expected.atoms["sts"], rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(redundancy_matrices, expected.atoms["rtr"], rtol=1e-6, atol=1e-9)
+
+
+def test_undefined_pairs_of_a_prompt_cut_before_its_end_are_numbered_in_the_whole_activity():
+    activity = activity_with_ends([None, None, 12])
+    activity[2].head_output_norms[0, 1, :12] = 0.5  # head 1 is constant in the 12 analysed steps, not after
+    ends = synergy.natural_ends(prompt_table(["a", "b", "c"], ["x"] * 3), activity, max_steps=None, min_steps=6)
+    full_synergy, full_redundancy, full_invalid = synergy.phiid_matrices(activity, 1, "MMI", "cpu")
+    assert full_invalid.empty
+    _, _, invalid = synergy.phiid_matrices_before_end(activity, ends, full_synergy, full_redundancy, 1, "MMI", "cpu")
+    assert invalid.to_dict("list") == {
+        "prompt": [2] * 5,  # the third prompt of the activity, not the first of the cut ones
+        "source": [0, 1, 1, 1, 1],
+        "target": [1, 2, 3, 4, 5],
+        "reason": ["constant series"] * 5,
+    }

@@ -135,8 +135,10 @@ def moving_average(profile: np.ndarray) -> np.ndarray:
     """Mean of each layer and its two neighbours (fewer at the ends, NaN layers skipped)."""
     finite = np.isfinite(profile)
     kernel = np.ones(3)
-    totals = np.convolve(np.where(finite, profile, 0.0), kernel, mode="same")
-    counts = np.convolve(finite.astype(float), kernel, mode="same")
+    # The full convolution without its two outer values: one value per layer for any number of layers (mode
+    # "same" returns max(layers, 3) values, so a profile of one or two layers got three).
+    totals = np.convolve(np.where(finite, profile, 0.0), kernel)[1:-1]
+    counts = np.convolve(finite.astype(float), kernel)[1:-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, totals / counts, np.nan)
 
