@@ -176,6 +176,9 @@ def _parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
 
+PATIENCE_2 = {"patience": 2, "threshold": 0.0}
+
+
 def test_early_stopping_ends_training_at_a_plateau_and_keeps_the_best_step(tiny_lm, tmp_path):
     # A learning rate of 0 leaves the validation loss flat: with patience 2 and an evaluation every step, steps 2
     # and 3 do not improve on step 1, so training stops at step 3 of the 12 that 3 epochs would take.
@@ -189,12 +192,16 @@ def test_early_stopping_ends_training_at_a_plateau_and_keeps_the_best_step(tiny_
         "load_best_model_at_end": True,
         "metric_for_best_model": "eval_loss",
     }
-    flat = finetuning.train_adapter(tiny_lm, hand_made_examples(), TINY_LORA, training, tmp_path / "flat", 0, 2)
+    flat = finetuning.train_adapter(
+        tiny_lm, hand_made_examples(), TINY_LORA, training, tmp_path / "flat", 0, PATIENCE_2
+    )
     assert flat.run["optimizer_steps"] == 3 and flat.run["best_step"] == 1
     assert len(flat.log["eval_loss"].dropna()) == 3
     # A loss that keeps falling is not a plateau: all 12 steps run.
     learning = training | {"learning_rate": 5.0e-3}
-    whole = finetuning.train_adapter(tiny_lm, hand_made_examples(), TINY_LORA, learning, tmp_path / "whole", 0, 2)
+    whole = finetuning.train_adapter(
+        tiny_lm, hand_made_examples(), TINY_LORA, learning, tmp_path / "whole", 0, PATIENCE_2
+    )
     assert whole.run["optimizer_steps"] == 12 and whole.run["best_validation_loss"] < flat.run["best_validation_loss"]
 
 

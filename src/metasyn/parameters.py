@@ -261,13 +261,16 @@ class MergeCheck(_Block):
     relative_tolerance: PositiveNumber
 
 
+class EarlyStopping(_Block):
+    patience: PositiveInt
+    threshold: NonNegativeNumber
+
+
 class Finetune(_Block):
     seed: Seed
     lora: Lora
     training: Training
-    early_stopping_patience: Annotated[
-        int | None, _or_null("a positive integer", _is_positive_integer, "train every epoch")
-    ]
+    early_stopping: EarlyStopping | None
     merge_check: MergeCheck
 
 

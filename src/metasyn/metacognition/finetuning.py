@@ -312,15 +312,16 @@ def train_adapter(
     training: Mapping,
     checkpoint_dir: str | Path,
     seed: int,
-    early_stopping_patience: int | None = None,
+    early_stopping: Mapping | None = None,
 ) -> TrainingResult:
     """Train a LoRA adapter with TRL's SFTTrainer (completion-only loss), resuming an interrupted run.
 
     ``training`` holds ``trl.SFTConfig`` fields. Checkpoints go to ``checkpoint_dir``. The base model is left
     untouched: PEFT injects its layers into the model it is given, so it gets a deep copy. With
-    ``early_stopping_patience``, training stops once that many evaluations in a row have not lowered the
-    validation loss (transformers' ``EarlyStoppingCallback``: a plateau), and the best checkpoint is kept; that
-    needs ``load_best_model_at_end`` with matching evaluation and save strategies in ``training``.
+    ``early_stopping`` (``patience``, ``threshold``), training stops once ``patience`` evaluations in a row have
+    not lowered the validation loss by more than ``threshold`` (transformers' ``EarlyStoppingCallback``: a
+    plateau), and the best checkpoint is kept; that needs ``load_best_model_at_end`` with matching evaluation and
+    save strategies in ``training``.
     """
     checkpoint_dir = Path(checkpoint_dir)
     # Train where the model was placed (globals model.device); the Trainer would otherwise take any GPU it sees.
@@ -349,7 +350,9 @@ def train_adapter(
         eval_dataset=examples["validation"],
         processing_class=lm.tokenizer,
         peft_config=lora_config(lora),
-        callbacks=[] if early_stopping_patience is None else [EarlyStoppingCallback(early_stopping_patience)],
+        callbacks=[]
+        if early_stopping is None
+        else [EarlyStoppingCallback(early_stopping["patience"], early_stopping["threshold"])],
     )
     trainable, total = trainer.model.get_nb_trainable_parameters()
     logger.info(

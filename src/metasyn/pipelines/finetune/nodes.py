@@ -29,11 +29,11 @@ def train_adapter(
     lora: dict,
     training: dict,
     checkpoint_dir: Path,
-    early_stopping_patience: int | None,
+    early_stopping: dict | None,
     seed: int,
 ) -> tuple[Adapter, pd.DataFrame, dict]:
     """Train the variant's LoRA adapter to a validation plateau (resuming an interrupted run); adapter, log, facts."""
-    return finetuning.train_adapter(base_model, examples, lora, training, checkpoint_dir, seed, early_stopping_patience)
+    return finetuning.train_adapter(base_model, examples, lora, training, checkpoint_dir, seed, early_stopping)
 
 
 def merge_adapter(

@@ -32,7 +32,7 @@ def create_template(variant_options: Mapping[str, Any], seed: int) -> Pipeline:
                     "params:finetune.lora",
                     "params:finetune.training",
                     "adapter_checkpoints",
-                    "params:finetune.early_stopping_patience",
+                    "params:finetune.early_stopping",
                 ],
                 outputs=["adapter", "training_log", "training_run"],
                 name="train_adapter",
