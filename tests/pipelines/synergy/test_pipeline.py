@@ -111,9 +111,9 @@ def count_recorded_prompts(monkeypatch) -> list[int]:
     recorded = []
     record = synergy_activity.record_head_activity
 
-    def counting_record(lm, prompts, steps, batch_size):
+    def counting_record(lm, prompts, steps, batch_size, generator):
         recorded.append(len(prompts))
-        return record(lm, prompts, steps, batch_size)
+        return record(lm, prompts, steps, batch_size, generator)
 
     monkeypatch.setattr(synergy_activity, "record_head_activity", counting_record)
     return recorded
