@@ -113,7 +113,7 @@ def test_batches_are_sampled_in_the_evaluated_prompt(lm, uninterrupted):
     assert [batch.partition for batch in plan] == sorted(saved_files(uninterrupted))
 
 
-@pytest.mark.parametrize("change", [{"temperature": 0.7}, {"batch_size": 3}, {"n_samples": 3}])
+@pytest.mark.parametrize("change", [{"temperature": 0.7}, {"batch_size": 3}, {"n_samples": 3}, {"dtype": "bfloat16"}])
 def test_batches_saved_with_other_settings_are_refused_before_anything_is_sampled(lm, uninterrupted, change):
     before = saved_files(uninterrupted)
     with pytest.raises(ValueError, match="sampled with other settings.*Delete the folder of the catalog's"):

@@ -71,10 +71,12 @@ def sample_answers(
     saved_batches: dict[str, pd.DataFrame],
 ) -> dict[str, Callable[[], pd.DataFrame]]:
     """Per batch of questions not saved yet, a callable sampling each question ``n_samples`` times (saved lazily)."""
-    plan = sampling_lib.plan_batches(model, questions, sampling, seed)
+    # Planned with the model that samples, so that each batch's fingerprint names the dtype it is sampled in.
+    sampler = computing_in(model, sampling["dtype"])
+    plan = sampling_lib.plan_batches(sampler, questions, sampling, seed)
     pending = sampling_lib.pending_batches(plan, saved_batches)
     logger.info("Answer samples: %d of %d batches to sample, the rest saved already.", len(pending), len(plan))
-    return sampling_lib.lazy_samples(computing_in(model, sampling["dtype"]), pending, sampling)
+    return sampling_lib.lazy_samples(sampler, pending, sampling)
 
 
 def score_answer_samples(
