@@ -67,6 +67,8 @@ def test_each_environments_parameters_validate_clean(env: str) -> None:
         ("synergy.activity.batch_size", True, "True is not allowed; a positive integer"),  # no bool for an int
         ("variants.finetuned.metacog.shuffle_targets", "false", "'false' is not allowed; true"),  # truthy string
         ("finetune.training.bf16", "no", "'no' is not allowed; true or false is needed"),
+        ("synergy.ablation.dtype", "int8", "'int8' is not allowed; auto (bfloat16 where the hardware has it)"),
+        ("calibration.generation.dtype", "bfloat17", "'bfloat17' is not allowed; auto"),
         ("data_prep.split.test_fraction", 1.5, "1.5 is not allowed; a number strictly between 0 and 1"),
         ("synergy.graph.edge_fraction", 0, "0 is not allowed; a number in (0, 1]"),
         ("synergy.activity.steps", 3, "3 is not allowed; more than synergy.phiid.tau + 2 = 3 steps"),

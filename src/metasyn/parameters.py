@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from trl import SFTConfig
 
 from metasyn.lm.answers import MATCHERS, MODEL_MATCHERS
-from metasyn.lm.models import resolve_device
+from metasyn.lm.models import resolve_device, resolve_dtype
 from metasyn.metacognition.evaluation import CONFIDENCE_COLUMNS, check_methods
 from metasyn.pipelines.variants import SEED_LIMIT, Variants, VariantsError
 from metasyn.questions.sources import GENERATED_SOURCES, LOADED_SOURCES
@@ -93,8 +93,11 @@ def _is_device(value: Any) -> bool:
 
 
 def _is_float_dtype(value: Any) -> bool:
-    dtype = getattr(torch, value, None) if isinstance(value, str) else None
-    return value == "auto" or (isinstance(dtype, torch.dtype) and dtype.is_floating_point)
+    """A dtype name ``resolve_dtype`` accepts (``auto`` or a torch dtype) that is a floating-point one."""
+    try:
+        return isinstance(value, str) and resolve_dtype(value, torch.device("cpu")).is_floating_point
+    except ValueError:
+        return False
 
 
 PositiveInt = Annotated[int, _allowed("a positive integer", _is_positive_integer)]
