@@ -243,7 +243,7 @@ def size_label(
     if not short:
         return ""
     what = ""
-    if model is not None and {"name_or_path", "parameters"} <= model.keys():
+    if model is not None:
         name = str(model["name_or_path"]).rstrip("/").rsplit("/", 1)[-1]
         what = f" (a demo of {name}, a {model['parameters'] / 1e6:.0f}M-parameter model)"
     return (

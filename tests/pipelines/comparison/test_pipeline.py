@@ -76,7 +76,9 @@ def _synergy_inputs(model: str, synergy: np.ndarray, redundancy: np.ndarray) -> 
         f"{model}.phiid_redundancy": tensors(redundancy),
         f"{model}.head_scores": scores,
         f"{model}.layer_profile": layer_profile(scores),
-        f"{model}.model_description": {"name_or_path": f"synthetic/{model}", "layers_x_heads": f"{LAYERS}x3"},
+        f"{model}.model_description": {
+            "name_or_path": f"synthetic/{model}", "layers_x_heads": f"{LAYERS}x3", "parameters": 3_000_000
+        },
         # Every prompt "ended" after its first half: the truncated PhiID is the same activity's first 12 prompts.
         f"{model}.phiid_synergy_truncated": tensors(np.where(_FIRST_HALF, synergy, np.nan)),
         f"{model}.phiid_redundancy_truncated": tensors(np.where(_FIRST_HALF, redundancy, np.nan)),
@@ -239,7 +241,9 @@ def test_raw_layer_changes_are_largest_where_synergy_was_planted(comparison_run)
 def test_the_report_states_the_verdict_sizes_and_seed_spread(comparison_run):
     text = comparison_run("report.md").read_text()
     first_lines = text.split("\n\n")[:2]
-    assert first_lines[0] == "# metasyn report" and first_lines[1].startswith("**Demo sizes**: 24 synergy prompts")
+    assert first_lines[0] == "# metasyn report" and first_lines[1].startswith(
+        "**Demo sizes** (a demo of base, a 3M-parameter model): 24 synergy prompts"
+    )
     calibration = re.search(r"Calibration of metacog \(confidence elicited by 'forced'\): (.*?)\n", text).group(1)
     assert calibration.startswith("accuracy base ") and ", change 0.000 [0.000, 0.000]; ECE base" in calibration
     assert re.search(
