@@ -243,6 +243,17 @@ def test_training_seeds_are_set_beside_every_change():
     assert "permutation p = 0.600" in text
 
 
+# metacog against base, full and truncated: the L2 distance changes (p 0.01), the peak shift is interval-only.
+METACOG_SENSITIVITY = [
+    {"subject": "metacog vs base", "statistic": "l2_distance", "full_estimate": 0.1, "full_ci_low": 0.05,
+     "full_ci_high": 0.15, "full_p_value": 0.01, "truncated_estimate": 0.08, "truncated_ci_low": 0.0,
+     "truncated_ci_high": 0.2, "truncated_p_value": 0.2, "n_prompts_truncated": 7},
+    {"subject": "metacog vs base", "statistic": "peak_shift", "full_estimate": 0.3, "full_ci_low": 0.2,
+     "full_ci_high": 0.4, "full_p_value": float("nan"), "truncated_estimate": 0.1, "truncated_ci_low": -0.3,
+     "truncated_ci_high": 0.5, "truncated_p_value": float("nan"), "n_prompts_truncated": 7},
+]  # fmt: skip
+
+
 def test_ablation_and_end_of_sequence_sentences_join_their_comparison():
     synergy_tables = _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2))
     ablation = pd.DataFrame([
@@ -251,14 +262,7 @@ def test_ablation_and_end_of_sequence_sentences_join_their_comparison():
         {"comparison": "metacog vs base", "statistic": "ablation_area_redundant_first_change", "estimate": 0.0,
          "ci_low": -0.4, "ci_high": 0.4, "n_prompts": 12, "note": ""},
     ])  # fmt: skip
-    sensitivity = pd.DataFrame([
-        {"subject": "metacog vs base", "statistic": "l2_distance", "full_estimate": 0.1, "full_ci_low": 0.05,
-         "full_ci_high": 0.15, "full_p_value": 0.01, "truncated_estimate": 0.08, "truncated_ci_low": 0.0,
-         "truncated_ci_high": 0.2, "truncated_p_value": 0.2, "n_prompts_truncated": 7},
-        {"subject": "metacog vs base", "statistic": "peak_shift", "full_estimate": 0.3, "full_ci_low": 0.2,
-         "full_ci_high": 0.4, "full_p_value": float("nan"), "truncated_estimate": 0.1, "truncated_ci_low": -0.3,
-         "truncated_ci_high": 0.5, "truncated_p_value": float("nan"), "n_prompts_truncated": 7},
-    ])  # fmt: skip
+    sensitivity = pd.DataFrame(METACOG_SENSITIVITY)
     text = verdict(_calibration(0.1, (-0.25, -0.15)), *synergy_tables, ["metacog"], SETTINGS, "forced", None,
                    ablation, sensitivity)  # fmt: skip
     assert "synergistic-first 0.300 [0.100, 0.500] (n = 12 prompts): a change" in text
@@ -426,12 +430,7 @@ def _full_inputs() -> dict:
          "ci_low": -0.05, "ci_high": 0.05, "n_prompts": 12, "note": "paired over prompts; 3 random orders resampled"},
     ])  # fmt: skip
     sensitivity = pd.DataFrame([
-        {"subject": "metacog vs base", "statistic": "l2_distance", "full_estimate": 0.1, "full_ci_low": 0.05,
-         "full_ci_high": 0.15, "full_p_value": 0.01, "truncated_estimate": 0.08, "truncated_ci_low": 0.0,
-         "truncated_ci_high": 0.2, "truncated_p_value": 0.2, "n_prompts_truncated": 7},
-        {"subject": "metacog vs base", "statistic": "peak_shift", "full_estimate": 0.3, "full_ci_low": 0.2,
-         "full_ci_high": 0.4, "full_p_value": float("nan"), "truncated_estimate": 0.1, "truncated_ci_low": -0.3,
-         "truncated_ci_high": 0.5, "truncated_p_value": float("nan"), "n_prompts_truncated": 7},
+        *METACOG_SENSITIVITY,
         {"subject": "base", "statistic": "inverted_u_quadratic", "full_estimate": 0.8, "full_ci_low": 0.7,
          "full_ci_high": 0.9, "full_p_value": float("nan"), "truncated_estimate": 0.6, "truncated_ci_low": 0.4,
          "truncated_ci_high": 0.8, "truncated_p_value": float("nan"), "n_prompts_truncated": 9},
