@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +16,6 @@ from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import BaseTuner
 from trl import SFTTrainer
 
-from metasyn.lm.answers import parse_confidence, parse_preference
 from metasyn.lm.models import LanguageModel
 from metasyn.metacognition import finetuning
 from tests.pipelines.finetune.tiny import (
@@ -70,46 +67,6 @@ def test_unknown_target_module_is_named_before_training(tiny_lm):
         finetuning.check_target_modules(tiny_lm.model, ["q_proj", "query_key_value"])
     with pytest.raises(ValueError, match="list of module names"):
         finetuning.check_target_modules(tiny_lm.model, "q_proj")
-
-
-def _many_examples() -> Dataset:
-    train = hand_made_examples()["train"]
-    return Dataset.from_list(train.to_list() * 3)  # 30 single (10 distinct targets), 12 pairwise
-
-
-def test_shuffled_control_keeps_answers_and_permutes_targets():
-    original = _many_examples()
-    shuffled = finetuning.shuffle_confidence_targets(original, seed=0)
-
-    for column in ("prompt", "task", "question_ids", "answers"):
-        assert shuffled[column] == original[column]
-    single = [i for i, task in enumerate(original["task"]) if task == "single"]
-    pairwise = [i for i, task in enumerate(original["task"]) if task == "pairwise"]
-    before, after = original.to_list(), shuffled.to_list()
-    assert sorted(after[i]["target_confidence"] for i in single) == sorted(
-        before[i]["target_confidence"] for i in single
-    )
-    assert Counter(after[i]["preferred"] for i in pairwise) == Counter(before[i]["preferred"] for i in pairwise)
-    assert sum(after[i]["target_confidence"] != before[i]["target_confidence"] for i in single) > len(single) // 2
-    assert all(math.isnan(after[i]["target_confidence"]) and after[i]["preferred"] in (1, 2) for i in pairwise)
-    assert all(after[i]["preferred"] == -1 for i in single)
-    # Completions state the shuffled targets with the original answers.
-    for row in after:
-        text = row["completion"][0]["content"]
-        if row["task"] == "single":
-            assert parse_confidence(text) == pytest.approx(row["target_confidence"], abs=0.005)
-            assert text.startswith(f"Answer: {row['answers'][0]}\n")
-        else:
-            assert parse_preference(text) == row["preferred"]
-    finetuning.validate_training_examples(DatasetDict({"train": shuffled, "validation": shuffled}))
-    # Seeded.
-    assert finetuning.shuffle_confidence_targets(original, seed=0)["completion"] == shuffled["completion"]
-    assert finetuning.shuffle_confidence_targets(original, seed=1)["completion"] != shuffled["completion"]
-
-
-def test_metacog_examples_pass_through_unchanged():
-    examples = hand_made_examples()
-    assert finetuning.variant_examples(examples, shuffle_targets=False, seed=0) is examples
 
 
 def _with_row(examples: DatasetDict, index: int, **changes) -> DatasetDict:

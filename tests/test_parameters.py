@@ -65,7 +65,7 @@ def test_each_environments_parameters_validate_clean(env: str) -> None:
         ("data_prep.sources.factual.count", -5, "-5 is not allowed; a positive integer is needed"),
         ("data_prep.sampling.n_samples", "10", "'10' is not allowed; an integer >= 2"),  # no str -> int coercion
         ("synergy.activity.batch_size", True, "True is not allowed; a positive integer"),  # no bool for an int
-        ("variants.finetuned.metacog.shuffle_targets", "false", "'false' is not allowed; true"),  # truthy string
+        ("variants.finetuned.minimal_rank.lora.r", 0, "0 is not allowed; a positive integer"),  # a variant's LoRA
         ("finetune.training.bf16", "no", "'no' is not allowed; true or false is needed"),
         ("synergy.ablation.dtype", "int8", "'int8' is not allowed; auto (bfloat16 where the hardware has it)"),
         ("calibration.generation.dtype", "bfloat17", "'bfloat17' is not allowed; auto"),
@@ -76,7 +76,7 @@ def test_each_environments_parameters_validate_clean(env: str) -> None:
         ("data_prep.sampling.matcher.nli.device", "gpu", "'gpu' is not allowed; auto or a torch device"),
         ("synergy.phiid.redundancy", "XYZ", "'XYZ' is not allowed; a PhiID redundancy function (MMI, CCS)"),
         ("synergy.phiid.device", "gpu", "'gpu' is not allowed; auto or a torch device"),
-        ("comparison.control", "nope", "'nope' is not allowed; one of the fine-tune variants (metacog, control_shuf"),
+        ("comparison.controls", ["nope"], "['nope'] is not allowed; ['nope'] are not fine-tune variants; each must"),
     ],
 )
 def test_a_bad_value_is_refused_with_its_key_the_value_and_what_is_allowed(base, key, value, message) -> None:
@@ -142,10 +142,38 @@ def test_a_bare_matcher_name_is_accepted_as_the_library_reads_it(base) -> None:
     assert _messages(_with(base, "calibration.matcher", "exact")) == {}
 
 
-def test_a_fine_tune_must_say_whether_it_is_a_control(base) -> None:
+def test_a_fine_tune_must_name_its_training_targets(base) -> None:
     variants = copy.deepcopy(base)
-    del variants["variants"]["finetuned"]["metacog"]["shuffle_targets"]
-    assert list(_messages(variants)) == ["variants.finetuned.metacog.shuffle_targets"]
+    del variants["variants"]["finetuned"]["metacog"]["targets"]
+    messages = _messages(variants)
+    assert list(messages) == ["variants"]
+    assert "variants.finetuned.metacog.targets must name the variant's training targets, one of ['consistency', "
+    assert "'flipped_half', 'shuffled', 'unrelated']" in messages["variants"] and "got None" in messages["variants"]
+
+
+def test_a_variants_lora_fields_are_checked_as_lora_fields(base) -> None:
+    messages = _messages(_with(base, "variants.finetuned.minimal_rank.lora.lora_alpah", 2))
+    assert messages == {
+        "variants.finetuned.minimal_rank.lora.lora_alpah": "variants.finetuned.minimal_rank.lora.lora_alpah is not a "
+        "LoraConfig field; did you mean lora_alpha or lora_bias?"
+    }
+
+
+@pytest.mark.parametrize(
+    ("controls", "message"),
+    [
+        (["control_shuffled", "control_shufled"], "['control_shufled'] are not fine-tune variants"),
+        (["flipped_targets", "flipped_targets"], "['flipped_targets'] are listed more than once"),
+        (
+            ["metacog", "control_shuffled", "minimal_rank", "flipped_targets", "unrelated_task"],
+            "every variant is a control",
+        ),
+        ([], "a non-empty list of fine-tune variant names"),
+    ],
+)
+def test_the_controls_are_fine_tune_variants_each_once_and_not_all_of_them(base, controls, message) -> None:
+    messages = _messages(_with(base, "comparison.controls", controls))
+    assert list(messages) == ["comparison.controls"] and message in messages["comparison.controls"]
 
 
 def test_every_problem_is_reported_together_with_the_file_that_sets_its_key(base) -> None:
@@ -153,7 +181,7 @@ def test_every_problem_is_reported_together_with_the_file_that_sets_its_key(base
     for key, value in [
         ("data_prep.sources.factual.count", -5),
         ("data_prep.sampling.n_samples", "10"),
-        ("variants.finetuned.control_shuffled.shuffle_targets", "false"),
+        ("variants.finetuned.minimal_rank.lora.r", "1"),
         ("synergy.activity.steps", 2),
         ("data_prep.sampling.n_sampels", 3),
     ]:
@@ -166,8 +194,8 @@ def test_every_problem_is_reported_together_with_the_file_that_sets_its_key(base
     assert f"{count} (conf/base/parameters_data_prep.yml)" in message
     assert "- data_prep.sampling.n_samples: '10' is not allowed" in message
     assert "- data_prep.sampling.n_sampels is not a known key; did you mean n_samples?" in message
-    shuffle = "- variants.finetuned.control_shuffled.shuffle_targets: 'false' is not allowed; true (a control: "
-    assert f"{shuffle}confidence targets permuted) or false is needed (conf/base/parameters.yml)" in message
+    rank = "- variants.finetuned.minimal_rank.lora.r: '1' is not allowed; a positive integer is needed"
+    assert f"{rank} (conf/base/parameters.yml)" in message
     assert "- synergy.activity.steps: 2 is not allowed" in message
 
 

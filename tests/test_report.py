@@ -2,9 +2,18 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from metasyn.comparison.report import judgement, render_report, size_label, verdict
+from metasyn.comparison.report import (
+    beyond_references,
+    controls_sentence,
+    judgement,
+    render_report,
+    size_label,
+    verdict,
+)
 
 
 def _calibration(ece_after: float, ece_change_ci: tuple[float, float], method: str = "forced") -> pd.DataFrame:
@@ -30,6 +39,7 @@ def _calibration(ece_after: float, ece_change_ci: tuple[float, float], method: s
 
 SETTINGS = {
     "band_name": "Mid-layer",
+    "controls": ["control_shuffled"],
     "verdict": {
         "alpha": 0.05,
         "max_interval_width": {
@@ -557,3 +567,69 @@ def test_node_times_are_numbered_from_zero_longest_first():
     )
     assert times["node"].tolist() == ["long", "short"] and times.index.tolist() == [0, 1]
     assert times["share"].tolist() == [0.75, 0.25]
+
+
+@pytest.mark.parametrize(
+    ("estimate", "interval", "references", "where"),
+    [
+        (-0.20, (-0.30, -0.10), [0.01, -0.02], "beyond"),  # planted: clears every control and 0
+        (0.20, (0.10, 0.30), [0.05, -0.02], "beyond"),
+        (-0.01, (-0.10, 0.08), [0.02, -0.03], "within"),  # null: like the controls
+        (-0.10, (-0.15, -0.05), [-0.12, 0.00], "within"),  # excludes 0, but a control moved as far: fine-tuning
+        (-0.05, (-0.12, 0.01), [0.00, -0.02], "inconclusive"),  # beyond in estimate, not in interval
+        (-0.20, (np.nan, np.nan), [0.0], "undefined"),
+        (-0.20, (-0.30, -0.10), [np.nan], "undefined"),
+    ],
+)
+def test_a_change_is_beyond_the_controls_only_when_its_interval_clears_all_of_them(
+    estimate, interval, references, where
+):
+    assert beyond_references(estimate, *interval, references) == where
+
+
+def _calibration_with_controls(changes: dict[str, tuple[float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"model": model, "method": "forced", "domain": "all", "metric": f"{metric}_minus_base", "value": value,
+             "ci_low": low, "ci_high": high, "n": 40, "note": ""}
+            for model, (value, low, high) in changes.items()
+            for metric in ("ece", "auroc", "brier")
+        ]
+    )  # fmt: skip
+
+
+def test_the_controls_sentence_reads_each_measure_against_every_control_and_seed():
+    calibration = _calibration_with_controls(
+        {"metacog": (-0.2, -0.25, -0.15), "metacog_seed1": (-0.22, -0.28, -0.16), "shuffled": (-0.01, -0.05, 0.03),
+         "flipped": (0.02, -0.02, 0.06)}
+    )  # fmt: skip
+    band_changes = pd.DataFrame(
+        [
+            {"variant": variant, "reference": "base", "estimate": estimate, "ci_low": low, "ci_high": high}
+            for variant, (estimate, low, high) in {
+                "metacog": (0.03, -0.02, 0.08), "shuffled": (0.04, 0.0, 0.08), "flipped": (0.01, -0.03, 0.05)
+            }.items()
+        ]
+    )  # fmt: skip
+    shape_changes = pd.DataFrame(
+        [{"comparison": "metacog vs base", "statistic": "peak_shift", "estimate": 0.3, "ci_low": 0.1, "ci_high": 0.5},
+         {"comparison": "metacog vs shuffled", "statistic": "peak_shift", "estimate": 0.9, "ci_low": 0.8,
+          "ci_high": 1.0}]
+    )  # fmt: skip
+    text = controls_sentence(
+        "metacog", ["shuffled", "flipped"], ["metacog_seed1"], calibration, band_changes, shape_changes, "forced"
+    )
+    # The seed moved ECE as far as metacog did: a real fine-tuning effect, but not one beyond the seeds' spread.
+    assert (
+        "ECE change -0.200 [-0.250, -0.150] against shuffled -0.010, flipped 0.020, metacog_seed1 -0.220: within "
+        "the spread of the controls and seeds" in text
+    )
+    assert "band contrast change 0.030 [-0.020, 0.080] against shuffled 0.040, flipped 0.010: within" in text
+    # Only changes from base count: the metacog-vs-control row is not a control's change.
+    assert "peak-depth shift 0.300 [0.100, 0.500] against none: undefined" in text
+    without_seed = controls_sentence(
+        "metacog", ["shuffled", "flipped"], [], calibration, band_changes, shape_changes, "forced"
+    )
+    assert "ECE change -0.200 [-0.250, -0.150] against shuffled -0.010, flipped 0.020: beyond every control" in (
+        without_seed
+    )

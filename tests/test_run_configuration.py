@@ -17,7 +17,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from metasyn.lm.models import ModelNotFoundError
-from tests.conftest import PROJECT_ROOT, copy_project
+from tests.conftest import copy_project, declared_variants
 
 GLOBAL_REFERENCE = re.compile(r"^\$\{globals:([\w.]+)\}$")
 LOCAL_GLOBALS = {
@@ -117,9 +117,9 @@ def test_a_variant_list_override_rebuilds_the_pipelines(project: Path) -> None:
         session.load_context()
         declared = {node.namespace.split(".")[0] for node in pipelines["finetune"].nodes}
     override = project / "conf" / "local" / "parameters.yml"
-    dropped = {"metacog": None, "control_shuffled": None}
+    dropped = dict.fromkeys(declared_variants("base").finetuned)
     override.write_text(
-        yaml.safe_dump({"variants": {"finetuned": {"solo": {"shuffle_targets": False}, **dropped}, "baselines": []}})
+        yaml.safe_dump({"variants": {"finetuned": {"solo": {"targets": "consistency"}, **dropped}, "baselines": []}})
     )
     try:
         with KedroSession.create(project_path=project) as session:
@@ -128,7 +128,7 @@ def test_a_variant_list_override_rebuilds_the_pipelines(project: Path) -> None:
             synergy_models = {node.namespace.split(".")[0] for node in pipelines["synergy"].nodes if node.namespace}
     finally:
         override.unlink()
-    assert declared == set(_load_yaml(PROJECT_ROOT / "conf" / "base" / "parameters.yml")["variants"]["finetuned"])
+    assert declared == set(declared_variants("smoke").finetuned)
     assert overridden == {"solo"}
     assert synergy_models == {"base", "solo"}
 

@@ -34,13 +34,17 @@ def test_band_contrast_is_band_mean_minus_the_other_layers():
     assert stats.band_contrast(shifted, (0.3, 0.7)) == pytest.approx(0.8)
 
 
-def test_comparison_pairs_add_the_control_contrast_for_every_other_variant():
-    assert stats.comparison_pairs(["metacog", "control"], "control") == [
+def test_comparison_pairs_add_every_control_contrast_for_every_other_variant():
+    assert stats.comparison_pairs(["metacog", "control"], ["control"]) == [
         ("metacog", "base"), ("control", "base"), ("metacog", "control"),
     ]  # fmt: skip
-    assert stats.comparison_pairs(["metacog"], None) == [("metacog", "base")]
+    assert stats.comparison_pairs(["metacog"], []) == [("metacog", "base")]
+    variants = ["metacog", "rank1", "shuffled", "flipped"]
+    assert stats.comparison_pairs(variants, ["shuffled", "flipped"])[4:] == [
+        ("metacog", "shuffled"), ("metacog", "flipped"), ("rank1", "shuffled"), ("rank1", "flipped"),
+    ]  # fmt: skip
     replicates = {"metacog": ["metacog", "metacog_seed1", "metacog_seed2"], "control": ["control"]}
-    assert stats.comparison_pairs(["metacog", "control"], "control", replicates)[3:] == [
+    assert stats.comparison_pairs(["metacog", "control"], ["control"], replicates)[3:] == [
         ("metacog_seed1", "metacog"), ("metacog_seed2", "metacog"),
     ]  # fmt: skip
 

@@ -17,8 +17,8 @@ from tests.conftest import PROJECT_ROOT, declared_variants
 TWO_SEEDS = {
     "variants": {
         "finetuned": {
-            "metacog": {"shuffle_targets": False, "seeds": [3, 5]},
-            "control_shuffled": {"shuffle_targets": True, "seeds": [3, 5]},
+            "metacog": {"targets": "consistency", "seeds": [3, 5]},
+            "control_shuffled": {"targets": "shuffled", "seeds": [3, 5]},
         },
         "baselines": ["random_init"],
     },
@@ -50,12 +50,12 @@ def test_each_seed_is_a_namespace_and_the_first_keeps_the_variants_name() -> Non
     assert variants.evaluated_models == ["base", *REPLICATES]
     assert variants.synergy_models == ["base", *REPLICATES, "random_init"]
     # The training options the nodes get, without the seeds (those are the namespaces').
-    assert variants.finetuned == {"metacog": {"shuffle_targets": False}, "control_shuffled": {"shuffle_targets": True}}
+    assert variants.finetuned == {"metacog": {"targets": "consistency"}, "control_shuffled": {"targets": "shuffled"}}
 
 
 @pytest.mark.parametrize("seeds", [{}, {"seeds": None}], ids=["absent", "null"])
 def test_a_variant_without_seeds_is_trained_once_at_finetune_seed(seeds: dict) -> None:
-    variants = _variants({"solo": {"shuffle_targets": False, **seeds}}, finetune_seed=7)
+    variants = _variants({"solo": {"targets": "consistency", **seeds}}, finetune_seed=7)
     assert variants.replicates == {"solo": ["solo"]}
     assert variants.namespace_seeds == {"solo": 7}
 
@@ -98,9 +98,9 @@ def test_each_replicate_is_fine_tuned_at_its_own_seed() -> None:
     for namespace, seed in variants.namespace_seeds.items():
         options = variants.finetuned[variants.variant_of[namespace]]
         prepare, train = nodes[f"{namespace}.prepare_examples"], nodes[f"{namespace}.train_adapter"]
-        assert prepare.func.keywords == {"variant_options": options, "seed": seed}
+        assert prepare.func.keywords == {"targets": options["targets"], "seed": seed}
         assert prepare.inputs == ["training_examples"]
-        assert train.func.keywords == {"seed": seed}
+        assert train.func.keywords == {"seed": seed, "variant_lora": {}}
         assert train.outputs == [f"{namespace}.adapter", f"{namespace}.training_log", f"{namespace}.training_run"]
     assert {node.namespace for node in nodes.values()} == set(REPLICATES)
     # The seed is the namespace's: no node may still read the run-wide one.
@@ -109,7 +109,8 @@ def test_each_replicate_is_fine_tuned_at_its_own_seed() -> None:
 
 def test_the_environments_declare_their_seeds() -> None:
     assert declared_variants("base").namespace_seeds == {
-        "metacog": 0, "metacog_seed1": 1, "control_shuffled": 0, "control_shuffled_seed1": 1
+        "metacog": 0, "metacog_seed1": 1, "control_shuffled": 0, "control_shuffled_seed1": 1,
+        "minimal_rank": 0, "flipped_targets": 0, "unrelated_task": 0,
     }  # fmt: skip
     assert declared_variants("smoke").finetuned_names == ["metacog", "control_shuffled"]
     assert declared_variants("slurm").replicates["control_shuffled"] == [

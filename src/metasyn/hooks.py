@@ -26,7 +26,7 @@ def _matcher_settings(key: str, value: Any) -> Iterator[Any]:
 class CheckParametersHook:
     """Before anything else, the whole parameter tree must pass its typed models (``metasyn.parameters``).
 
-    Every environment, every pipeline: a ``count: -5`` or a ``shuffle_targets: "false"`` stops the run with one
+    Every environment, every pipeline: a ``count: -5`` or a ``targets: shuffle`` stops the run with one
     message that lists every problem and the file that sets each key, before any model is loaded.
     """
 

@@ -31,7 +31,7 @@ from trl import SFTConfig
 from metasyn.lm.answers import MATCHERS, MODEL_MATCHERS
 from metasyn.lm.models import resolve_device, resolve_dtype
 from metasyn.metacognition.evaluation import CONFIDENCE_COLUMNS, check_methods
-from metasyn.pipelines.variants import SEED_LIMIT, Variants, VariantsError
+from metasyn.pipelines.variants import LORA_OPTION, SEED_LIMIT, Variants, VariantsError
 from metasyn.questions.sources import GENERATED_SOURCES, LOADED_SOURCES
 from metasyn.synergy import check_ablation_settings, check_truncation_settings
 from metasyn.synergy.phiid import MIN_SAMPLES, REDUNDANCIES
@@ -399,7 +399,9 @@ def _is_band(value: Any) -> bool:
 
 
 class Comparison(_Block):
-    control: Text  # one of the fine-tune variants: checked against the variant list below
+    controls: Annotated[
+        list[str], _allowed("a non-empty list of fine-tune variant names", lambda v: _is_list_of_strings(v) and v)
+    ]  # checked against the variant list below
     depth_band: Annotated[list[float], _allowed("[low, high] with 0 <= low < high <= 1 (normalised depth)", _is_band)]
     band_name: Text
     bootstrap_resamples: PositiveInt
@@ -505,31 +507,47 @@ def _raised(key: str, check: Callable[[], Any]) -> list[Problem]:
 
 
 def _variants(parameters: Mapping) -> list[Problem]:
-    """The variant list builds (``Variants.from_parameters``), and each fine-tune says whether it is a control."""
+    """The variant list builds (``Variants.from_parameters``), and each variant's LoRA fields over finetune.lora
+    are valid LoRA settings."""
     try:
         variants = Variants.from_parameters(parameters)
     except VariantsError as error:
         return [Problem("variants", str(error))]
     problems = []
     for name, options in variants.finetuned.items():
-        key = f"variants.finetuned.{name}.shuffle_targets"
-        if not isinstance(shuffle := options.get("shuffle_targets"), bool):
-            needed = "true (a control: confidence targets permuted) or false is needed"
-            problems.append(Problem(key, f"{key}: {shuffle!r} is not allowed; {needed}."))
+        key = f"variants.finetuned.{name}.{LORA_OPTION}"
+        problems += _passed_through(key, LoraConfig, {"task_type"})(parameters)
+        merged = {**(_lookup(parameters, "finetune.lora") or {}), **(options.get(LORA_OPTION) or {})}
+        try:
+            Lora.model_validate(merged)
+        except ValidationError as error:
+            problems += [
+                _problem({**detail, "loc": (*key.split("."), *detail["loc"])})
+                for detail in error.errors()
+                if detail["loc"] and detail["loc"][0] in (options.get(LORA_OPTION) or {})
+            ]
     return problems
 
 
-def _control(parameters: Mapping) -> list[Problem]:
-    """comparison.control names a fine-tune variant (the one that isolates fine-tuning as such)."""
+def _controls(parameters: Mapping) -> list[Problem]:
+    """comparison.controls name fine-tune variants (those a metacognition effect must exceed), each once."""
     try:
         finetuned = Variants.from_parameters(parameters).finetuned
     except VariantsError:
         return []  # reported by _variants
-    if (control := _lookup(parameters, "comparison.control")) in finetuned:
+    controls = _lookup(parameters, "comparison.controls")
+    unknown = [control for control in controls if control not in finetuned]
+    repeated = sorted({control for control in controls if controls.count(control) > 1})
+    if not unknown and not repeated and len(controls) < len(finetuned):
         return []
     variants = ", ".join(finetuned) or "none declared"
-    needed = f"one of the fine-tune variants ({variants}) is needed"
-    return [Problem("comparison.control", f"comparison.control: {control!r} is not allowed; {needed}.")]
+    if unknown:
+        problem = f"{unknown} are not fine-tune variants; each must be one of the variants ({variants})"
+    elif repeated:
+        problem = f"{repeated} are listed more than once; list each control once"
+    else:
+        problem = "every variant is a control; at least one variant (metacog) must be left to compare with them"
+    return [Problem("comparison.controls", f"comparison.controls: {controls!r} is not allowed; {problem}.")]
 
 
 def _methods(parameters: Mapping) -> list[Problem]:
@@ -597,7 +615,7 @@ def _passed_through(key: str, config: type, reserved: set[str]) -> Callable[[Map
 # mistyped value is reported once.
 _CHECKS: list[tuple[tuple[str, ...], Callable[[Mapping], list[Problem]]]] = [
     (("variants", "finetune.seed"), _variants),
-    (("variants", "finetune.seed", "comparison.control"), _control),
+    (("variants", "finetune.seed", "comparison.controls"), _controls),
     (("calibration.methods", "calibration.verdict_method"), _methods),
     (("synergy.truncation", "synergy.phiid.tau"), _truncation),
     (("synergy.ablation",), _ablation),

@@ -226,6 +226,78 @@ def seed_spread_sentence(calibration: pd.DataFrame, replicates: Sequence[str], m
     return f"Between training seeds of {replicates[0]} ({method!r}): " + "; ".join(parts) + "."
 
 
+def beyond_references(estimate: float, low: float, high: float, references: Sequence[float]) -> str:
+    """Where a change with 95% interval ``[low, high]`` lies against reference changes (the controls' and the
+    other seeds' changes from base), 0 among them: "beyond" (the interval clears all of them), "within" (the
+    estimate lies inside their range), "inconclusive" (the estimate lies outside but the interval reaches in) or
+    "undefined" (no interval, or no reference)."""
+    references = np.asarray([value for value in references if np.isfinite(value)], dtype=float)
+    if not (np.isfinite(low) and np.isfinite(high)) or not len(references):
+        return "undefined"
+    bottom, top = min(references.min(), 0.0), max(references.max(), 0.0)
+    if high < bottom or low > top:
+        return "beyond"
+    return "within" if bottom <= estimate <= top else "inconclusive"
+
+
+def _change_from_base(
+    calibration: pd.DataFrame, band_changes: pd.DataFrame, shape_changes: pd.DataFrame, method: str
+) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Each headline measure's change from base per model: ``{measure: {model: (estimate, low, high)}}``."""
+    pooled = pooled_rows(calibration, method)
+    measures: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for metric in VERDICT_METRICS:
+        measures[f"{_metric_name(metric)} change"] = {
+            model: (row["value"], row["ci_low"], row["ci_high"])
+            for (model, name), row in pooled.iterrows()
+            if name == f"{metric}_minus_base"
+        }
+    from_base = band_changes[band_changes["reference"] == "base"]
+    measures["band contrast change"] = {
+        row.variant: (row.estimate, row.ci_low, row.ci_high) for row in from_base.itertuples()
+    }
+    peaks = shape_changes[
+        (shape_changes["statistic"] == "peak_shift") & shape_changes["comparison"].str.endswith(" vs base")
+    ]
+    measures["peak-depth shift"] = {
+        row.comparison.removesuffix(" vs base"): (row.estimate, row.ci_low, row.ci_high) for row in peaks.itertuples()
+    }
+    return measures
+
+
+def controls_sentence(
+    variant: str,
+    controls: Sequence[str],
+    seeds: Sequence[str],
+    calibration: pd.DataFrame,
+    band_changes: pd.DataFrame,
+    shape_changes: pd.DataFrame,
+    method: str,
+) -> str:
+    """Per headline measure, whether ``variant``'s change from base lies beyond every control's and every other
+    seed's change from base: the test of a metacognition effect against what fine-tuning alone does."""
+    parts = []
+    for measure, changes in _change_from_base(calibration, band_changes, shape_changes, method).items():
+        if variant not in changes:
+            continue
+        estimate, low, high = changes[variant]
+        references = {name: changes[name][0] for name in [*controls, *seeds] if name in changes}
+        listed = ", ".join(f"{name} {_number(value)}" for name, value in references.items())
+        reading = {
+            "beyond": "beyond every control and seed",
+            "within": "within the spread of the controls and seeds",
+            "inconclusive": "inconclusive at this size (the interval reaches into their spread)",
+            "undefined": "undefined (no interval or no reference)",
+        }[beyond_references(estimate, low, high, list(references.values()))]
+        parts.append(f"{measure} {_number(estimate)} {_interval(low, high)} against {listed or 'none'}: {reading}")
+    return (
+        f"{variant} against the controls (its change from base, 95% interval, beside each control's and each "
+        f"other seed's change from base; an effect is one whose interval excludes 0 and all of them): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def size_label(
     n_prompts: int, n_questions: int, n_seeds: int, study_sizes: Mapping, model: Mapping | None = None
 ) -> str:
@@ -305,10 +377,17 @@ def verdict(
             )
         return sentences
 
+    controls = list(settings["controls"])
     for variant in variants:
         lines.append(calibration_sentence(calibration, variant, calibration_method, thresholds))
         lines.extend(synergy_lines(variant))
         seeds = list(replicates.get(variant, [variant]))
+        if variant not in controls:
+            lines.append(
+                controls_sentence(
+                    variant, controls, seeds[1:], calibration, band_changes, shape_changes, calibration_method
+                )
+            )
         if len(seeds) > 1:
             lines.append(seed_spread_sentence(calibration, seeds, calibration_method))
             lines.extend(f"Between training seeds: {line}" for seed in seeds[1:] for line in synergy_lines(seed))

@@ -1,4 +1,4 @@
-"""Comparison statistics: base versus each fine-tuned variant, and metacognition versus control.
+"""Comparison statistics: base versus each fine-tuned variant, and each variant versus each control.
 
 Unit of resampling: a **prompt** (prompts are the same for every model, so one set of resampled or
 sign-flipped prompt indices gives paired intervals and tests for every model); a **head** for the ranking
@@ -64,13 +64,12 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
 
 
 def comparison_pairs(
-    variants: Sequence[str], control: str | None, replicates: Mapping[str, Sequence[str]] | None = None
+    variants: Sequence[str], controls: Sequence[str], replicates: Mapping[str, Sequence[str]] | None = None
 ) -> list[tuple[str, str]]:
-    """``(model, reference)``: every variant against base, every other variant against the control, and
-    every further training-seed replicate of a variant against its first (the between-seed spread)."""
+    """``(model, reference)``: every variant against base, every variant that is not a control against each
+    control, and every further training-seed replicate of a variant against its first (the between-seed spread)."""
     pairs = [(variant, "base") for variant in variants]
-    if control in variants:
-        pairs += [(variant, control) for variant in variants if variant != control]
+    pairs += [(variant, control) for variant in variants if variant not in controls for control in controls]
     for namespaces in (replicates or {}).values():
         pairs += [(namespace, namespaces[0]) for namespace in namespaces[1:]]
     return pairs

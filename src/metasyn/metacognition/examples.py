@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,13 @@ from metasyn.lm.prompts import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def target_completion(example: Mapping) -> str:
+    """The completion text that an example's answers and targets call for, in the prompts module's wording."""
+    if example["task"] == "single":
+        return confidence_completion(example["answers"][0], example["target_confidence"])
+    return pairwise_completion(example["preferred"], *example["answers"])
 
 
 def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list[dict]:

@@ -1,8 +1,8 @@
 """LoRA fine-tuning to state calibrated confidence (Steyvers et al. 2025, arXiv 2510.05126), with TRL.
 
 The fine-tune trains attention projections only: the synergy analysis reads attention heads, so a change in
-synergy can be put down to how the heads process information, not to the MLPs. The control fine-tune sees the
-same examples with the confidence targets permuted across examples. After training, the adapter is merged into
+synergy can be put down to how the heads process information, not to the MLPs. The controls see the same examples
+with their targets transformed (``metasyn.metacognition.controls``) and may change the LoRA settings. After training, the adapter is merged into
 a copy of the base weights so that every later pipeline reads a fine-tune as a plain model.
 """
 
@@ -19,10 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 from matplotlib.figure import Figure
 from peft import (
     LoraConfig,
@@ -40,15 +39,10 @@ from trl import SFTConfig, SFTTrainer
 
 from metasyn.atomic import atomic_file
 from metasyn.lm.models import LanguageModel
-from metasyn.lm.prompts import (
-    Messages,
-    assistant_message,
-    confidence_completion,
-    pairwise_completion,
-    render_prompts,
-)
+from metasyn.lm.prompts import Messages, render_prompts
 from metasyn.lm.resume import fingerprint
-from metasyn.metacognition.examples import example_token_lengths
+from metasyn.metacognition import controls
+from metasyn.metacognition.examples import example_token_lengths, target_completion
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +75,6 @@ class TrainingResult(NamedTuple):
     adapter: Adapter
     log: pd.DataFrame
     run: dict
-
-
-def target_completion(example: Mapping) -> str:
-    """The completion text that an example's answers and targets call for, in the prompts module's wording."""
-    if example["task"] == "single":
-        return confidence_completion(example["answers"][0], example["target_confidence"])
-    return pairwise_completion(example["preferred"], *example["answers"])
 
 
 def _is_conversation(messages: object, roles: set[str]) -> bool:
@@ -155,46 +142,13 @@ def validate_training_examples(examples: DatasetDict) -> None:
             )
 
 
-def shuffle_confidence_targets(examples: Dataset, seed: int) -> Dataset:
-    """Permute target confidences among single-question examples and preferences among pairwise ones.
-
-    Prompts, answers and the task mix are unchanged and completions are rebuilt from the permuted targets: the
-    control keeps the data and format of the metacognition fine-tune but breaks the link between a question
-    and the confidence the model is taught to state.
-    """
-    rng = np.random.default_rng(seed)
-    task = np.asarray(examples["task"])
-    targets = {
-        "target_confidence": np.asarray(examples["target_confidence"], dtype=float),
-        "preferred": np.asarray(examples["preferred"], dtype=int),
-    }
-    for task_name, column in (
-        ("single", "target_confidence"),
-        ("pairwise", "preferred"),
-    ):
-        rows = np.flatnonzero(task == task_name)
-        targets[column][rows] = targets[column][rng.permutation(rows)]
-
-    def retarget(example: dict, index: int) -> dict:
-        shuffled = {
-            **example,
-            "target_confidence": float(targets["target_confidence"][index]),
-            "preferred": int(targets["preferred"][index]),
-        }
-        return {
-            **shuffled,
-            "completion": assistant_message(target_completion(shuffled)),
-        }
-
-    return examples.map(retarget, with_indices=True, desc="Shuffling confidence targets")
-
-
-def variant_examples(examples: DatasetDict, shuffle_targets: bool, seed: int) -> DatasetDict:
-    """The examples a fine-tune variant trains on: validated, with targets shuffled within each split if asked."""
+def variant_examples(examples: DatasetDict, targets: str, seed: int) -> DatasetDict:
+    """The examples a fine-tune variant trains on: validated, then its target transform applied to each split."""
     validate_training_examples(examples)
-    if not shuffle_targets:
+    transform = controls.TARGET_TRANSFORMS[targets]
+    if transform is controls.consistency_targets:
         return examples
-    return DatasetDict({split: shuffle_confidence_targets(dataset, seed) for split, dataset in examples.items()})
+    return DatasetDict({split: transform(dataset, seed) for split, dataset in examples.items()})
 
 
 def lora_config(settings: Mapping) -> LoraConfig:

@@ -17,9 +17,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from metasyn.metacognition.controls import TARGET_TRANSFORMS
+
 BASE = "base"
 # Per-variant options the finetune pipeline understands; anything else is a typo that would be ignored.
-FINETUNE_OPTIONS = {"shuffle_targets"}
+# `targets` names the variant's target transform (metasyn.metacognition.controls.TARGET_TRANSFORMS); `lora`
+# overrides finetune.lora fields for that variant (e.g. a lower rank).
+TARGETS_OPTION = "targets"
+LORA_OPTION = "lora"
+FINETUNE_OPTIONS = {TARGETS_OPTION, LORA_OPTION}
 # Read by Variants itself: the training seeds, one replicate namespace each.
 SEEDS_OPTION = "seeds"
 # numpy's seed range (transformers.set_seed seeds numpy too).
@@ -39,7 +45,7 @@ def replicate_namespaces(variant: str, seeds: Sequence[int]) -> list[str]:
 class Variants:
     """Fine-tuned variants (name -> training options), their training seeds, and untrained baselines.
 
-    ``finetuned`` holds the options the finetune nodes read (``shuffle_targets``); ``seeds`` the seeds of each
+    ``finetuned`` holds the options the finetune nodes read (``targets``, ``lora``); ``seeds`` the seeds of each
     variant's replicates, in the declared order.
     """
 
@@ -51,7 +57,8 @@ class Variants:
     def from_parameters(cls, parameters: Mapping[str, Any]) -> Variants:
         """Validate a run's ``variants`` block; a variant without ``seeds`` is trained once, at ``finetune.seed``.
 
-        ``variants`` is ``finetuned: {name: {shuffle_targets: bool, seeds: [int, ...]}}, baselines: [names]``.
+        ``variants`` is ``finetuned: {name: {targets: <transform>, lora: {<field>: value}, seeds: [int, ...]}},
+        baselines: [names]``.
         """
         block = parameters.get("variants")
         where = "the 'variants' parameter (conf/base/parameters.yml, or an override in your environment)"
@@ -87,6 +94,8 @@ class Variants:
                 else ""
             )
             raise VariantsError(f"Model namespaces must be unique and not '{BASE}'; repeated: {clashes}.{hint}")
+        for name, options in finetuned.items():
+            _check_training_options(name, options)
         training_options = {
             name: {key: value for key, value in options.items() if key != SEEDS_OPTION}
             for name, options in finetuned.items()
@@ -148,6 +157,24 @@ def _seeds(variant: str, seeds: Any, parameters: Mapping[str, Any]) -> tuple[int
     if repeated:
         raise VariantsError(f"{key} repeats seeds {repeated}; each seed is one replicate, so list it once.")
     return tuple(seeds)
+
+
+def _check_training_options(variant: str, options: Mapping[str, Any]) -> None:
+    """A variant names a known target transform, and its LoRA fields (if any) form a mapping."""
+    key = f"variants.finetuned.{variant}"
+    targets = options.get(TARGETS_OPTION)
+    if not isinstance(targets, str) or targets not in TARGET_TRANSFORMS:
+        raise VariantsError(
+            f"{key}.{TARGETS_OPTION} must name the variant's training targets, one of {sorted(TARGET_TRANSFORMS)} "
+            f"(consistency: the metacognition targets; the others are controls, metasyn.metacognition.controls); "
+            f"got {targets!r}."
+        )
+    lora = options.get(LORA_OPTION)
+    if lora is not None and not isinstance(lora, Mapping):
+        raise VariantsError(
+            f"{key}.{LORA_OPTION} must map finetune.lora fields to this variant's values (e.g. {{r: 1, lora_alpha: 2}}); "
+            f"got {lora!r}."
+        )
 
 
 def _is_seed(value: Any) -> bool:

@@ -42,8 +42,8 @@ VARIANTS = Variants.from_parameters(
     {
         "variants": {
             "finetuned": {
-                "metacog": {"shuffle_targets": False, "seeds": [0, 1]},
-                "control_shuffled": {"shuffle_targets": True, "seeds": [0]},
+                "metacog": {"targets": "consistency", "seeds": [0, 1]},
+                "control_shuffled": {"targets": "shuffled", "seeds": [0]},
             },
             "baselines": ["random_init"],
         },

@@ -18,8 +18,9 @@ from peft import PeftModel
 from metasyn.datasets.adapter_dataset import AdapterDataset
 from metasyn.lm.models import load_model
 from metasyn.pipelines.finetune import create_pipeline, nodes
+from metasyn.pipelines.variants import Variants, VariantsError
 from tests.conftest import copy_project, declared_variants
-from tests.pipelines.finetune.tiny import hand_made_examples, tiny_llama
+from tests.pipelines.finetune.tiny import TINY_LORA, TINY_TRAINING, hand_made_examples, tiny_llama
 
 # LoRA r=16 on q, k, v, o of SmolLM2-135M: 30 layers x 16 x (576+576 + 576+192 + 576+192 + 576+576).
 SMOLLM2_TRAINABLE_PARAMETERS = 30 * 16 * (4 * 576 + 2 * 576 + 2 * 192)
@@ -80,9 +81,13 @@ def test_both_variants_run_through_the_catalog_on_hand_made_examples(project):
     assert Counter(metacog.loc[~single, "preferred"]) == Counter(control.loc[~single, "preferred"])
 
 
-def test_variant_without_shuffle_flag_is_a_clear_error():
-    with pytest.raises(ValueError, match="lack 'shuffle_targets'"):
-        nodes.prepare_examples(hand_made_examples(), seed=0, variant_options={"shuffle_target": True})
+def test_an_unknown_target_transform_is_a_clear_error():
+    with pytest.raises(VariantsError, match=r"targets must name the variant's training targets.*got 'shuffle'"):
+        create_pipeline(
+            Variants.from_parameters(
+                {"variants": {"finetuned": {"solo": {"targets": "shuffle"}}}, "finetune": {"seed": 0}}
+            )
+        )
 
 
 @pytest.mark.slow
@@ -98,3 +103,40 @@ def test_smoke_run_fine_tunes_the_embedded_model(run_smoke):
     assert metacog["answers"].map(list).equals(control["answers"].map(list))
     single = metacog["task"] == "single"
     assert sorted(metacog.loc[single, "target_confidence"]) == sorted(control.loc[single, "target_confidence"])
+
+
+def test_each_declared_variant_trains_its_own_targets_and_lora_fields():
+    """conf/base's controls are configuration only: the template binds each variant's target transform and
+    LoRA fields, and nothing else tells the variants apart."""
+    bound = {}
+    for node in create_pipeline(declared_variants("base")).nodes:
+        namespace, name = node.name.split(".", 1)
+        if name in {"prepare_examples", "train_adapter"}:
+            bound.setdefault(namespace, {}).update(node.func.keywords)
+    assert {namespace: (keywords["targets"], keywords["variant_lora"]) for namespace, keywords in bound.items()} == {
+        "metacog": ("consistency", {}), "metacog_seed1": ("consistency", {}),
+        "control_shuffled": ("shuffled", {}), "control_shuffled_seed1": ("shuffled", {}),
+        "minimal_rank": ("consistency", {"r": 1, "lora_alpha": 2}),
+        "flipped_targets": ("flipped_half", {}), "unrelated_task": ("unrelated", {}),
+    }  # fmt: skip
+
+
+def test_a_variants_lora_fields_replace_the_shared_ones(tmp_path):
+    examples = hand_made_examples()
+    adapter, _, run = nodes.train_adapter(
+        examples,
+        tiny_llama(),
+        TINY_LORA,
+        TINY_TRAINING | {"max_steps": 1},
+        tmp_path,
+        None,
+        0,
+        {"r": 1, "lora_alpha": 2},
+    )
+    assert (adapter.config.r, adapter.config.lora_alpha, adapter.config.lora_dropout) == (
+        1,
+        2,
+        TINY_LORA["lora_dropout"],
+    )
+    # 2 layers x rank 1 x (q, o: 64 + 64; k, v: 64 + 32): a 16th of the smoke run's rank 16.
+    assert run["trainable_parameters"] == 2 * 1 * (2 * (64 + 64) + 2 * (64 + 32))

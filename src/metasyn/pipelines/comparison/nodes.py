@@ -37,9 +37,9 @@ def test_layer_changes(
     variants: list[str],
     replicates: dict[str, list[str]],
 ) -> pd.DataFrame:
-    """Per layer, raw synergy and redundancy change from base, the control and between seeds: p and FDR q."""
+    """Per layer, raw synergy and redundancy change from base, each control and between seeds: p and FDR q."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
-    pairs = statistics.comparison_pairs(variants, settings["control"], replicates)
+    pairs = statistics.comparison_pairs(variants, settings["controls"], replicates)
     return statistics.layer_quantity_changes(
         phiid, heads_per_layer, pairs, settings["shape_resamples"], settings["seed"]
     )
@@ -72,13 +72,13 @@ def bootstrap_band_changes(
     variants: list[str],
     replicates: dict[str, list[str]],
 ) -> pd.DataFrame:
-    """Depth-band contrast change from base, the control and between seeds, with intervals over prompts."""
+    """Depth-band contrast change from base, each control and between seeds, with intervals over prompts."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return shape.band_score_changes(
         phiid,
         heads_per_layer,
         tuple(settings["depth_band"]),
-        statistics.comparison_pairs(variants, settings["control"], replicates),
+        statistics.comparison_pairs(variants, settings["controls"], replicates),
         settings["bootstrap_resamples"],
         settings["seed"],
     )
@@ -91,12 +91,12 @@ def test_profile_shapes(
     variants: list[str],
     replicates: dict[str, list[str]],
 ) -> pd.DataFrame:
-    """Layer-profile distance, peak shift and correlation from base, the control and between seeds."""
+    """Layer-profile distance, peak shift and correlation from base, each control and between seeds."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
     return shape.shape_change_table(
         phiid,
         heads_per_layer,
-        statistics.comparison_pairs(variants, settings["control"], replicates),
+        statistics.comparison_pairs(variants, settings["controls"], replicates),
         settings["shape_resamples"],
         settings["seed"],
     )
@@ -118,8 +118,8 @@ def measure_model_shapes(
 def compare_ablation_areas(
     ablation_divergences: dict[str, pd.DataFrame], settings: dict, variants: list[str], replicates: dict[str, list[str]]
 ) -> pd.DataFrame:
-    """Ablation area change from base, the control and between seeds, paired over prompts."""
-    pairs = statistics.comparison_pairs(variants, settings["control"], replicates)
+    """Ablation area change from base, each control and between seeds, paired over prompts."""
+    pairs = statistics.comparison_pairs(variants, settings["controls"], replicates)
     return shape.ablation_area_changes(ablation_divergences, pairs, settings["shape_resamples"], settings["seed"])
 
 
@@ -133,7 +133,7 @@ def test_end_of_sequence_sensitivity(
 ) -> pd.DataFrame:
     """Headline shape measures on the steps before each prompt's natural end, beside the full-length ones."""
     heads_per_layer = synergy.heads_per_layer(head_scores["base"]["head"])
-    pairs = statistics.comparison_pairs(variants, settings["control"])
+    pairs = statistics.comparison_pairs(variants, settings["controls"])
     return shape.end_of_sequence_sensitivity(
         shape_changes, model_shapes, truncated, heads_per_layer, pairs, settings["shape_resamples"], settings["seed"]
     )

@@ -13,14 +13,9 @@ from metasyn.metacognition import finetuning
 from metasyn.metacognition.finetuning import Adapter
 
 
-def prepare_examples(training_examples: DatasetDict, seed: int, variant_options: dict) -> DatasetDict:
-    """Validate the training examples and, for a control variant, shuffle its confidence targets."""
-    if "shuffle_targets" not in variant_options:
-        raise ValueError(
-            f"A fine-tune variant's options {variant_options} lack 'shuffle_targets' (true for a control with "
-            "permuted targets); set it under variants.finetuned in conf/base/parameters.yml."
-        )
-    return finetuning.variant_examples(training_examples, bool(variant_options["shuffle_targets"]), seed)
+def prepare_examples(training_examples: DatasetDict, seed: int, targets: str) -> DatasetDict:
+    """Validate the training examples and apply the variant's target transform (a control's altered signal)."""
+    return finetuning.variant_examples(training_examples, targets, seed)
 
 
 def train_adapter(
@@ -31,9 +26,11 @@ def train_adapter(
     checkpoint_dir: Path,
     early_stopping: dict | None,
     seed: int,
+    variant_lora: dict,
 ) -> tuple[Adapter, pd.DataFrame, dict]:
-    """Train the variant's LoRA adapter to a validation plateau (resuming an interrupted run); adapter, log, facts."""
-    return finetuning.train_adapter(base_model, examples, lora, training, checkpoint_dir, seed, early_stopping)
+    """Train the variant's LoRA adapter (its ``lora`` fields over finetune.lora) to a validation plateau."""
+    settings = {**lora, **variant_lora}
+    return finetuning.train_adapter(base_model, examples, settings, training, checkpoint_dir, seed, early_stopping)
 
 
 def merge_adapter(

@@ -7,25 +7,26 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from metasyn.pipelines import GPU_TAG, bind, per_model
 from metasyn.pipelines.finetune import nodes
-from metasyn.pipelines.variants import Variants
+from metasyn.pipelines.variants import LORA_OPTION, TARGETS_OPTION, Variants
 
 
 def create_template(variant_options: Mapping[str, Any], seed: int) -> Pipeline:
     """One replicate's fine-tune, before namespacing: examples -> adapter -> merged model -> summary.
 
     ``seed`` is the replicate's own (``Variants.namespace_seeds``), fixed here rather than read from
-    ``params:finetune.seed``: it shuffles a control's targets and seeds the training run.
+    ``params:finetune.seed``: it seeds a control's target transform and the training run. The variant's options
+    (``targets``, ``lora``) are fixed here too: they decide what the template trains, not a node's data.
     """
     return pipeline(
         [
             node(
-                func=bind(nodes.prepare_examples, variant_options=dict(variant_options), seed=seed),
+                func=bind(nodes.prepare_examples, targets=variant_options[TARGETS_OPTION], seed=seed),
                 inputs="training_examples",
                 outputs="sft_examples",
                 name="prepare_examples",
             ),
             node(
-                func=bind(nodes.train_adapter, seed=seed),
+                func=bind(nodes.train_adapter, seed=seed, variant_lora=dict(variant_options.get(LORA_OPTION) or {})),
                 inputs=[
                     "sft_examples",
                     "base.model",
