@@ -44,6 +44,7 @@ def test_question_consistency_known_values():
     assert table.loc["q1", "consistency"] == pytest.approx(0.7)
     assert table.loc["q1", "modal_correct"]
     assert table.loc["q1", "n_unparsed"] == 1
+    assert table["n_correct"].tolist() == [7, 1, 0]  # q2's one "B" is right though its modal answer is not
     assert table.loc["q2", "modal_answer"] == "C"
     assert table.loc["q2", "consistency"] == pytest.approx(0.9)
     assert not table.loc["q2", "modal_correct"]

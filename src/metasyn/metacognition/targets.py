@@ -25,7 +25,8 @@ def modal_answer(answers: list[str | None]) -> str | None:
 
 
 def question_consistency(samples: pd.DataFrame) -> pd.DataFrame:
-    """Per question: modal answer, consistency (share of all samples equal to it), its correctness.
+    """Per question: modal answer, consistency (share of all samples equal to it), its correctness, and how many
+    samples were correct (the accuracy over repeated trials that the judgment classes read).
 
     ``samples`` has one row per sample with ``question_id``, ``sample_index``, ``answer`` (None when
     unparseable) and ``correct``. Unparseable samples count in the denominator: failing to answer is
@@ -41,6 +42,7 @@ def question_consistency(samples: pd.DataFrame) -> pd.DataFrame:
                 "question_id": question_id,
                 "n_samples": len(group),
                 "n_unparsed": sum(answer is None for answer in answers),
+                "n_correct": int(group["correct"].sum()),
                 "modal_answer": modal,
                 "consistency": len(agreeing) / len(group),
                 "modal_correct": bool(agreeing["correct"].any()) if modal is not None else False,
