@@ -9,6 +9,7 @@ from metasyn.lm import prompts
 from metasyn.metacognition import examples
 from metasyn.metacognition import targets as targets_lib
 from metasyn.metacognition.binning import equal_width_bin
+from metasyn.metacognition.judgment import judgment_messages
 
 
 def _samples(answers_by_question: dict[str, list], gold: dict[str, str]) -> pd.DataFrame:
@@ -224,8 +225,9 @@ def _question(question_id: str) -> dict:
 
 def test_single_task_examples_are_the_prompt_the_modal_answer_and_the_target():
     targets = pd.DataFrame(
-        {"question_id": ["b", "a"], "modal_answer": ["Paris", "3"], "target_confidence": [0.8, 0.25]}
-    )
+        {"question_id": ["b", "a"], "modal_answer": ["Paris", "3"], "target_confidence": [0.8, 0.25],
+         "n_correct": [10, 4], "n_samples": [10, 10]}
+    )  # fmt: skip
     singles = examples.single_task_examples(targets, QUESTIONS)
     assert singles == [
         {
@@ -237,6 +239,8 @@ def test_single_task_examples_are_the_prompt_the_modal_answer_and_the_target():
             "answers": ["Paris"],
             "target_confidence": 0.8,
             "preferred": -1,
+            "ability": "can",  # 10 of 10 samples right
+            "judgment_prompt": judgment_messages(_question("b")),
         },
         {
             "prompt": prompts.confidence_messages(_question("a")),
@@ -247,6 +251,8 @@ def test_single_task_examples_are_the_prompt_the_modal_answer_and_the_target():
             "answers": ["3"],
             "target_confidence": 0.25,
             "preferred": -1,
+            "ability": "cannot",  # 4 of 10: below half
+            "judgment_prompt": judgment_messages(_question("a")),
         },
     ]
     assert "Capital of France?" in singles[0]["prompt"][0]["content"]
@@ -296,7 +302,8 @@ def test_pairwise_examples_are_the_whole_known_example():
         assert pair["domain"] == f"{_question(first)['domain']}|{_question(second)['domain']}"
         assert pair["answers"] == [by_id[first][0], by_id[second][0]]
         assert pair["task"] == "pairwise" and np.isnan(pair["target_confidence"])
-        assert set(pair) == {"prompt", "completion", "task", "domain", "question_ids", "answers", "target_confidence", "preferred"}  # fmt: skip
+        assert set(pair) == {"prompt", "completion", "task", "domain", "question_ids", "answers", "target_confidence", "preferred", "ability", "judgment_prompt"}  # fmt: skip
+        assert pair["ability"] == "" and pair["judgment_prompt"] == []
     again = examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=6, seed=1)
     assert [p["question_ids"] for p in again] == [p["question_ids"] for p in pairs]  # seeded
 

@@ -132,5 +132,20 @@ def test_every_transform_keeps_the_splits_and_the_metacognition_targets_pass_thr
         return
     assert set(transformed) == set(examples)
     for split in examples:
-        assert transformed[split]["prompt"] == examples[split]["prompt"]
+        # The controls change what the completion says; the judgment variant also asks another question.
+        assert (transformed[split]["prompt"] == examples[split]["prompt"]) == (targets != "judgment")
         assert transformed[split]["completion"] != examples[split]["completion"]
+
+
+def test_the_judgment_variant_asks_for_the_class_before_the_answer_and_keeps_the_pairwise_task():
+    original = _examples(1)
+    judged = controls.judgment_targets(original, seed=0)
+    before, after = original.to_list(), judged.to_list()
+    for old, new in zip(before, after, strict=True):
+        if old["task"] == "pairwise":
+            assert new["prompt"] == old["prompt"] and new["completion"] == old["completion"]
+            continue
+        assert new["task"] == "judgment" and new["prompt"] == old["judgment_prompt"]
+        assert new["completion"][0]["content"] == f"Judgment: {old['ability']}\nAnswer: {old['answers'][0]}"
+    assert {row["ability"] for row in after if row["task"] == "judgment"} == {"can", "uncertain", "cannot"}
+    finetuning.validate_training_examples(DatasetDict({"train": judged, "validation": judged}))

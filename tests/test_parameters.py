@@ -148,7 +148,10 @@ def test_a_fine_tune_must_name_its_training_targets(base) -> None:
     messages = _messages(variants)
     assert list(messages) == ["variants"]
     assert "variants.finetuned.metacog.targets must name the variant's training targets, one of ['consistency', "
-    assert "'flipped_half', 'shuffled', 'unrelated']" in messages["variants"] and "got None" in messages["variants"]
+    assert (
+        "'flipped_half', 'judgment', 'shuffled', 'unrelated']" in messages["variants"]
+        and "got None" in messages["variants"]
+    )
 
 
 def test_a_variants_lora_fields_are_checked_as_lora_fields(base) -> None:
@@ -165,7 +168,7 @@ def test_a_variants_lora_fields_are_checked_as_lora_fields(base) -> None:
         (["control_shuffled", "control_shufled"], "['control_shufled'] are not fine-tune variants"),
         (["flipped_targets", "flipped_targets"], "['flipped_targets'] are listed more than once"),
         (
-            ["metacog", "control_shuffled", "minimal_rank", "flipped_targets", "unrelated_task"],
+            ["metacog", "control_shuffled", "minimal_rank", "flipped_targets", "unrelated_task", "judgment"],
             "every variant is a control",
         ),
         ([], "a non-empty list of fine-tune variant names"),

@@ -110,7 +110,7 @@ def test_each_replicate_is_fine_tuned_at_its_own_seed() -> None:
 def test_the_environments_declare_their_seeds() -> None:
     assert declared_variants("base").namespace_seeds == {
         "metacog": 0, "metacog_seed1": 1, "control_shuffled": 0, "control_shuffled_seed1": 1,
-        "minimal_rank": 0, "flipped_targets": 0, "unrelated_task": 0,
+        "minimal_rank": 0, "flipped_targets": 0, "unrelated_task": 0, "judgment": 0,
     }  # fmt: skip
     assert declared_variants("smoke").finetuned_names == ["metacog", "control_shuffled"]
     assert declared_variants("slurm").replicates["control_shuffled"] == [

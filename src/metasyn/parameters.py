@@ -285,6 +285,7 @@ class Generation(_Block):
     dtype: InferenceDtype
     confidence_max_new_tokens: PositiveInt
     pairwise_max_new_tokens: PositiveInt
+    judgment_max_new_tokens: PositiveInt
 
 
 class Pairs(_Block):
@@ -309,6 +310,31 @@ MethodNames = Annotated[
 ]
 
 
+def _is_layer_spec(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return set(value) == {"every"} and _is_positive_integer(value["every"])
+    return isinstance(value, list) and bool(value) and all(_is_integer(x) and x >= 0 for x in value)
+
+
+class Probes(_Block):
+    # The indices are checked against the model's layer count when it is loaded (probes.probe_layers).
+    layers: Annotated[
+        Any, _allowed("a non-empty list of layer indices >= 0, or {every: k} with k a positive integer", _is_layer_spec)
+    ]
+    n_folds: Annotated[int, _allowed("an integer >= 2", lambda v: _is_integer(v) and v >= 2)]
+    batch_size: PositiveInt
+
+
+class Distributional(_Block):
+    n_samples: PositiveInt
+    temperature: PositiveNumber
+    max_new_tokens: PositiveInt
+    report_max_new_tokens: PositiveInt
+    batch_size: PositiveInt
+    epsilon: OpenFraction
+    seed: Seed
+
+
 class Calibration(_Block):
     matcher: MatcherSettings
     methods: MethodNames  # which ones, and verdict_method among them: evaluation.check_methods
@@ -316,6 +342,8 @@ class Calibration(_Block):
     generation: Generation
     pairs: Pairs
     metrics: Metrics
+    probes: Probes
+    distributional: Distributional
 
 
 # ------------------------------------------------------------------------------------------ synergy

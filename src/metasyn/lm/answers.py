@@ -34,7 +34,7 @@ from metasyn.questions import OPTION_LETTERS
 from metasyn.questions import answer_type as domain_answer_type
 
 # Bold and italic markers: "**Confidence:** 0.9" is "Confidence: 0.9".
-_EMPHASIS = re.compile(r"\*+|_{2,}")
+EMPHASIS = re.compile(r"\*+|_{2,}")
 _ANSWER_LINE = re.compile(r"answer\s*(?:\d\s*)?[:=]\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?")
 _OPTION = f"[{OPTION_LETTERS}]"
@@ -105,7 +105,7 @@ def _answer_span(output: str) -> tuple[str, bool]:
 
 def extract_answer(output: str, answer_type: str) -> str | None:
     """The answer in a model output, canonicalised for its type; None when nothing can be read."""
-    output = _EMPHASIS.sub("", output)
+    output = EMPHASIS.sub("", output)
     span, labelled = _answer_span(output)
     if answer_type == "number":
         if labelled:
@@ -243,7 +243,7 @@ def _stated_probability(match: re.Match, labelled: bool) -> float | None:
 
 def parse_confidence(output: str) -> float | None:
     """A stated confidence in [0, 1] (formats: the module docstring); None when absent or out of range."""
-    output = _EMPHASIS.sub("", output)
+    output = EMPHASIS.sub("", output)
     labelled = _CONFIDENCE.search(output) or _PERCENT_PHRASE.search(output)
     if labelled:
         return _stated_probability(labelled, labelled=True)
@@ -253,7 +253,5 @@ def parse_confidence(output: str) -> float | None:
 
 def parse_preference(output: str) -> int | None:
     """The question (1 or 2) a pairwise answer says it is more confident about."""
-    match = re.search(
-        r"more confident\s*(?:[:=]\s*)?(?:question\s*)?([12])\b", _EMPHASIS.sub("", output), re.IGNORECASE
-    )
+    match = re.search(r"more confident\s*(?:[:=]\s*)?(?:question\s*)?([12])\b", EMPHASIS.sub("", output), re.IGNORECASE)
     return int(match.group(1)) if match else None

@@ -11,7 +11,10 @@ data, the format or fine-tuning as such:
   the other question preferred): a degenerate signal whose calibration should not improve;
 - ``unrelated``: the confidence and the choice state a fixed property of the question that carries no
   information about correctness (a seeded hash of its id, the same in both tasks), a task of the same size
-  that the model can learn only by memorising it.
+  that the model can learn only by memorising it;
+- ``judgment``: not a control but a second form of self-knowledge: each single-question example asks first
+  whether the model can answer (can / uncertain / cannot, the class of the base model's accuracy over its
+  samples), then for the answer; the pairwise examples stay.
 
 A variant names its transform in ``variants.finetuned.<name>.targets`` (conf/base/parameters.yml).
 """
@@ -113,9 +116,22 @@ def unrelated_targets(examples: Dataset, seed: int) -> Dataset:
     return retargeted(examples, confidences, preferences, "Stating an unrelated property")
 
 
+def judgment_targets(examples: Dataset, seed: int) -> Dataset:
+    """Turn each single-question example into the judgment task: its judgment prompt, its class, then its answer."""
+
+    def to_judgment(example: dict) -> dict:
+        if example["task"] != "single":
+            return example
+        judged = {**example, "task": "judgment", "prompt": example["judgment_prompt"]}
+        return {**judged, "completion": assistant_message(target_completion(judged))}
+
+    return examples.map(to_judgment, desc="Asking for a judgment before the answer")
+
+
 TARGET_TRANSFORMS: dict[str, Callable[[Dataset, int], Dataset]] = {
     "consistency": consistency_targets,
     "shuffled": shuffle_confidence_targets,
     "flipped_half": flip_half_targets,
     "unrelated": unrelated_targets,
+    "judgment": judgment_targets,
 }

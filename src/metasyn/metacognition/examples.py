@@ -17,6 +17,7 @@ from metasyn.lm.prompts import (
     pairwise_completion,
     pairwise_messages,
 )
+from metasyn.metacognition.judgment import ability_classes, judgment_completion, judgment_messages
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +26,17 @@ def target_completion(example: Mapping) -> str:
     """The completion text that an example's answers and targets call for, in the prompts module's wording."""
     if example["task"] == "single":
         return confidence_completion(example["answers"][0], example["target_confidence"])
+    if example["task"] == "judgment":
+        return judgment_completion(example["ability"], example["answers"][0])
     return pairwise_completion(example["preferred"], *example["answers"])
 
 
 def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list[dict]:
-    """One answer-plus-confidence example per question, the answer being the model's own modal answer."""
+    """One answer-plus-confidence example per question, the answer being the model's own modal answer.
+
+    Each also carries the question's ability class (the base model's accuracy over its samples) and the judgment
+    task's prompt, which the ``judgment`` variant trains on instead (``metasyn.metacognition.controls``).
+    """
     by_id = questions.set_index("id")
     examples = []
     for row in targets.itertuples():
@@ -44,6 +51,8 @@ def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list
                 "answers": [row.modal_answer],
                 "target_confidence": float(row.target_confidence),
                 "preferred": -1,
+                "ability": str(ability_classes([row.n_correct], row.n_samples)[0]),
+                "judgment_prompt": judgment_messages(question),
             }
         )
     return examples
@@ -73,6 +82,8 @@ def pairwise_task_examples(targets: pd.DataFrame, questions: pd.DataFrame, n_pai
                 "domain": f"{questions_pair[0]['domain']}|{questions_pair[1]['domain']}",
                 "question_ids": [first.question_id, second.question_id],
                 "answers": [first.modal_answer, second.modal_answer],
+                "ability": "",
+                "judgment_prompt": [],
                 "target_confidence": float("nan"),
                 "preferred": preferred,
             }

@@ -43,6 +43,7 @@ from metasyn.lm.prompts import Messages, render_prompts
 from metasyn.lm.resume import fingerprint
 from metasyn.metacognition import controls
 from metasyn.metacognition.examples import example_token_lengths, target_completion
+from metasyn.metacognition.judgment import ABILITY_CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,11 @@ EXAMPLE_COLUMNS = (
     "answers",
     "target_confidence",
     "preferred",
+    "ability",
 )
-# Answers each task's completion states: one for the single-question task, one per question for pairwise.
-TASK_ANSWER_COUNTS = {"single": 1, "pairwise": 2}
+# Answers each task's completion states: one for the single-question and judgment tasks, one per question for
+# pairwise.
+TASK_ANSWER_COUNTS = {"single": 1, "judgment": 1, "pairwise": 2}
 RUN_CONFIG_FILE = "run_config.json"
 # What torch.save writes in a checkpoint (optimizer.pt, scheduler.pt, rng_state.pth, training_args.bin).
 TORCH_FILE_SUFFIXES = (".pt", ".pth", ".bin")
@@ -102,6 +105,8 @@ def _example_problem(example: Mapping) -> str | None:
         return f"target_confidence {example['target_confidence']} is not a probability in [0, 1]"
     if task == "pairwise" and example["preferred"] not in (1, 2):
         return f"preferred is {example['preferred']}, not 1 or 2"
+    if task == "judgment" and example["ability"] not in ABILITY_CLASSES:
+        return f"ability {example['ability']!r} is not one of {list(ABILITY_CLASSES)}"
     # The control rebuilds completions from the fields; a mismatch here would make the two variants differ in
     # more than their targets.
     if example["completion"][0]["content"] != target_completion(example):

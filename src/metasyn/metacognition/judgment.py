@@ -29,9 +29,9 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
-from metasyn.lm.answers import _EMPHASIS
+from metasyn.lm.answers import EMPHASIS
 from metasyn.lm.prompts import ANSWER_FORMATS, Messages, question_block
-from metasyn.metacognition.calibration import Estimate, too_few
+from metasyn.metacognition.calibration import Estimate, estimate_with_intervals, too_few
 from metasyn.questions import answer_type
 
 ABILITY_CLASSES = ("can", "uncertain", "cannot")
@@ -95,7 +95,7 @@ def judgment_completion(ability: str, answer: str) -> str:
 
 def parse_judgment(text: str) -> str | None:
     """The class after a ``Judgment:`` label, else a first line that is a class; None when unreadable."""
-    text = _EMPHASIS.sub("", text)
+    text = EMPHASIS.sub("", text)
     lines = text.strip().splitlines()
     match = _JUDGMENT_LINE.search(text) or (_BARE_CLASS.match(lines[0]) if lines else None)
     if match is None:
@@ -174,3 +174,35 @@ def confusion_figure(matrices: Mapping[str, pd.DataFrame]) -> Figure:
         match = f"exact match {diagonal / readable:.2f}" if readable else "no readable judgment"
         ax.set_title(f"{model}\n{match} · readable {readable}/{int(matrix.to_numpy().sum())}")
     return figure
+
+
+def ability_truth(test_questions: pd.DataFrame, question_ids: Sequence[str]) -> np.ndarray:
+    """Each question's true class: the base model's accuracy over its data_prep samples (``n_correct``, ``n_samples``)."""
+    missing = sorted({"n_correct", "n_samples"} - set(test_questions.columns))
+    if missing:
+        raise ValueError(
+            f"test_questions lack {missing}: rerun data_prep (select_test_questions), which counts each question's "
+            "correct samples."
+        )
+    questions = test_questions.set_index("id").loc[list(question_ids)]
+    return ability_classes(questions["n_correct"].to_numpy(), questions["n_samples"].to_numpy())
+
+
+def judgment_outputs(generations: pd.DataFrame, test_questions: pd.DataFrame) -> pd.DataFrame:
+    """Per test question: the raw judgment output, the class read from it (None if unreadable) and the true class."""
+    return generations.assign(
+        predicted=[parse_judgment(text) for text in generations["raw_output"]],
+        truth=ability_truth(test_questions, generations["question_id"]),
+    )
+
+
+def judgment_estimates(outputs: pd.DataFrame, min_n: int, bootstrap: Mapping) -> pd.DataFrame:
+    """``judgment_metrics`` on the scored outputs, with percentile intervals over resampled questions."""
+    predicted, truth = outputs["predicted"].to_numpy(dtype=object), outputs["truth"].to_numpy(dtype=object)
+    return estimate_with_intervals(
+        lambda rows: judgment_metrics(predicted[rows], truth[rows], min_n),
+        len(outputs),
+        n_resamples=bootstrap["n_resamples"],
+        confidence_level=bootstrap["confidence_level"],
+        seed=bootstrap["seed"],
+    )

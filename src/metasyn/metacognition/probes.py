@@ -34,6 +34,8 @@ FOLDS_PARAMETER = "calibration.probes.n_folds"
 # layer and model gets the same probe, so their AUROCs differ only through the activations.
 PROBE_C = 1.0
 LAYER_COLUMNS = ["layer", "auroc", "ci_low", "ci_high", "n", "note"]
+# The token positions read: the last prompt token (before the model answers) and the mean over its answer.
+POSITIONS = ("last_prompt", "answer_mean")
 
 
 def probe_layers(spec: Sequence[int] | Mapping[str, int], n_layers: int) -> list[int]:
@@ -176,3 +178,24 @@ def probe_auroc_by_layer(
             row |= {"ci_low": interval["ci_low"], "ci_high": interval["ci_high"]}
         rows.append(row | {"n": probe["n"], "note": probe["note"]})
     return pd.DataFrame(rows, columns=LAYER_COLUMNS)
+
+
+def probe_table(
+    activations: Mapping[str, np.ndarray], layers: list[int], correct: np.ndarray, n_folds: int, bootstrap: Mapping
+) -> pd.DataFrame:
+    """``probe_auroc_by_layer`` for each token position (``position`` column first), with one bootstrap setting."""
+    return pd.concat(
+        [
+            probe_auroc_by_layer(
+                activations[position],
+                correct,
+                layers,
+                n_folds,
+                bootstrap["seed"],
+                bootstrap["n_resamples"],
+                bootstrap["confidence_level"],
+            ).assign(position=position)  # fmt: skip
+            for position in POSITIONS
+        ],
+        ignore_index=True,
+    )[["position", *LAYER_COLUMNS]]

@@ -117,7 +117,7 @@ def test_each_declared_variant_trains_its_own_targets_and_lora_fields():
         "metacog": ("consistency", {}), "metacog_seed1": ("consistency", {}),
         "control_shuffled": ("shuffled", {}), "control_shuffled_seed1": ("shuffled", {}),
         "minimal_rank": ("consistency", {"r": 1, "lora_alpha": 2}),
-        "flipped_targets": ("flipped_half", {}), "unrelated_task": ("unrelated", {}),
+        "flipped_targets": ("flipped_half", {}), "unrelated_task": ("unrelated", {}), "judgment": ("judgment", {}),
     }  # fmt: skip
 
 

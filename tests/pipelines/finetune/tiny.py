@@ -20,6 +20,7 @@ from metasyn.lm.prompts import (
     pairwise_completion,
     pairwise_messages,
 )
+from metasyn.metacognition.judgment import judgment_messages
 from tests.conftest import tiny_llama_config
 
 # Training settings (trl.SFTConfig fields) small enough for a tiny model to learn in seconds.
@@ -160,6 +161,9 @@ def _single(question: dict, confidence: float) -> dict:
         "answers": [question["answer"]],
         "target_confidence": confidence,
         "preferred": -1,
+        # A class to train the judgment task on, of the same order as the confidence (the data are hand-made).
+        "ability": "can" if confidence >= 0.9 else "uncertain" if confidence >= 0.5 else "cannot",
+        "judgment_prompt": judgment_messages(question),
     }
 
 
@@ -172,6 +176,8 @@ def _pairwise(first: dict, second: dict, preferred: int) -> dict:
         "answers": [first["answer"], second["answer"]],
         "target_confidence": float("nan"),
         "preferred": preferred,
+        "ability": "",
+        "judgment_prompt": [],
     }
 
 

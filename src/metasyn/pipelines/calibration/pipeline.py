@@ -69,7 +69,95 @@ def evaluation_template(model_name: str) -> Pipeline:
                 outputs="calibration_metrics",
                 name="compute_calibration_metrics",
             ),
+            # Internal versus stated confidence: what the residual stream knows about correctness.
+            node(
+                func=nodes.capture_residual_activations,
+                inputs=[
+                    "model",
+                    "stated_outputs",
+                    "test_questions",
+                    "params:calibration.probes",
+                    "params:calibration.generation.dtype",
+                ],
+                outputs=["residual_activations", "residual_activation_index"],
+                name="capture_residual_activations",
+                tags=[GPU_TAG],
+            ),
+            node(
+                func=nodes.probe_correctness,
+                inputs=[
+                    "residual_activations",
+                    "residual_activation_index",
+                    "calibration_outputs",
+                    "params:calibration.probes",
+                    "params:calibration.metrics",
+                ],
+                outputs="probe_aurocs",
+                name="probe_correctness",
+            ),
+            # Distributional self-calibration: does the model know its own output distribution?
+            node(
+                func=nodes.sample_open_answers,
+                inputs=[
+                    "model",
+                    "open_prompts",
+                    "params:calibration.distributional",
+                    "params:calibration.generation.dtype",
+                ],
+                outputs="open_answers",
+                name="sample_open_answers",
+                tags=[GPU_TAG],
+            ),
+            node(
+                func=nodes.report_open_distributions,
+                inputs=[
+                    "model",
+                    "open_prompts",
+                    "params:calibration.distributional",
+                    "params:calibration.generation.dtype",
+                ],
+                outputs="reported_distributions",
+                name="report_open_distributions",
+                tags=[GPU_TAG],
+            ),
+            node(
+                func=nodes.measure_distributional_calibration,
+                inputs=[
+                    "open_answers",
+                    "reported_distributions",
+                    "params:calibration.distributional",
+                    "params:calibration.metrics",
+                ],
+                outputs=["distributional_kl", "distributional_summary"],
+                name="measure_distributional_calibration",
+            ),
+            # Judgment: can / uncertain / cannot, before answering.
+            node(
+                func=nodes.generate_judgments,
+                inputs=["model", "test_questions", "params:calibration.generation"],
+                outputs="judgment_generations",
+                name="generate_judgments",
+                tags=[GPU_TAG],
+            ),
+            node(
+                func=nodes.score_judgments,
+                inputs=["judgment_generations", "test_questions"],
+                outputs="judgment_outputs",
+                name="score_judgments",
+            ),
+            node(
+                func=nodes.measure_judgments,
+                inputs=["judgment_outputs", "params:calibration.metrics"],
+                outputs="judgment_metrics",
+                name="measure_judgments",
+            ),
         ]
+    )
+
+
+def _by_model(func, dataset: str, models: list[str], output: str) -> node:
+    return node(
+        func=func, inputs={model: f"{model}.{dataset}" for model in models}, outputs=output, name=f"combine_{dataset}"
     )
 
 
@@ -103,7 +191,11 @@ def create_pipeline(variants: Variants) -> Pipeline:
                 outputs="calibration_question_pairs",
                 name="pair_test_questions",
             ),
-            per_model(evaluation_template, models, shared_inputs={"test_questions", "calibration_question_pairs"}),
+            per_model(
+                evaluation_template,
+                models,
+                shared_inputs={"test_questions", "calibration_question_pairs", "open_prompts"},
+            ),
             *comparisons,
             node(
                 func=nodes.combine_calibration_metrics,
@@ -133,6 +225,18 @@ def create_pipeline(variants: Variants) -> Pipeline:
                 inputs=["params:calibration.verdict_method", *calibration_outputs],
                 outputs="calibration_risk_coverage",
                 name="plot_risk_coverage",
+            ),
+            _by_model(nodes.combine_by_model, "probe_aurocs", models, "probe_auroc_table"),
+            _by_model(nodes.combine_by_model, "judgment_metrics", models, "judgment_metrics_table"),
+            _by_model(nodes.combine_by_model, "distributional_kl", models, "distributional_kl_table"),
+            _by_model(
+                nodes.combine_distributional_summaries, "distributional_summary", models, "distributional_summary_table"
+            ),
+            node(
+                func=nodes.plot_judgment_confusion,
+                inputs={model: f"{model}.judgment_outputs" for model in models},
+                outputs="judgment_confusion",
+                name="plot_judgment_confusion",
             ),
             node(
                 func=nodes.plot_metrics_by_domain,

@@ -235,6 +235,9 @@ def compose_report(
     ablation: dict,
     run_records: dict[str, Callable[[], dict]],
     run_id: str,
+    probes: pd.DataFrame,
+    judgments: pd.DataFrame,
+    distributional: pd.DataFrame,
     variants: list[str],
     replicates: dict[str, list[str]],
     baselines: list[str],
@@ -285,4 +288,5 @@ def compose_report(
         ablation_changes,
         sensitivity,
         natural_ends,
+        report.self_knowledge_sections(calibration, probes, judgments, distributional),
     )

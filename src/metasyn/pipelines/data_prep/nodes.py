@@ -133,9 +133,10 @@ def drop_long_examples(
 
 
 def select_test_questions(questions: pd.DataFrame, consistency: pd.DataFrame) -> pd.DataFrame:
-    """Held-out questions with the base model's consistency (calibration's consistency ranking)."""
+    """Held-out questions with the base model's consistency (calibration's consistency ranking) and how many of
+    its samples were correct (the judgment classes' truth)."""
     test = questions[questions["split"] == "test"].drop(columns="split")
-    columns = ["question_id", "consistency", "modal_answer", "modal_correct"]
+    columns = ["question_id", "consistency", "modal_answer", "modal_correct", "n_correct", "n_samples"]
     return test.merge(consistency[columns], left_on="id", right_on="question_id").drop(columns="question_id")
 
 
