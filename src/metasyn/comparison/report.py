@@ -511,7 +511,8 @@ def self_knowledge_sections(
         "the base model's accuracy over its samples of the question (100%: can, 50-99%: uncertain, below 50%: "
         "cannot). Exact match and recall count readable judgments, with 95% intervals over questions.",
         _markdown_table(judgment_view),
-        "![Judgment confusion matrices](../../../calibration/judgment_confusion.png)",
+        "The 3x3 confusion matrices per model: `data/08_reporting/calibration/judgment_confusion.png` (the "
+        "calibration pipeline's, not versioned with this report).",
         "## Self-knowledge: the model's own output distribution",
         "KL(sampled || reported): answers sampled at temperature 1 to open prompts (name an animal, ...) against "
         "the five most likely answers the model reports, the unlisted mass spread over at least 1/epsilon answers "

@@ -176,14 +176,19 @@ def confusion_figure(matrices: Mapping[str, pd.DataFrame]) -> Figure:
     return figure
 
 
-def ability_truth(test_questions: pd.DataFrame, question_ids: Sequence[str]) -> np.ndarray:
-    """Each question's true class: the base model's accuracy over its data_prep samples (``n_correct``, ``n_samples``)."""
+def check_ability_columns(test_questions: pd.DataFrame) -> None:
+    """Fail unless the test questions carry the sample counts that the true classes come from."""
     missing = sorted({"n_correct", "n_samples"} - set(test_questions.columns))
     if missing:
         raise ValueError(
             f"test_questions lack {missing}: rerun data_prep (select_test_questions), which counts each question's "
             "correct samples."
         )
+
+
+def ability_truth(test_questions: pd.DataFrame, question_ids: Sequence[str]) -> np.ndarray:
+    """Each question's true class: the base model's accuracy over its data_prep samples (``n_correct``, ``n_samples``)."""
+    check_ability_columns(test_questions)
     questions = test_questions.set_index("id").loc[list(question_ids)]
     return ability_classes(questions["n_correct"].to_numpy(), questions["n_samples"].to_numpy())
 

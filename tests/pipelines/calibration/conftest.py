@@ -19,7 +19,10 @@ def test_questions() -> pd.DataFrame:
     ]
     columns = ["id", "domain", "question", "choices", "answer", "aliases", "consistency"]
     questions = pd.DataFrame(rows, columns=columns)
-    return questions.assign(modal_answer=questions["answer"], modal_correct=True)
+    # Correct samples of 10, the same order as the consistency (the judgment classes' truth).
+    return questions.assign(
+        modal_answer=questions["answer"], modal_correct=True, n_correct=[10, 3, 6, 8, 5, 10, 2], n_samples=10
+    )
 
 
 @pytest.fixture

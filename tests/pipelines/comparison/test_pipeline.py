@@ -143,6 +143,26 @@ def _calibration_table() -> pd.DataFrame:
     return evaluation.combine_tables(*tables)
 
 
+def _self_knowledge_tables(models: list[str]) -> dict[str, pd.DataFrame]:
+    """The calibration pipeline's probe, judgment and distributional tables, one row set per model."""
+    probes = pd.DataFrame(
+        [{"model": m, "position": position, "layer": layer, "auroc": 0.7, "ci_low": 0.6, "ci_high": 0.8, "n": 40,
+          "note": ""} for m in models for position in ("last_prompt", "answer_mean") for layer in (0, 5)]
+    )  # fmt: skip
+    judgments = pd.DataFrame(
+        [{"model": m, "metric": metric, "value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 40, "note": ""}
+         for m in models for metric in ("judgment_parse_rate", "judgment_exact_match")]
+    )  # fmt: skip
+    distributional = pd.DataFrame(
+        [{"model": m, "mean_kl": 1.2, "ci_low": 0.9, "ci_high": 1.5, "n": 12} for m in models]
+    )
+    return {
+        "probe_auroc_table": probes,
+        "judgment_metrics_table": judgments,
+        "distributional_summary_table": distributional,
+    }
+
+
 # Two runs' ids, as Kedro names sessions (UTC timestamps, so that sorting them puts the latest last).
 RUNS = ("2026-12-02T01.00.00.000Z", "2026-12-02T02.00.00.000Z")
 REPORTING = Path("data/08_reporting/comparison")
@@ -184,6 +204,7 @@ def comparison_runs(tmp_path_factory) -> dict:
         inputs[f"{model}.ablation_divergences"] = divergences
         inputs[f"{model}.ablation_curves"] = ablation_curves(divergences)
     inputs["calibration_metrics_table"] = _calibration_table()
+    inputs |= _self_knowledge_tables(VARIANTS.evaluated_models)
 
     parameters = _loader()["parameters"]
     inputs["params:calibration.verdict_method"] = "forced"

@@ -222,6 +222,7 @@ def measure_distributional_calibration(
 
 def generate_judgments(model: LanguageModel, test_questions: pd.DataFrame, generation: dict) -> pd.DataFrame:
     """Greedy can / uncertain / cannot judgment (then an answer) for each test question."""
+    judgment.check_ability_columns(test_questions)  # before generating, not after
     records = evaluation.check_test_questions(test_questions).to_dict("records")
     outputs = generate(
         computing_in(model, generation["dtype"]),
