@@ -487,3 +487,17 @@ def test_bad_calibration_inputs_are_refused_with_the_whole_reason():
         brier_score([-0.5, 1.0], [True, False])
     with pytest.raises(ValueError, match=r"^correct must hold booleans or 0/1 values\.$"):
         brier_score([0.5], [2])
+
+
+@settings(max_examples=80, deadline=None)
+@given(_STATED)
+def test_auroc_and_brier_equal_scikit_learns_with_ties(answers):
+    # The rank-sum AUROC and the plain Brier mean replace sklearn's calls for speed only (calibration.auroc).
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    confidence, correct = map(np.asarray, zip(*answers))
+    assert brier_score(confidence, correct) == pytest.approx(
+        brier_score_loss(correct.astype(int), confidence, labels=[0, 1]), abs=1e-12
+    )
+    if correct.any() and not correct.all():
+        assert auroc(confidence, correct) == pytest.approx(roc_auc_score(correct, confidence), abs=1e-12)
