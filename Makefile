@@ -12,7 +12,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup demo test lint mutation viz viz-build slurm-up slurm-down
+.PHONY: setup demo controls test lint mutation viz viz-build slurm-up slurm-down
 
 VIZ_PORT ?= 4141
 
@@ -28,6 +28,11 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: $(INSTALLED)
+	$(VENV)/bin/kedro run --env demo
+
+# conf/base itself: the demo plus the four further variants it leaves out (conf/demo/parameters.yml). What an
+# earlier `make demo` saved to resume from (consistency samples, training checkpoints, head activity) is reused.
+controls: $(INSTALLED)
 	$(VENV)/bin/kedro run
 
 test: $(INSTALLED)
@@ -51,7 +56,7 @@ mutation: $(INSTALLED)
 
 # kedro-viz on http://127.0.0.1:$(VIZ_PORT) (docs/viz.md); Ctrl-C stops it.
 viz: $(INSTALLED)
-	$(VENV)/bin/kedro viz run --host 127.0.0.1 --port $(VIZ_PORT) --no-browser
+	$(VENV)/bin/kedro viz run --env demo --host 127.0.0.1 --port $(VIZ_PORT) --no-browser
 
 # Static site in build/. `kedro viz build` reports a failure yet exits 0, so check that the page was written.
 viz-build: $(INSTALLED)

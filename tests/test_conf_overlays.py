@@ -41,7 +41,7 @@ def _resolved(env: str, key: str) -> dict:
     return OmegaConfigLoader(str(CONF), **{**CONFIG_LOADER_ARGS, "default_run_env": env}, env=env)[key]
 
 
-@pytest.mark.parametrize("env", ["smoke", "slurm"])
+@pytest.mark.parametrize("env", ["smoke", "slurm", "demo"])
 @pytest.mark.parametrize("pattern", ["parameters*.yml", "globals.yml"])
 def test_an_overlay_sets_only_keys_that_differ_from_base(env: str, pattern: str) -> None:
     base_raw = _merged(CONF / "base", pattern)
@@ -72,7 +72,7 @@ def test_slurm_measures_the_real_question_sets_only() -> None:
     assert {name for name, options in sources.items() if options is not None} == {"mmlu_pro", "gsm8k", "triviaqa"}
 
 
-@pytest.mark.parametrize("env", ["smoke", "slurm"])
+@pytest.mark.parametrize("env", ["smoke", "slurm", "demo"])
 def test_soft_merge_keeps_every_base_key(env: str) -> None:
     base, resolved = _resolved("base", "parameters"), _resolved(env, "parameters")
     overlay = _merged(CONF / env, "parameters*.yml")

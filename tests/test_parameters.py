@@ -53,7 +53,7 @@ def _messages(parameters: dict) -> dict[str, str]:
     return {problem.key: problem.message for problem in parameter_problems(parameters)}
 
 
-@pytest.mark.parametrize("env", ["base", "smoke", "slurm"])
+@pytest.mark.parametrize("env", ["base", "smoke", "slurm", "demo"])
 def test_each_environments_parameters_validate_clean(env: str) -> None:
     assert parameter_problems(_loader(env)["parameters"]) == []
 

@@ -67,7 +67,7 @@ def project(tmp_path_factory) -> Path:
     return copy_project(tmp_path_factory.mktemp("run_configuration"))
 
 
-@pytest.mark.parametrize("env", ["base", "smoke", "slurm", "local"])
+@pytest.mark.parametrize("env", ["base", "smoke", "slurm", "local", "demo"])
 def test_every_global_takes_the_environments_value_after_the_pipelines_are_built(project: Path, env: str) -> None:
     local_globals = project / "conf" / "local" / "globals.yml"
     if env == "local":
