@@ -166,7 +166,7 @@ def auroc(confidence: Sequence[float], correct: Sequence[bool]) -> float:
     if auroc_undefined_reason(correct):
         return float("nan")
     # The Mann-Whitney rank sum (tie-averaged ranks count ties one half), not sklearn's roc_auc_score: the same
-    # value (tests/test_calibration.py compares them), but its input validation costs 3 ms a call and the
+    # value (tests/test_metrics.py compares them), but its input validation costs 3 ms a call and the
     # bootstrap makes about 12,000 calls per model, 60 times this one's cost.
     n_correct = int(correct.sum())
     rank_sum = rankdata(confidence)[correct].sum()
