@@ -27,30 +27,45 @@ def _samples(answers_by_question: dict[str, list], gold: dict[str, str]) -> pd.D
     return pd.DataFrame(rows)
 
 
-def test_modal_answer_prefers_first_seen_on_ties_and_ignores_unparsed():
-    assert targets_lib.modal_answer(["b", "a", "a", "b", None, None, None]) == "b"
-    assert targets_lib.modal_answer([None, None]) is None
+def _reference(answers: dict[str, str | None], gold: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "question_id": list(answers),
+            "answer": list(answers.values()),
+            "correct": [answer is not None and answer == gold[question] for question, answer in answers.items()],
+        }
+    )
 
 
 def test_question_consistency_known_values():
+    gold = {"q1": "4", "q2": "B", "q3": "x", "q4": "7"}
     samples = _samples(
         {
-            "q1": ["4"] * 7 + ["5"] * 2 + [None],  # modal 4 (right), 7/10
-            "q2": ["B", "C", "C", "C", "C", "C", "C", "C", "C", "C"],  # modal C (wrong), 9/10
-            "q3": [None] * 10,  # nothing parseable
+            "q1": ["4"] * 7 + ["5"] * 2 + [None],  # greedy 4 (right), 7/10 agree
+            "q2": ["B", "C", "C", "C", "C", "C", "C", "C", "C", "C"],  # greedy B (right), the modal sample C
+            "q3": [None] * 10,  # nothing parseable, greedy neither
+            "q4": ["7"] * 10,  # every sample right, the greedy answer wrong
         },
-        gold={"q1": "4", "q2": "B", "q3": "x"},
+        gold,
     )
-    table = targets_lib.question_consistency(samples).set_index("question_id")
+    reference = _reference({"q1": "4", "q2": "B", "q3": None, "q4": "8"}, gold)
+    table = targets_lib.question_consistency(samples, reference).set_index("question_id")
     assert table.loc["q1", "consistency"] == pytest.approx(0.7)
-    assert table.loc["q1", "modal_correct"]
+    assert table.loc["q1", "reference_correct"]
     assert table.loc["q1", "n_unparsed"] == 1
-    assert table["n_correct"].tolist() == [7, 1, 0]  # q2's one "B" is right though its modal answer is not
-    assert table.loc["q2", "modal_answer"] == "C"
-    assert table.loc["q2", "consistency"] == pytest.approx(0.9)
-    assert not table.loc["q2", "modal_correct"]
-    assert table.loc["q3", "consistency"] == 0.0
-    assert pd.isna(table.loc["q3", "modal_answer"])
+    assert table["n_correct"].tolist() == [7, 1, 0, 10]  # from the samples, not the greedy answer
+    assert table.loc["q2", "reference_answer"] == "B"
+    assert table.loc["q2", "consistency"] == pytest.approx(0.1)  # agreement with greedy, not with the mode
+    assert table.loc["q2", "reference_correct"]
+    assert table.loc["q3", "consistency"] == 0.0 and not table.loc["q3", "reference_correct"]
+    assert pd.isna(table.loc["q3", "reference_answer"])
+    assert table.loc["q4", "consistency"] == 0.0 and not table.loc["q4", "reference_correct"]
+
+
+def test_a_sampled_question_without_a_reference_answer_is_refused():
+    samples = _samples({"q1": ["4", "4"], "q2": ["1", "2"]}, {"q1": "4", "q2": "1"})
+    with pytest.raises(ValueError, match=r"1 sampled questions have no greedy reference answer \(e.g. \['q2'\]\)"):
+        targets_lib.question_consistency(samples, _reference({"q1": "4"}, {"q1": "4"}))
 
 
 def test_bins_put_full_consistency_in_top_bin():
@@ -59,7 +74,7 @@ def test_bins_put_full_consistency_in_top_bin():
 
 def test_bin_accuracy_known_values():
     table = pd.DataFrame(
-        {"consistency": [0.2, 0.2, 0.25, 0.9, 1.0, 1.0], "modal_correct": [True, False, False, True, True, False]}
+        {"consistency": [0.2, 0.2, 0.25, 0.9, 1.0, 1.0], "reference_correct": [True, False, False, True, True, False]}
     )
     bins = targets_lib.bin_accuracy(table, 10).set_index("bin")
     assert bins.loc[2, "n_questions"] == 3
@@ -73,7 +88,7 @@ def test_targets_are_bin_accuracy_within_noise_clipped_and_seeded():
         {
             "question_id": [f"q{i}" for i in range(200)],
             "consistency": [1.0] * 100 + [0.0] * 100,
-            "modal_correct": [True] * 100 + [False] * 100,
+            "reference_correct": [True] * 100 + [False] * 100,
         }
     )
     bins = targets_lib.bin_accuracy(table, 10)
@@ -109,7 +124,7 @@ def test_pairwise_examples_come_from_different_bins_and_prefer_higher_target():
             "question_id": ["a", "b", "c"],
             "bin": [1, 1, 8],
             "target_confidence": [0.1, 0.12, 0.85],
-            "modal_answer": ["2", "5", "6"],
+            "reference_answer": ["2", "5", "6"],
         }
     )
     pairs = examples.pairwise_task_examples(targets, questions, n_pairs=20, seed=0)
@@ -122,9 +137,13 @@ def test_pairwise_examples_come_from_different_bins_and_prefer_higher_target():
 
 
 def test_a_question_in_a_bin_without_training_questions_gets_no_target_and_is_dropped(caplog):
-    training = pd.DataFrame({"question_id": ["t1", "t2"], "consistency": [0.9, 0.95], "modal_correct": [True, False]})
+    training = pd.DataFrame(
+        {"question_id": ["t1", "t2"], "consistency": [0.9, 0.95], "reference_correct": [True, False]}
+    )
     bins = targets_lib.bin_accuracy(training, 10)  # only bin 9 has questions
-    validation = pd.DataFrame({"question_id": ["v1", "v2"], "consistency": [0.92, 0.35], "modal_correct": [True, True]})
+    validation = pd.DataFrame(
+        {"question_id": ["v1", "v2"], "consistency": [0.92, 0.35], "reference_correct": [True, True]}
+    )
     with_targets = targets_lib.target_confidences(validation, bins, noise=0.0, seed=0)
     assert with_targets["target_confidence"].iloc[0] == 0.5 and np.isnan(with_targets["target_confidence"].iloc[1])
     with caplog.at_level("WARNING"):
@@ -153,16 +172,18 @@ def test_question_consistency_lists_questions_sorted_and_counts_samples():
             "correct": [True, True, False, False, False],
         }
     )
-    table = targets_lib.question_consistency(samples)
+    # A reference with no parsed answer is never a correct one, even where the matcher said so.
+    reference = pd.DataFrame({"question_id": ["b", "a"], "answer": ["x", None], "correct": [True, True]})
+    table = targets_lib.question_consistency(samples, reference)
     assert table["question_id"].tolist() == ["a", "b"]
     assert table["n_samples"].tolist() == [3, 2]
     assert table["n_unparsed"].tolist() == [3, 0]
-    assert table["modal_correct"].tolist() == [False, True]  # no parsed answer is never a correct one
+    assert table["reference_correct"].tolist() == [False, True]
     assert table["consistency"].tolist() == [0.0, 1.0]
 
 
 def test_bin_accuracy_has_the_bin_edges_and_integer_counts():
-    table = pd.DataFrame({"consistency": [0.1, 0.6], "modal_correct": [True, False]})
+    table = pd.DataFrame({"consistency": [0.1, 0.6], "reference_correct": [True, False]})
     bins = targets_lib.bin_accuracy(table, 4)
     assert list(bins.columns) == ["bin", "lower", "upper", "n_questions", "accuracy"]
     assert bins["lower"].tolist() == [0.0, 0.25, 0.5, 0.75]
@@ -171,7 +192,7 @@ def test_bin_accuracy_has_the_bin_edges_and_integer_counts():
 
 
 def test_each_target_is_its_bin_accuracy_plus_its_own_seeded_uniform_draw():
-    table = pd.DataFrame({"consistency": [0.55, 0.55, 0.56], "modal_correct": [True, False, True]})
+    table = pd.DataFrame({"consistency": [0.55, 0.55, 0.56], "reference_correct": [True, False, True]})
     bins = targets_lib.bin_accuracy(table, 10)  # bin 5 holds all three: accuracy 2/3
     targets = targets_lib.target_confidences(table, bins, noise=0.1, seed=7)
     jitter = np.random.default_rng(7).uniform(-0.1, 0.1, size=3)
@@ -223,9 +244,9 @@ def _question(question_id: str) -> dict:
     return {"id": question_id, **QUESTIONS.set_index("id").loc[question_id].to_dict()}
 
 
-def test_single_task_examples_are_the_prompt_the_modal_answer_and_the_target():
+def test_single_task_examples_are_the_prompt_the_reference_answer_and_the_target():
     targets = pd.DataFrame(
-        {"question_id": ["b", "a"], "modal_answer": ["Paris", "3"], "target_confidence": [0.8, 0.25],
+        {"question_id": ["b", "a"], "reference_answer": ["Paris", "3"], "target_confidence": [0.8, 0.25],
          "n_correct": [10, 4], "n_samples": [10, 10]}
     )  # fmt: skip
     singles = examples.single_task_examples(targets, QUESTIONS)
@@ -283,7 +304,7 @@ def _counting(monkeypatch, always=None) -> list[_CountingRng]:
 
 def test_pairwise_examples_are_the_whole_known_example():
     targets = pd.DataFrame(
-        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "modal_answer": ["2", "Rome"]}
+        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "reference_answer": ["2", "Rome"]}
     )
     by_id = {"a": ("2", 0.2), "b": ("Rome", 0.7)}
     pairs = examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=6, seed=1)
@@ -310,7 +331,7 @@ def test_pairwise_examples_are_the_whole_known_example():
 
 def test_a_tie_in_target_confidence_prefers_the_first_question():
     targets = pd.DataFrame(
-        {"question_id": ["a", "b"], "bin": [8, 9], "target_confidence": [0.9, 0.9], "modal_answer": ["2", "Paris"]}
+        {"question_id": ["a", "b"], "bin": [8, 9], "target_confidence": [0.9, 0.9], "reference_answer": ["2", "Paris"]}
     )
     pairs = examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=4, seed=0)
     assert [pair["preferred"] for pair in pairs] == [1, 1, 1, 1]
@@ -319,7 +340,7 @@ def test_a_tie_in_target_confidence_prefers_the_first_question():
 def test_two_questions_from_different_bins_make_a_pair_at_every_draw(monkeypatch):
     made = _counting(monkeypatch)
     targets = pd.DataFrame(
-        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "modal_answer": ["2", "Rome"]}
+        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "reference_answer": ["2", "Rome"]}
     )
     assert len(examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=20, seed=0)) == 20
     assert made[0].draws == 20  # without replacement, a draw never picks one question twice
@@ -331,7 +352,7 @@ def test_pairing_gives_up_after_fifty_draws_per_pair_and_never_draws_from_one_bi
             "question_id": ["a", "b", "c"],
             "bin": [1, 1, 5],
             "target_confidence": [0.1, 0.1, 0.5],
-            "modal_answer": ["2", "x", "A"],
+            "reference_answer": ["2", "x", "A"],
         }
     )
     made = _counting(monkeypatch, always=[0, 1])  # always the two questions of bin 1

@@ -183,6 +183,7 @@ class Sampling(_Block):
     temperature: PositiveNumber
     max_new_tokens: PositiveInt
     batch_size: PositiveInt
+    greedy_batch_size: PositiveInt
     dtype: InferenceDtype
     matcher: MatcherSettings
 

@@ -32,7 +32,7 @@ def target_completion(example: Mapping) -> str:
 
 
 def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list[dict]:
-    """One answer-plus-confidence example per question, the answer being the model's own modal answer.
+    """One answer-plus-confidence example per question, the answer being the model's own greedy answer.
 
     Each also carries the question's ability class (the base model's accuracy over its samples) and the judgment
     task's prompt, which the ``judgment`` variant trains on instead (``metasyn.metacognition.controls``).
@@ -44,11 +44,11 @@ def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list
         examples.append(
             {
                 "prompt": confidence_messages(question),
-                "completion": assistant_message(confidence_completion(row.modal_answer, row.target_confidence)),
+                "completion": assistant_message(confidence_completion(row.reference_answer, row.target_confidence)),
                 "task": "single",
                 "domain": question["domain"],
                 "question_ids": [row.question_id],
-                "answers": [row.modal_answer],
+                "answers": [row.reference_answer],
                 "target_confidence": float(row.target_confidence),
                 "preferred": -1,
                 "ability": str(ability_classes([row.n_correct], row.n_samples)[0]),
@@ -76,12 +76,12 @@ def pairwise_task_examples(targets: pd.DataFrame, questions: pd.DataFrame, n_pai
             {
                 "prompt": pairwise_messages(*questions_pair),
                 "completion": assistant_message(
-                    pairwise_completion(preferred, first.modal_answer, second.modal_answer)
+                    pairwise_completion(preferred, first.reference_answer, second.reference_answer)
                 ),
                 "task": "pairwise",
                 "domain": f"{questions_pair[0]['domain']}|{questions_pair[1]['domain']}",
                 "question_ids": [first.question_id, second.question_id],
-                "answers": [first.modal_answer, second.modal_answer],
+                "answers": [first.reference_answer, second.reference_answer],
                 "ability": "",
                 "judgment_prompt": [],
                 "target_confidence": float("nan"),

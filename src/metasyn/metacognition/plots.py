@@ -44,7 +44,7 @@ def consistency_figure(consistency: pd.DataFrame, bins: pd.DataFrame) -> Figure:
     left, right = figure.subplots(1, 2)
     for domain, group in consistency.groupby("domain"):
         left.hist(group["consistency"], bins=np.linspace(0, 1, 11), alpha=0.5, label=domain)
-    left.set(xlabel="consistency with the modal answer", ylabel="questions", title="Consistency by domain")
+    left.set(xlabel="consistency with the greedy answer", ylabel="questions", title="Consistency by domain")
     left.legend()
     centres = (bins["lower"] + bins["upper"]) / 2
     right.bar(centres, bins["accuracy"], width=0.09, color="tab:blue", alpha=0.7, label="bin accuracy (train)")
@@ -54,7 +54,7 @@ def consistency_figure(consistency: pd.DataFrame, bins: pd.DataFrame) -> Figure:
             right.annotate(f"n={count}", (centre, np.nan_to_num(accuracy)), ha="center", va="bottom", fontsize=7)
     right.set(
         xlabel="consistency bin",
-        ylabel="accuracy of modal answer",
+        ylabel="accuracy of greedy answer",
         xlim=(0, 1),
         ylim=(0, 1.05),
         title="Target confidence source",

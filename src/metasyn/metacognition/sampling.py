@@ -98,6 +98,26 @@ def sample_batch(lm: LanguageModel, batch: SampleBatch, sampling: Mapping) -> pd
     })  # fmt: skip
 
 
+def greedy_answers(lm: LanguageModel, questions: pd.DataFrame, max_new_tokens: int, batch_size: int) -> pd.DataFrame:
+    """Each question's greedy output in the trained prompt (``question_id, raw_output``): the answer it is graded on."""
+    records = questions.to_dict("records")
+    outputs = generate(
+        lm,
+        render_prompts(lm.tokenizer, [confidence_messages(question) for question in records]),
+        max_new_tokens,
+        batch_size=batch_size,
+        progress="greedy answers",
+    )
+    return pd.DataFrame({"question_id": [question["id"] for question in records], "raw_output": outputs.texts})
+
+
+def score_greedy_answers(greedy: pd.DataFrame, questions: pd.DataFrame, matcher: Matcher) -> pd.DataFrame:
+    """Each greedy output's answer (None when unparseable) and correctness: ``question_id, answer, correct``."""
+    answered = questions.set_index("id").loc[greedy["question_id"]].reset_index().to_dict("records")
+    answers, correct = zip(*score_answers(greedy["raw_output"].tolist(), answered, matcher), strict=True)
+    return pd.DataFrame({"question_id": greedy["question_id"], "answer": list(answers), "correct": list(correct)})
+
+
 def lazy_samples(
     lm: LanguageModel, batches: Sequence[SampleBatch], sampling: Mapping
 ) -> dict[str, Callable[[], pd.DataFrame]]:

@@ -1,14 +1,19 @@
-"""Consistency-based confidence targets (Steyvers et al. 2025, arXiv 2510.05126).
+"""Consistency-based confidence targets (after Steyvers et al. 2025, arXiv 2510.05126).
 
-A question is sampled N times; the share of samples that agree with the modal answer is the model's
-consistency, a behavioural confidence signal. Questions are binned by consistency; a bin's empirical accuracy
-(of the modal answers) plus a little uniform noise becomes the target confidence the model is trained to state.
+A question is sampled N times at temperature 1; the share of samples that agree with the model's answer is its
+consistency, a behavioural confidence signal. Questions are binned by consistency; a bin's empirical accuracy (of
+the model's answers) plus a little uniform noise becomes the target confidence the model is trained to state.
+
+The model's answer here is its greedy answer, where Steyvers et al. take the modal sample. For the large models
+they study the two nearly always coincide; for a 135M model at T=1 they do not: the modal sample was right for
+about a fifth of the questions against 43% greedy, and fine-tuning on modal answers taught wrong ones (accuracy
+0.43 to 0.09, README). The greedy answer is also the one calibration grades, so a target states the probability
+that the answer the model will actually give is right.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -18,43 +23,45 @@ from metasyn.metacognition.binning import equal_width_bin
 logger = logging.getLogger(__name__)
 
 
-def modal_answer(answers: list[str | None]) -> str | None:
-    """Most frequent parsed answer; ties go to the one seen first (``Counter`` keeps insertion order)."""
-    parsed = [answer for answer in answers if answer is not None]
-    return Counter(parsed).most_common(1)[0][0] if parsed else None
-
-
-def question_consistency(samples: pd.DataFrame) -> pd.DataFrame:
-    """Per question: modal answer, consistency (share of all samples equal to it), its correctness, and how many
-    samples were correct (the accuracy over repeated trials that the judgment classes read).
+def question_consistency(samples: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Per question: the reference (greedy) answer, its correctness, consistency (the share of all samples equal
+    to it), and how many samples were correct (the accuracy over repeated trials that the judgment classes read).
 
     ``samples`` has one row per sample with ``question_id``, ``sample_index``, ``answer`` (None when
-    unparseable) and ``correct``. Unparseable samples count in the denominator: failing to answer is
-    inconsistency too.
+    unparseable) and ``correct``; ``reference`` one row per question with ``question_id``, ``answer`` and
+    ``correct``. Unparseable samples count in the denominator: failing to answer is inconsistency too. A question
+    without a parseable reference answer has consistency 0 and nothing to train on.
     """
+    by_question = reference.set_index("question_id")
+    missing = sorted(set(samples["question_id"]) - set(by_question.index))
+    if missing:
+        raise ValueError(
+            f"{len(missing)} sampled questions have no greedy reference answer (e.g. {missing[:3]}): the reference "
+            "answers come from another set of questions. Run data_prep's generate_reference_answers node again."
+        )
     rows = []
     for question_id, group in samples.sort_values("sample_index").groupby("question_id", sort=True):
-        answers = [None if pd.isna(answer) else answer for answer in group["answer"]]
-        modal = modal_answer(answers)
-        agreeing = group[group["answer"] == modal] if modal is not None else group.iloc[:0]
+        answer = by_question.loc[question_id, "answer"]
+        answer = None if pd.isna(answer) else answer
+        agreeing = (group["answer"] == answer).sum() if answer is not None else 0
         rows.append(
             {
                 "question_id": question_id,
                 "n_samples": len(group),
-                "n_unparsed": sum(answer is None for answer in answers),
+                "n_unparsed": int(group["answer"].isna().sum()),
                 "n_correct": int(group["correct"].sum()),
-                "modal_answer": modal,
-                "consistency": len(agreeing) / len(group),
-                "modal_correct": bool(agreeing["correct"].any()) if modal is not None else False,
+                "reference_answer": answer,
+                "consistency": agreeing / len(group),
+                "reference_correct": bool(by_question.loc[question_id, "correct"]) and answer is not None,
             }
         )
     return pd.DataFrame(rows)
 
 
 def bin_accuracy(consistency: pd.DataFrame, n_bins: int) -> pd.DataFrame:
-    """Per consistency bin: edges, question count and empirical accuracy of the modal answers."""
+    """Per consistency bin: edges, question count and empirical accuracy of the reference answers."""
     bins = equal_width_bin(consistency["consistency"], n_bins)
-    grouped = consistency.assign(bin=bins).groupby("bin")["modal_correct"]
+    grouped = consistency.assign(bin=bins).groupby("bin")["reference_correct"]
     table = pd.DataFrame({"bin": np.arange(n_bins)})
     table["lower"] = table["bin"] / n_bins
     table["upper"] = (table["bin"] + 1) / n_bins

@@ -21,7 +21,7 @@ def test_questions() -> pd.DataFrame:
     questions = pd.DataFrame(rows, columns=columns)
     # Correct samples of 10, the same order as the consistency (the judgment classes' truth).
     return questions.assign(
-        modal_answer=questions["answer"], modal_correct=True, n_correct=[10, 3, 6, 8, 5, 10, 2], n_samples=10
+        reference_answer=questions["answer"], reference_correct=True, n_correct=[10, 3, 6, 8, 5, 10, 2], n_samples=10
     )
 
 

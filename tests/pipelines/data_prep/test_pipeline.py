@@ -59,21 +59,25 @@ def test_a_null_source_is_disabled_so_an_overlay_can_drop_a_base_source():
     assert set(questions["domain"]) == {"multiple_choice"} and len(questions) == 5
 
 
-def test_consistency_is_read_off_the_answer_line_of_the_saved_samples():
+def test_consistency_is_agreement_with_the_greedy_answer_read_off_its_answer_line():
     questions = pd.DataFrame(
         [{"id": "f1", "domain": "factual", "question": "What is the capital of France?", "choices": [],
           "answer": "Paris", "aliases": ["Paris"], "split": "train"}]
     )  # fmt: skip
-    outputs = ["Answer: Paris\nConfidence: 0.9", "Answer: paris\nConfidence: 0.2", "Answer: Lyon\nConfidence: 0.9"]
+    outputs = ["Answer: Lyon\nConfidence: 0.9", "Answer: paris\nConfidence: 0.2", "Answer: Lyon\nConfidence: 0.9"]
     batch = pd.DataFrame({"question_id": ["f1"] * 3, "sample_index": [0, 1, 2], "output": outputs})
+    greedy = pd.DataFrame({"question_id": ["f1"], "raw_output": ["Answer: Paris\nConfidence: 0.5"]})
     sampling = {"n_samples": 3, "matcher": "contains"}
 
-    samples = nodes.score_answer_samples({"000000-f1": lambda: batch}, questions, sampling)
+    samples, reference = nodes.score_answer_samples({"000000-f1": lambda: batch}, greedy, questions, sampling)
 
-    assert samples["answer"].tolist() == ["paris", "paris", "lyon"]  # the confidence line is not part of it
-    assert samples["correct"].tolist() == [True, True, False] and samples["parsed"].all()
-    consistency = nodes.score_consistency(samples, questions)
-    assert consistency.loc[0, "consistency"] == pytest.approx(2 / 3) and consistency.loc[0, "modal_correct"]
+    assert samples["answer"].tolist() == ["lyon", "paris", "lyon"]  # the confidence line is not part of it
+    assert samples["correct"].tolist() == [False, True, False] and samples["parsed"].all()
+    assert reference.to_dict("list") == {"question_id": ["f1"], "answer": ["paris"], "correct": [True]}
+    consistency = nodes.score_consistency(samples, reference, questions)
+    # The modal sample (lyon, 2 of 3) is wrong; the greedy answer is right and 1 of 3 samples agree with it.
+    assert consistency.loc[0, "reference_answer"] == "paris" and consistency.loc[0, "reference_correct"]
+    assert consistency.loc[0, "consistency"] == pytest.approx(1 / 3)
 
 
 def byte_tokenizer() -> PreTrainedTokenizerFast:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from kedro.io import DataCatalog, DatasetError
 
+from metasyn.lm.generation import generate
 from metasyn.lm.prompts import confidence_messages, render_prompts
 from metasyn.pipelines.data_prep import nodes
 from tests.conftest import PROJECT_ROOT
@@ -20,6 +21,7 @@ SAMPLING = {
     "temperature": 1.0,
     "max_new_tokens": 6,
     "batch_size": 4,
+    "greedy_batch_size": 8,
     "dtype": "float32",
     "matcher": "contains",
 }
@@ -65,7 +67,11 @@ def run_sampling(lm, folder: Path, sampling: dict = SAMPLING, stop_after: int | 
 
 
 def scored(folder: Path) -> pd.DataFrame:
-    return nodes.score_answer_samples(catalog(folder).load("answer_sample_batches"), QUESTION_TABLE, SAMPLING)
+    greedy = pd.DataFrame({"question_id": QUESTION_TABLE["id"], "raw_output": ""})
+    samples, _ = nodes.score_answer_samples(
+        catalog(folder).load("answer_sample_batches"), greedy, QUESTION_TABLE, SAMPLING
+    )
+    return samples
 
 
 def saved_files(folder: Path) -> dict[str, int]:
@@ -126,3 +132,12 @@ def test_scoring_an_incomplete_sampling_says_to_run_it_again(lm, tmp_path):
     run_sampling(lm, folder, stop_after=1)
     with pytest.raises(ValueError, match=r"10 questions missing, e.g. \['a5', 'a6', 'a7'\].*sample_answers node again"):
         scored(folder)
+
+
+def test_the_reference_answers_are_each_questions_greedy_output_in_the_sampled_prompt(lm):
+    reference = nodes.generate_reference_answers(QUESTION_TABLE, lm, SAMPLING)
+
+    assert reference["question_id"].tolist() == QUESTION_TABLE["id"].tolist()
+    prompts = render_prompts(lm.tokenizer, [confidence_messages(question) for question in QUESTIONS])
+    one_at_a_time = [generate(lm, [prompt], SAMPLING["max_new_tokens"]).texts[0] for prompt in prompts]
+    assert reference["raw_output"].tolist() == one_at_a_time  # greedy, and batching changes nothing

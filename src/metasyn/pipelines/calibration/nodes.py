@@ -13,7 +13,7 @@ from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel
 from metasyn.lm.precision import computing_in
 from metasyn.lm.prompts import confidence_messages, pairwise_messages, render_prompts
-from metasyn.metacognition import distributional, evaluation, judgment, probes
+from metasyn.metacognition import distributional, evaluation, judgment, probes, sampling
 from metasyn.metacognition import plots as calibration_plots
 
 
@@ -27,15 +27,12 @@ def generate_confidence_answers(
 ) -> pd.DataFrame:
     """Greedy answer-plus-confidence output for each test question, in the format the fine-tunes learnt."""
     evaluation.check_methods(methods, verdict_method)
-    records = evaluation.check_test_questions(test_questions).to_dict("records")
-    outputs = generate(
+    return sampling.greedy_answers(
         computing_in(model, generation["dtype"]),
-        render_prompts(model.tokenizer, [confidence_messages(question) for question in records]),
+        evaluation.check_test_questions(test_questions),
         generation["confidence_max_new_tokens"],
-        batch_size=generation["batch_size"],
-        progress="confidence answers",
+        generation["batch_size"],
     )
-    return pd.DataFrame({"question_id": [question["id"] for question in records], "raw_output": outputs.texts})
 
 
 def score_confidence_answers(

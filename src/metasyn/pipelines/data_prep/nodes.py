@@ -79,18 +79,29 @@ def sample_answers(
     return sampling_lib.lazy_samples(sampler, pending, sampling)
 
 
-def score_answer_samples(
-    sample_batches: dict[str, Callable[[], pd.DataFrame]], questions: pd.DataFrame, sampling: dict
-) -> pd.DataFrame:
-    """Every saved sample in question order, with its answer read off the "Answer:" line and scored."""
-    return sampling_lib.score_samples(
-        sample_batches, questions, sampling["n_samples"], get_matcher(sampling["matcher"])
+def generate_reference_answers(questions: pd.DataFrame, model: LanguageModel, sampling: dict) -> pd.DataFrame:
+    """Each question's greedy output in the trained prompt: the answer consistency is measured against."""
+    return sampling_lib.greedy_answers(
+        computing_in(model, sampling["dtype"]), questions, sampling["max_new_tokens"], sampling["greedy_batch_size"]
     )
 
 
-def score_consistency(samples: pd.DataFrame, questions: pd.DataFrame) -> pd.DataFrame:
-    """Per-question modal answer, consistency and correctness, with the question's domain and split."""
-    table = targets_lib.question_consistency(samples)
+def score_answer_samples(
+    sample_batches: dict[str, Callable[[], pd.DataFrame]],
+    reference_outputs: pd.DataFrame,
+    questions: pd.DataFrame,
+    sampling: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every saved sample in question order and each greedy reference answer, read off the "Answer:" line and
+    scored."""
+    matcher = get_matcher(sampling["matcher"])
+    samples = sampling_lib.score_samples(sample_batches, questions, sampling["n_samples"], matcher)
+    return samples, sampling_lib.score_greedy_answers(reference_outputs, questions, matcher)
+
+
+def score_consistency(samples: pd.DataFrame, reference_answers: pd.DataFrame, questions: pd.DataFrame) -> pd.DataFrame:
+    """Per question: the greedy answer, its correctness and the samples' consistency with it; domain and split."""
+    table = targets_lib.question_consistency(samples, reference_answers)
     return table.merge(questions[["id", "domain", "split"]], left_on="question_id", right_on="id").drop(columns="id")
 
 
@@ -101,7 +112,9 @@ def fit_consistency_bins(consistency: pd.DataFrame, targets: dict) -> pd.DataFra
 
 def assign_targets(consistency: pd.DataFrame, bins: pd.DataFrame, targets: dict, seed: int) -> pd.DataFrame:
     """Target confidences for answerable train/validation questions, with over-full bins subsampled."""
-    trainable = consistency[consistency["split"].isin(["train", "validation"]) & consistency["modal_answer"].notna()]
+    trainable = consistency[
+        consistency["split"].isin(["train", "validation"]) & consistency["reference_answer"].notna()
+    ]
     with_targets = targets_lib.defined_targets(targets_lib.target_confidences(trainable, bins, targets["noise"], seed))
     return pd.concat(
         targets_lib.balance_bins(group, targets["balance_max_ratio"], seed)
@@ -120,7 +133,7 @@ def build_training_examples(
         n_pairs = int(round(examples["pairwise_per_single"] * len(singles)))
         pairs = examples_lib.pairwise_task_examples(split_targets, questions, n_pairs, seed)
         if not singles:
-            raise ValueError(f"No {split} examples: every {split} question lacks a parseable modal answer.")
+            raise ValueError(f"No {split} examples: every {split} question lacks a parseable greedy answer.")
         splits[split] = datasets.Dataset.from_list(singles + pairs).shuffle(seed=seed)
     return datasets.DatasetDict(splits)
 
@@ -136,7 +149,7 @@ def select_test_questions(questions: pd.DataFrame, consistency: pd.DataFrame) ->
     """Held-out questions with the base model's consistency (calibration's consistency ranking) and how many of
     its samples were correct (the judgment classes' truth)."""
     test = questions[questions["split"] == "test"].drop(columns="split")
-    columns = ["question_id", "consistency", "modal_answer", "modal_correct", "n_correct", "n_samples"]
+    columns = ["question_id", "consistency", "reference_answer", "reference_correct", "n_correct", "n_samples"]
     return test.merge(consistency[columns], left_on="id", right_on="question_id").drop(columns="question_id")
 
 

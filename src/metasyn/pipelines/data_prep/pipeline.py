@@ -8,7 +8,7 @@ from metasyn.pipelines.variants import Variants
 
 
 def create_pipeline(variants: Variants) -> Pipeline:
-    """Questions -> samples (saved per batch) -> consistency -> bins -> targets -> training examples (those that
+    """Questions -> samples (saved per batch) and greedy answers -> consistency -> bins -> targets -> training examples (those that
     fit) and test questions."""
     # One namespace (a kedro-viz group, one SLURM job); dataset names stay unprefixed for the catalog.
     return pipeline(
@@ -45,15 +45,22 @@ def create_pipeline(variants: Variants) -> Pipeline:
                 tags=[GPU_TAG],
             ),
             node(
+                func=nodes.generate_reference_answers,
+                inputs=["question_splits", "base.model", "sampling_settings"],
+                outputs="reference_answer_outputs",
+                name="generate_reference_answers",
+                tags=[GPU_TAG],
+            ),
+            node(
                 func=nodes.score_answer_samples,
-                inputs=["answer_sample_batches", "question_splits", "sampling_settings"],
-                outputs="answer_samples",
+                inputs=["answer_sample_batches", "reference_answer_outputs", "question_splits", "sampling_settings"],
+                outputs=["answer_samples", "reference_answers"],
                 name="score_answer_samples",
                 tags=[GPU_TAG],  # the nli matcher runs a classifier on the device
             ),
             node(
                 func=nodes.score_consistency,
-                inputs=["answer_samples", "question_splits"],
+                inputs=["answer_samples", "reference_answers", "question_splits"],
                 outputs="question_consistency",
                 name="score_consistency",
             ),
