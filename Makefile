@@ -35,8 +35,12 @@ demo: $(INSTALLED)
 controls: $(INSTALLED)
 	$(VENV)/bin/kedro run
 
+# Two workers, one thread each (tests/conftest.py keeps what shares a fixture on one worker): 12 min serial
+# on this 2-core machine, mostly one core busy while the other waits on subprocesses and SLURM jobs.
+TEST_WORKERS ?= 2
+
 test: $(INSTALLED)
-	$(VENV)/bin/pytest
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff (configured in pyproject.toml): seconds, so CI runs it before the tests and fails early.
 lint: $(INSTALLED)

@@ -102,3 +102,18 @@ def embedded_lm():
     from metasyn.lm.models import load_model
 
     return load_model(EMBEDDED_SPEC, device="cpu", dtype="float32")
+
+
+# Fixtures whose work a pytest-xdist worker would otherwise repeat: the session's smoke runs (minutes) and the
+# local SLURM cluster.
+SHARED_SESSION_FIXTURES = {"run_smoke": "smoke", "slurm_cluster": "slurm"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups into the test ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n`` with ``--dist loadgroup`` (``make test``): every test that uses a shared session
+    fixture goes to one worker, and every other test to the worker that runs the rest of its file, so no session
+    or module fixture is built twice."""
+    for item in items:
+        used = [group for name, group in SHARED_SESSION_FIXTURES.items() if name in getattr(item, "fixturenames", ())]
+        item.add_marker(pytest.mark.xdist_group(used[0] if used else item.nodeid.split("::")[0]))

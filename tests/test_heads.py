@@ -189,8 +189,9 @@ def test_noise_changes_only_the_removed_heads_slices_row_by_row(tiny_lm):
         noisy = o_proj_inputs(model, rows)
 
     # Layer 0 has no removed head: untouched. In layer 1, a removed head's slice gains exactly the noise of its
-    # prompt (the same draw in both head sets), every other slice is untouched.
-    torch.testing.assert_close(noisy[0], clean[0].repeat(2, 1, 1, 1), rtol=0, atol=0)
+    # prompt (the same draw in both head sets), every other slice is untouched. "Untouched" is up to float32
+    # rounding: a batch of 4 rows may take another matmul kernel than one of 2 (seen on CI: 4e-8 apart).
+    torch.testing.assert_close(noisy[0], clean[0].repeat(2, 1, 1, 1), rtol=1e-6, atol=1e-7)
     for row in range(4):
         head_set, prompt = divmod(row, 2)
         for head in range(4):

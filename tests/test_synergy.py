@@ -240,7 +240,11 @@ def test_zero_ablation_per_prompt_equals_a_direct_ablation_of_the_same_heads(tin
     for (order, repeat, fraction), rows in table.groupby(["order", "repeat", "fraction"]):
         heads = tiny_orders[order][repeat][: rows["heads_removed"].iloc[0]]
         assert rows["heads_removed"].iloc[0] == round(fraction * 8)
-        np.testing.assert_allclose(rows["divergence"], direct_divergence(tiny_model, tiny_activity, heads), rtol=1e-5)
+        # atol: the batched and direct forwards differ in float32 rounding (4e-8 seen on CI), which is 1e-5 of
+        # these small divergences.
+        np.testing.assert_allclose(
+            rows["divergence"], direct_divergence(tiny_model, tiny_activity, heads), rtol=1e-5, atol=1e-7
+        )
     everything = table.loc[table["fraction"] == 1, "divergence"].to_numpy().reshape(4, 3)
     assert (everything == everything[0]).all() and (everything > 0).all()
 
@@ -262,7 +266,9 @@ def test_noise_ablation_is_a_direct_noisy_forward_and_differs_from_zeroing(
     noisy = divergences(tiny_model, tiny_activity, tiny_orders, batch_size=12, noise=tiny_noise)
     heads = tiny_orders["synergistic_first"][0][:4]
     half = noisy.query("order == 'synergistic_first' and fraction == 0.5")["divergence"]
-    np.testing.assert_allclose(half, direct_divergence(tiny_model, tiny_activity, heads, tiny_noise), rtol=1e-5)
+    np.testing.assert_allclose(
+        half, direct_divergence(tiny_model, tiny_activity, heads, tiny_noise), rtol=1e-5, atol=1e-7
+    )
     zeroed = divergences(tiny_model, tiny_activity, tiny_orders, batch_size=12)
     assert not np.allclose(noisy["divergence"], zeroed["divergence"])
 
