@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from metasyn.lm.answers import (
+    answer_wording,
     check_matcher,
     contains_match,
     exact_match,
@@ -199,6 +200,23 @@ def test_an_option_named_in_a_phrase(output, expected):
 )
 def test_the_result_of_a_worked_answer_line(output, expected):
     assert extract_answer(output, "number") == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "kind", "expected"),
+    [
+        ("37 + 13 = 50", "number", "37 + 13 = 50"),  # the working a small model answers with is kept
+        ("598 + 130 = 179.\n\nThe answer is 179.", "number", "598 + 130 = 179."),
+        ("**Answer:** The capital of Egypt is Cairo. Confidence: 0.9", "text", "The capital of Egypt is Cairo."),
+        ("Answer: B. Paris\nConfidence: 0.4", "letter", "B. Paris"),
+        ("Let me think.\n\n37 + 13 = 50", "number", None),  # the answer is not on the line that would be stated
+        ("Answer: ?", "number", None),  # no answer at all
+    ],
+)
+def test_the_answer_as_worded_is_its_line_when_that_line_reads_back_as_the_answer(output, kind, expected):
+    assert answer_wording(output, kind) == expected
+    if expected is not None:
+        assert extract_answer(f"Answer: {expected}\nConfidence: 0.50", kind) == extract_answer(output, kind)
 
 
 def test_markdown_emphasis_around_a_pairwise_choice_is_ignored():

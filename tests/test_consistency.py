@@ -28,10 +28,12 @@ def _samples(answers_by_question: dict[str, list], gold: dict[str, str]) -> pd.D
 
 
 def _reference(answers: dict[str, str | None], gold: dict[str, str]) -> pd.DataFrame:
+    """Greedy reference answers, each worded as "= <answer>"."""
     return pd.DataFrame(
         {
             "question_id": list(answers),
             "answer": list(answers.values()),
+            "answer_text": [None if answer is None else f"= {answer}" for answer in answers.values()],
             "correct": [answer is not None and answer == gold[question] for question, answer in answers.items()],
         }
     )
@@ -54,11 +56,11 @@ def test_question_consistency_known_values():
     assert table.loc["q1", "reference_correct"]
     assert table.loc["q1", "n_unparsed"] == 1
     assert table["n_correct"].tolist() == [7, 1, 0, 10]  # from the samples, not the greedy answer
-    assert table.loc["q2", "reference_answer"] == "B"
+    assert table.loc["q2", "reference_answer"] == "B" and table.loc["q2", "reference_text"] == "= B"
     assert table.loc["q2", "consistency"] == pytest.approx(0.1)  # agreement with greedy, not with the mode
     assert table.loc["q2", "reference_correct"]
     assert table.loc["q3", "consistency"] == 0.0 and not table.loc["q3", "reference_correct"]
-    assert pd.isna(table.loc["q3", "reference_answer"])
+    assert pd.isna(table.loc["q3", "reference_answer"]) and pd.isna(table.loc["q3", "reference_text"])
     assert table.loc["q4", "consistency"] == 0.0 and not table.loc["q4", "reference_correct"]
 
 
@@ -124,7 +126,7 @@ def test_pairwise_examples_come_from_different_bins_and_prefer_higher_target():
             "question_id": ["a", "b", "c"],
             "bin": [1, 1, 8],
             "target_confidence": [0.1, 0.12, 0.85],
-            "reference_answer": ["2", "5", "6"],
+            "reference_text": ["2", "5", "6"],
         }
     )
     pairs = examples.pairwise_task_examples(targets, questions, n_pairs=20, seed=0)
@@ -173,7 +175,9 @@ def test_question_consistency_lists_questions_sorted_and_counts_samples():
         }
     )
     # A reference with no parsed answer is never a correct one, even where the matcher said so.
-    reference = pd.DataFrame({"question_id": ["b", "a"], "answer": ["x", None], "correct": [True, True]})
+    reference = pd.DataFrame(
+        {"question_id": ["b", "a"], "answer": ["x", None], "answer_text": ["x", None], "correct": [True, True]}
+    )
     table = targets_lib.question_consistency(samples, reference)
     assert table["question_id"].tolist() == ["a", "b"]
     assert table["n_samples"].tolist() == [3, 2]
@@ -244,9 +248,9 @@ def _question(question_id: str) -> dict:
     return {"id": question_id, **QUESTIONS.set_index("id").loc[question_id].to_dict()}
 
 
-def test_single_task_examples_are_the_prompt_the_reference_answer_and_the_target():
+def test_single_task_examples_are_the_prompt_the_answer_as_worded_and_the_target():
     targets = pd.DataFrame(
-        {"question_id": ["b", "a"], "reference_answer": ["Paris", "3"], "target_confidence": [0.8, 0.25],
+        {"question_id": ["b", "a"], "reference_text": ["Paris", "3"], "target_confidence": [0.8, 0.25],
          "n_correct": [10, 4], "n_samples": [10, 10]}
     )  # fmt: skip
     singles = examples.single_task_examples(targets, QUESTIONS)
@@ -304,7 +308,7 @@ def _counting(monkeypatch, always=None) -> list[_CountingRng]:
 
 def test_pairwise_examples_are_the_whole_known_example():
     targets = pd.DataFrame(
-        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "reference_answer": ["2", "Rome"]}
+        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "reference_text": ["2", "Rome"]}
     )
     by_id = {"a": ("2", 0.2), "b": ("Rome", 0.7)}
     pairs = examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=6, seed=1)
@@ -331,7 +335,7 @@ def test_pairwise_examples_are_the_whole_known_example():
 
 def test_a_tie_in_target_confidence_prefers_the_first_question():
     targets = pd.DataFrame(
-        {"question_id": ["a", "b"], "bin": [8, 9], "target_confidence": [0.9, 0.9], "reference_answer": ["2", "Paris"]}
+        {"question_id": ["a", "b"], "bin": [8, 9], "target_confidence": [0.9, 0.9], "reference_text": ["2", "Paris"]}
     )
     pairs = examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=4, seed=0)
     assert [pair["preferred"] for pair in pairs] == [1, 1, 1, 1]
@@ -340,7 +344,7 @@ def test_a_tie_in_target_confidence_prefers_the_first_question():
 def test_two_questions_from_different_bins_make_a_pair_at_every_draw(monkeypatch):
     made = _counting(monkeypatch)
     targets = pd.DataFrame(
-        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "reference_answer": ["2", "Rome"]}
+        {"question_id": ["a", "b"], "bin": [2, 7], "target_confidence": [0.2, 0.7], "reference_text": ["2", "Rome"]}
     )
     assert len(examples.pairwise_task_examples(targets, QUESTIONS, n_pairs=20, seed=0)) == 20
     assert made[0].draws == 20  # without replacement, a draw never picks one question twice
@@ -352,7 +356,7 @@ def test_pairing_gives_up_after_fifty_draws_per_pair_and_never_draws_from_one_bi
             "question_id": ["a", "b", "c"],
             "bin": [1, 1, 5],
             "target_confidence": [0.1, 0.1, 0.5],
-            "reference_answer": ["2", "x", "A"],
+            "reference_text": ["2", "x", "A"],
         }
     )
     made = _counting(monkeypatch, always=[0, 1])  # always the two questions of bin 1

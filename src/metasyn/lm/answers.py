@@ -130,6 +130,15 @@ def extract_answer(output: str, answer_type: str) -> str | None:
     raise ValueError(f"Unknown answer type {answer_type!r}: use 'number', 'letter' or 'text'.")
 
 
+def answer_wording(output: str, answer_type: str) -> str | None:
+    """The answer as the model wrote it: its answer line without label, emphasis or a same-line confidence
+    ("37 + 13 = 50", "The capital of Egypt is Cairo"), when that line alone reads back as the output's answer;
+    None when the answer came from elsewhere in the output, or there is none."""
+    answer = extract_answer(output, answer_type)
+    span, _ = _answer_span(EMPHASIS.sub("", output))
+    return span if answer is not None and extract_answer(f"Answer: {span}", answer_type) == answer else None
+
+
 def exact_match(predicted: str | None, gold: str, aliases: Sequence[str], answer_type: str) -> bool:
     """Default matcher: canonical equality (numbers, letters) or normalised exact match to any alias (text)."""
     if predicted is None:

@@ -44,11 +44,11 @@ def single_task_examples(targets: pd.DataFrame, questions: pd.DataFrame) -> list
         examples.append(
             {
                 "prompt": confidence_messages(question),
-                "completion": assistant_message(confidence_completion(row.reference_answer, row.target_confidence)),
+                "completion": assistant_message(confidence_completion(row.reference_text, row.target_confidence)),
                 "task": "single",
                 "domain": question["domain"],
                 "question_ids": [row.question_id],
-                "answers": [row.reference_answer],
+                "answers": [row.reference_text],
                 "target_confidence": float(row.target_confidence),
                 "preferred": -1,
                 "ability": str(ability_classes([row.n_correct], row.n_samples)[0]),
@@ -76,12 +76,12 @@ def pairwise_task_examples(targets: pd.DataFrame, questions: pd.DataFrame, n_pai
             {
                 "prompt": pairwise_messages(*questions_pair),
                 "completion": assistant_message(
-                    pairwise_completion(preferred, first.reference_answer, second.reference_answer)
+                    pairwise_completion(preferred, first.reference_text, second.reference_text)
                 ),
                 "task": "pairwise",
                 "domain": f"{questions_pair[0]['domain']}|{questions_pair[1]['domain']}",
                 "question_ids": [first.question_id, second.question_id],
-                "answers": [first.reference_answer, second.reference_answer],
+                "answers": [first.reference_text, second.reference_text],
                 "ability": "",
                 "judgment_prompt": [],
                 "target_confidence": float("nan"),

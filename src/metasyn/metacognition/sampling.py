@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from metasyn.lm.answers import Matcher, score_answers
+from metasyn.lm.answers import Matcher, answer_wording, domain_answer_type, score_answers
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel, describe_model
 from metasyn.lm.prompts import confidence_messages, render_prompts
@@ -112,10 +112,27 @@ def greedy_answers(lm: LanguageModel, questions: pd.DataFrame, max_new_tokens: i
 
 
 def score_greedy_answers(greedy: pd.DataFrame, questions: pd.DataFrame, matcher: Matcher) -> pd.DataFrame:
-    """Each greedy output's answer (None when unparseable) and correctness: ``question_id, answer, correct``."""
+    """Each greedy output's answer (None when unparseable), its wording and correctness: ``question_id, answer,
+    answer_text, correct``.
+
+    ``answer_text`` is the answer as the model wrote it (``answer_wording``), else the canonical answer: what a
+    training completion states. The canonical form would teach a small model to drop the working it answers
+    with: SmolLM2-135M writes "37 + 13 = 50", and trained to write "Answer: 50" at once it lost nearly all its
+    arithmetic (0.51 to 0.04 in a demo run, 2026-12-02).
+    """
     answered = questions.set_index("id").loc[greedy["question_id"]].reset_index().to_dict("records")
-    answers, correct = zip(*score_answers(greedy["raw_output"].tolist(), answered, matcher), strict=True)
-    return pd.DataFrame({"question_id": greedy["question_id"], "answer": list(answers), "correct": list(correct)})
+    outputs = greedy["raw_output"].tolist()
+    answers, correct = zip(*score_answers(outputs, answered, matcher), strict=True)
+    wordings = [
+        answer_wording(output, domain_answer_type(question["domain"]))
+        for output, question in zip(outputs, answered, strict=True)
+    ]
+    return pd.DataFrame({
+        "question_id": greedy["question_id"],
+        "answer": list(answers),
+        "answer_text": [wording or answer for wording, answer in zip(wordings, answers, strict=True)],
+        "correct": list(correct),
+    })  # fmt: skip
 
 
 def lazy_samples(

@@ -73,10 +73,13 @@ def test_consistency_is_agreement_with_the_greedy_answer_read_off_its_answer_lin
 
     assert samples["answer"].tolist() == ["lyon", "paris", "lyon"]  # the confidence line is not part of it
     assert samples["correct"].tolist() == [False, True, False] and samples["parsed"].all()
-    assert reference.to_dict("list") == {"question_id": ["f1"], "answer": ["paris"], "correct": [True]}
+    assert reference.to_dict("list") == {
+        "question_id": ["f1"], "answer": ["paris"], "answer_text": ["Paris"], "correct": [True]
+    }  # fmt: skip
     consistency = nodes.score_consistency(samples, reference, questions)
     # The modal sample (lyon, 2 of 3) is wrong; the greedy answer is right and 1 of 3 samples agree with it.
     assert consistency.loc[0, "reference_answer"] == "paris" and consistency.loc[0, "reference_correct"]
+    assert consistency.loc[0, "reference_text"] == "Paris"  # as the model wrote it: what training states
     assert consistency.loc[0, "consistency"] == pytest.approx(1 / 3)
 
 
