@@ -1,8 +1,9 @@
 """Consistency-based confidence targets (after Steyvers et al. 2025, arXiv 2510.05126).
 
-A question is sampled N times (Steyvers et al.: at temperature 1); the share of samples that agree with the model's answer is its
-consistency, a behavioural confidence signal. Questions are binned by consistency; a bin's empirical accuracy (of
-the model's answers) plus a little uniform noise becomes the target confidence the model is trained to state.
+A question is sampled N times (Steyvers et al.: at temperature 1); the share of samples that agree with the
+model's answer is its consistency, a behavioural confidence signal. Questions are binned by consistency; a bin's
+empirical accuracy (of the model's answers) plus a little uniform noise becomes the target confidence the model
+is trained to state.
 
 The model's answer here is its greedy answer, where Steyvers et al. take the modal sample. For the large models
 they study the two nearly always coincide; for a 135M model at T=1 they do not: the modal sample was right for
