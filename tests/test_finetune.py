@@ -362,3 +362,52 @@ def test_checkpoints_of_another_configuration_are_not_resumed(tiny_lm, tmp_path,
     assert "come from a run with a different training; deleting them" in caplog.text
     rerun = finetuning.train_adapter(tiny_lm, examples, TINY_LORA, {**training, "learning_rate": 1e-4}, tmp_path, 0)
     assert Path(rerun.run["resumed_from_checkpoint"]).name == "checkpoint-4"
+
+
+def test_a_single_example_is_trained_after_the_prompt_that_evaluation_generates_from(tiny_lm):
+    from metasyn.lm.prompts import confidence_prompts
+    from tests.pipelines.finetune.tiny import QUESTIONS
+
+    examples = hand_made_examples()
+    rendered = finetuning.rendered_examples(tiny_lm.tokenizer, examples)["train"]
+    tasks = examples["train"]["task"]
+    single = tasks.index("single")
+    question = next(q for q in QUESTIONS if q["id"] == examples["train"][single]["question_ids"][0])
+    assert rendered[single]["prompt"] == confidence_prompts(tiny_lm.tokenizer, [question])[0]
+    assert rendered[single]["prompt"].endswith("<|im_start|>assistant\nAnswer:")
+    completion = examples["train"][single]["completion"][0]["content"]
+    # The label is in the prompt, the rest of the turn is the completion, ending once with the end of turn.
+    assert rendered[single]["completion"] == completion.removeprefix("Answer:") + "<|im_end|>"
+    pairwise = tasks.index("pairwise")
+    assert rendered[pairwise]["prompt"].endswith("<|im_start|>assistant\n")
+    assert rendered[pairwise]["completion"].startswith("More confident: ")
+
+
+def test_the_loss_is_on_the_answer_and_confidence_not_on_the_answer_label(tiny_lm, tmp_path):
+    examples = hand_made_examples()
+    texts = finetuning.rendered_examples(tiny_lm.tokenizer, examples)
+    trainer = SFTTrainer(
+        model=tiny_lm.model,
+        args=finetuning.SFTConfig(output_dir=str(tmp_path), use_cpu=True, **TINY_TRAINING),
+        train_dataset=texts["train"],
+        eval_dataset=texts["validation"],
+        processing_class=tiny_lm.tokenizer,
+    )
+    single = examples["train"]["task"].index("single")
+    row = trainer.train_dataset[single]
+    trained = tiny_lm.tokenizer.decode([label for label in row["labels"] if label != -100])  # -100: no loss
+    completion = examples["train"][single]["completion"][0]["content"]
+    assert trained == completion.removeprefix("Answer:") + "<|im_end|>"
+
+
+def test_a_chat_template_that_renders_the_turn_otherwise_is_refused_before_training(tiny_lm, tmp_path):
+    tokenizer = copy.deepcopy(tiny_lm.tokenizer)
+    # The generation prompt says "assistant", the rendered turn "bot": the prompt is not the turn's start.
+    tokenizer.chat_template = tokenizer.chat_template.replace(
+        "<|im_start|>{{ message['role'] }}", "<|im_start|>{{ 'bot' if message['role'] == 'assistant' else message['role'] }}"
+    )
+    with pytest.raises(ValueError, match="does not render a single example as its prompt followed by"):
+        finetuning.train_adapter(
+            LanguageModel(tiny_lm.model, tokenizer), hand_made_examples(), TINY_LORA, TINY_TRAINING, tmp_path / "run", 0
+        )
+    assert not (tmp_path / "run").exists()
