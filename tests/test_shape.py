@@ -345,6 +345,11 @@ def test_model_shape_table_has_ablation_areas_only_for_ablated_models():
     assert base.loc["ablation_area_synergistic_first", "estimate"] == pytest.approx(0.25)
     assert base.loc["ablation_area_redundant_first", "estimate"] == pytest.approx(-0.25)
     assert "3 random orders" in base.loc["ablation_area_redundant_first", "note"]
+    # Each row counts its own prompts: the ablation ran on 6 of the 8 synergy prompts.
+    assert base["n_prompts"].to_dict() == {
+        "inverted_u_quadratic": 8, "inverted_u_band_contrast": 8, "ranking_split_half_reliability": 8,
+        "ablation_area_synergistic_first": 6, "ablation_area_redundant_first": 6,
+    }  # fmt: skip
     assert not table.loc[table["model"] == "random_init", "statistic"].str.startswith("ablation").any()
     # The same matrices under the same seed: the same resamples, so the same intervals for both models.
     rows = table.set_index(["model", "statistic"])[["estimate", "ci_low", "ci_high"]]

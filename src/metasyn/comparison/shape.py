@@ -586,11 +586,13 @@ def model_shape_table(
     for model, (synergy, redundancy) in per_prompt.items():
         bend = inverted_u(synergy, redundancy, heads_per_layer, n_resamples, seed)
         reliability = split_half_reliability(synergy, redundancy, heads_per_layer, n_resamples, seed)
+        # Each measure with the prompts it was computed on: the ablation may run on a subset of them.
         measures = {
-            "inverted_u_quadratic": (bend["quadratic"], ""),
-            "inverted_u_band_contrast": (bend["band_contrast"], ""),
+            "inverted_u_quadratic": (bend["quadratic"], len(synergy), ""),
+            "inverted_u_band_contrast": (bend["band_contrast"], len(synergy), ""),
             "ranking_split_half_reliability": (
                 {key: reliability[key] for key in ("estimate", "ci_low", "ci_high")},
+                len(synergy),
                 "interval: 2.5-97.5% over random prompt splits",
             ),
         }
@@ -599,10 +601,11 @@ def model_shape_table(
                 area = ablation_area_with_interval(ablation_divergences[model], order, n_resamples, seed)
                 measures[f"ablation_area_{order}"] = (
                     {key: area[key] for key in ("estimate", "ci_low", "ci_high")},
+                    area["n_prompts"],
                     f"interval over prompts and {area['n_random_orders']} random orders",
                 )
-        for statistic, (values, note) in measures.items():
-            rows.append({"model": model, "statistic": statistic, **values, "n_prompts": len(synergy), "note": note})
+        for statistic, (values, n_prompts, note) in measures.items():
+            rows.append({"model": model, "statistic": statistic, **values, "n_prompts": n_prompts, "note": note})
     return pd.DataFrame(rows, columns=["model", "statistic", "estimate", "ci_low", "ci_high", "n_prompts", "note"])
 
 
