@@ -44,29 +44,9 @@ def confidence_messages(question: Mapping) -> Messages:
     return [{"role": "user", "content": content}]
 
 
-# The single-question task's assistant turn opens with this text in the prompt, for sampling, training and
-# evaluation alike, so the model writes the answer itself, never the label. Left for the fine-tune to learn, the
-# label took over the 135M model's answers: trained for 1.25 epochs on 109 examples (demo, 2026-12-03), its factual
-# test answers became "Answer: Answer: Answer: ... 0.000000" (accuracy 0.59 to 0.14; after "Answer:" it put 0.2-0.4
-# on " Answer" even for its training questions); with the label in the prompt, 0.53 (/tmp experiment, same data).
-ANSWER_CUE = "Answer:"
-# What a task's assistant turn opens with in the prompt (metasyn.metacognition.finetuning renders the examples so).
-ASSISTANT_CUES = {"single": ANSWER_CUE}
-
-
 def confidence_completion(answer: str, confidence: float) -> str:
-    """Target text of the single-question task: its whole assistant turn, ``ANSWER_CUE`` included."""
-    return f"{ANSWER_CUE} {answer}\nConfidence: {confidence:.2f}"
-
-
-def confidence_prompts(tokenizer: PreTrainedTokenizerBase, questions: Sequence[Mapping]) -> list[str]:
-    """The single-question prompts rendered for generation, the assistant turn opened with ``ANSWER_CUE``."""
-    return [prompt + ANSWER_CUE for prompt in render_prompts(tokenizer, [confidence_messages(q) for q in questions])]
-
-
-def confidence_turns(generated: Sequence[str]) -> list[str]:
-    """Whole assistant turns from what the model generated after a ``confidence_prompts`` prompt."""
-    return [ANSWER_CUE + text for text in generated]
+    """Target text of the single-question task."""
+    return f"Answer: {answer}\nConfidence: {confidence:.2f}"
 
 
 def confidence_cue(answer: str) -> str:

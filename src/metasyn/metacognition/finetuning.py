@@ -39,7 +39,7 @@ from trl import SFTConfig, SFTTrainer
 
 from metasyn.atomic import atomic_file
 from metasyn.lm.models import LanguageModel
-from metasyn.lm.prompts import ASSISTANT_CUES, Messages, render_prompts
+from metasyn.lm.prompts import Messages, render_prompts
 from metasyn.lm.resume import fingerprint
 from metasyn.metacognition import controls
 from metasyn.metacognition.examples import example_token_lengths, target_completion
@@ -196,36 +196,6 @@ def check_sequence_lengths(tokenizer: PreTrainedTokenizerBase, examples: Dataset
             )
 
 
-def rendered_examples(tokenizer: PreTrainedTokenizerBase, examples: DatasetDict) -> DatasetDict:
-    """The examples as TRL's text prompt/completion pairs, rendered with the chat template, each task's assistant
-    turn opened in the prompt with its cue (``prompts.ASSISTANT_CUES``), as data_prep and calibration open it.
-
-    TRL's conversational format cannot end a prompt inside the assistant turn, hence the rendering here.
-    """
-
-    def render(example: Mapping) -> dict[str, str]:
-        prompt = render_prompts(tokenizer, [example["prompt"]])[0]
-        turn = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
-        cue = ASSISTANT_CUES.get(example["task"], "")
-        if not turn.startswith(prompt + cue):
-            raise ValueError(
-                f"The chat template of {tokenizer.name_or_path!r} does not render a {example['task']} example as its "
-                f"prompt followed by the assistant turn opening with {cue!r}, so the training sequence would not be "
-                "the one the model is evaluated on. Use a template that renders the generation prompt as the start "
-                "of the assistant turn."
-            )
-        completion = turn[len(prompt + cue) :]
-        # TRL appends the end-of-sequence token to a text completion that does not end with it; the template's
-        # newline after its end-of-turn token is dropped so that SmolLM's turn does not end with two.
-        if completion.rstrip().endswith(tokenizer.eos_token):
-            completion = completion.rstrip()
-        return {"prompt": prompt + cue, "completion": completion}
-
-    return DatasetDict(
-        {split: dataset.map(render, remove_columns=dataset.column_names) for split, dataset in examples.items()}
-    )
-
-
 def _examples_digest(examples: DatasetDict) -> str:
     content = {split: dataset.select_columns(["prompt", "completion"]).to_list() for split, dataset in examples.items()}
     return fingerprint(content)
@@ -321,11 +291,11 @@ def train_adapter(
         **training,
     )
     check_target_modules(lm.model, lora["target_modules"])
-    texts = rendered_examples(lm.tokenizer, examples)  # a clear error when there is no chat template
+    render_prompts(lm.tokenizer, examples["train"]["prompt"][:1])  # a clear error when there is no chat template
     check_sequence_lengths(lm.tokenizer, examples, args.max_length)
     run_config = {
         "base_model": lm.model.name_or_path,
-        "examples": _examples_digest(texts),
+        "examples": _examples_digest(examples),
         "lora": dict(lora),
         "training": dict(training),
         "seed": seed,
@@ -335,8 +305,8 @@ def train_adapter(
     trainer = SFTTrainer(
         model=copy.deepcopy(lm.model),
         args=args,
-        train_dataset=texts["train"],
-        eval_dataset=texts["validation"],
+        train_dataset=examples["train"],
+        eval_dataset=examples["validation"],
         processing_class=lm.tokenizer,
         peft_config=lora_config(lora),
         callbacks=[]

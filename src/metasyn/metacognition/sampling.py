@@ -21,7 +21,7 @@ import pandas as pd
 from metasyn.lm.answers import Matcher, answer_wording, domain_answer_type, score_answers
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel, describe_model
-from metasyn.lm.prompts import confidence_prompts, confidence_turns
+from metasyn.lm.prompts import confidence_messages, render_prompts
 from metasyn.lm.resume import batched, fingerprint, lazy_batches
 
 # The sampling settings that change a sample; ``matcher`` only scores samples, after they are saved.
@@ -48,7 +48,7 @@ def plan_batches(lm: LanguageModel, questions: pd.DataFrame, sampling: Mapping, 
     """Consecutive batches of ``sampling["batch_size"]`` questions in table order, in the trained prompt."""
     records = questions.to_dict("records")
     # The trained and evaluated prompt: the answer is read off its "Answer:" line, the stated confidence ignored.
-    prompts = confidence_prompts(lm.tokenizer, records)
+    prompts = render_prompts(lm.tokenizer, [confidence_messages(question) for question in records])
     # Where the model runs does not make it another model.
     model = {key: value for key, value in describe_model(lm).items() if key != "device"}
     settings = {key: sampling[key] for key in SAMPLE_SETTINGS}
@@ -94,7 +94,7 @@ def sample_batch(lm: LanguageModel, batch: SampleBatch, sampling: Mapping) -> pd
     return pd.DataFrame({
         "question_id": [question["id"] for question in batch.questions for _ in range(n_samples)],
         "sample_index": list(range(n_samples)) * len(batch.questions),
-        "output": confidence_turns(generations.texts),
+        "output": generations.texts,
     })  # fmt: skip
 
 
@@ -102,11 +102,13 @@ def greedy_answers(lm: LanguageModel, questions: pd.DataFrame, max_new_tokens: i
     """Each question's greedy output in the trained prompt (``question_id, raw_output``): the answer it is graded on."""
     records = questions.to_dict("records")
     outputs = generate(
-        lm, confidence_prompts(lm.tokenizer, records), max_new_tokens, batch_size=batch_size, progress="greedy answers"
+        lm,
+        render_prompts(lm.tokenizer, [confidence_messages(question) for question in records]),
+        max_new_tokens,
+        batch_size=batch_size,
+        progress="greedy answers",
     )
-    return pd.DataFrame(
-        {"question_id": [question["id"] for question in records], "raw_output": confidence_turns(outputs.texts)}
-    )
+    return pd.DataFrame({"question_id": [question["id"] for question in records], "raw_output": outputs.texts})
 
 
 def score_greedy_answers(greedy: pd.DataFrame, questions: pd.DataFrame, matcher: Matcher) -> pd.DataFrame:

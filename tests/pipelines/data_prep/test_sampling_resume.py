@@ -114,11 +114,9 @@ def test_batches_are_sampled_in_the_evaluated_prompt(lm, uninterrupted):
     from metasyn.metacognition import sampling
 
     plan = sampling.plan_batches(lm, QUESTION_TABLE, SAMPLING, 0)
-    # The assistant turn opened with the answer label, as the fine-tunes are trained and evaluated.
-    expected = [p + "Answer:" for p in render_prompts(lm.tokenizer, [confidence_messages(q) for q in QUESTIONS])]
+    expected = render_prompts(lm.tokenizer, [confidence_messages(question) for question in QUESTIONS])
     assert [prompt for batch in plan for prompt in batch.prompts] == expected
     assert [batch.partition for batch in plan] == sorted(saved_files(uninterrupted))
-    assert scored(uninterrupted)["output"].str.startswith("Answer:").all()  # the whole turn, label included
 
 
 @pytest.mark.parametrize("change", [{"temperature": 0.7}, {"batch_size": 3}, {"n_samples": 3}, {"dtype": "bfloat16"}])
@@ -140,6 +138,6 @@ def test_the_reference_answers_are_each_questions_greedy_output_in_the_sampled_p
     reference = nodes.generate_reference_answers(QUESTION_TABLE, lm, SAMPLING)
 
     assert reference["question_id"].tolist() == QUESTION_TABLE["id"].tolist()
-    prompts = [p + "Answer:" for p in render_prompts(lm.tokenizer, [confidence_messages(q) for q in QUESTIONS])]
-    one_at_a_time = ["Answer:" + generate(lm, [prompt], SAMPLING["max_new_tokens"]).texts[0] for prompt in prompts]
+    prompts = render_prompts(lm.tokenizer, [confidence_messages(question) for question in QUESTIONS])
+    one_at_a_time = [generate(lm, [prompt], SAMPLING["max_new_tokens"]).texts[0] for prompt in prompts]
     assert reference["raw_output"].tolist() == one_at_a_time  # greedy, and batching changes nothing

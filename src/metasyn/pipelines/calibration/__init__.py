@@ -1,8 +1,7 @@
 """calibration: does each model state calibrated confidence on the held-out test questions?
 
 Every evaluated model (``Variants.evaluated_models``: ``base`` and each fine-tune) answers each
-test question with a stated confidence (``prompts.confidence_prompts``: the assistant turn opened with
-``Answer:``, as in training and in data_prep's sampling) and, for seeded same-domain pairs of
+test question with a stated confidence (``prompts.confidence_messages``) and, for seeded same-domain pairs of
 test questions, says which one it is more likely to answer correctly (``prompts.pairwise_messages``), by
 greedy generation in the format the fine-tunes were trained on. Metric definitions: ``metasyn.metacognition.calibration``.
 
