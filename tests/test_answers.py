@@ -18,6 +18,7 @@ from metasyn.lm.answers import (
     score_answer,
     score_answers,
 )
+from metasyn.lm.prompts import confidence_completion, pairwise_completion
 
 
 @pytest.mark.parametrize(
@@ -211,12 +212,16 @@ def test_the_result_of_a_worked_answer_line(output, expected):
         ("Answer: B. Paris\nConfidence: 0.4", "letter", "B. Paris"),
         ("Let me think.\n\n37 + 13 = 50", "number", None),  # the answer is not on the line that would be stated
         ("Answer: ?", "number", None),  # no answer at all
+        # Alone on its line it reads 16, after a pairwise label ("Answer 1: ...") 2: not stated as worded.
+        ("2 times 8 is 16.", "number", None),
     ],
 )
 def test_the_answer_as_worded_is_its_line_when_that_line_reads_back_as_the_answer(output, kind, expected):
     assert answer_wording(output, kind) == expected
     if expected is not None:
-        assert extract_answer(f"Answer: {expected}\nConfidence: 0.50", kind) == extract_answer(output, kind)
+        answer = extract_answer(output, kind)
+        assert extract_answer(confidence_completion(expected, 0.5), kind) == answer
+        assert extract_answer(pairwise_completion(1, expected, "x"), kind) == answer
 
 
 def test_markdown_emphasis_around_a_pairwise_choice_is_ignored():

@@ -257,7 +257,7 @@ def test_single_task_examples_are_the_prompt_the_answer_as_worded_and_the_target
     assert singles == [
         {
             "prompt": prompts.confidence_messages(_question("b")),
-            "completion": [{"role": "assistant", "content": "Answer: Paris\nConfidence: 0.80"}],
+            "completion": [{"role": "assistant", "content": "Paris\nConfidence: 0.80"}],
             "task": "single",
             "domain": "factual",
             "question_ids": ["b"],
@@ -269,7 +269,7 @@ def test_single_task_examples_are_the_prompt_the_answer_as_worded_and_the_target
         },
         {
             "prompt": prompts.confidence_messages(_question("a")),
-            "completion": [{"role": "assistant", "content": "Answer: 3\nConfidence: 0.25"}],
+            "completion": [{"role": "assistant", "content": "3\nConfidence: 0.25"}],
             "task": "single",
             "domain": "arithmetic",
             "question_ids": ["a"],

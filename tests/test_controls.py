@@ -29,7 +29,7 @@ def _states_its_targets(examples: Dataset) -> None:
         text = row["completion"][0]["content"]
         if row["task"] == "single":
             assert parse_confidence(text) == pytest.approx(row["target_confidence"], abs=0.005)
-            assert text.startswith(f"Answer: {row['answers'][0]}\n")
+            assert text.startswith(f"{row['answers'][0]}\nConfidence: ")
         else:
             assert parse_preference(text) == row["preferred"]
             assert text.endswith(f"Answer 1: {row['answers'][0]}\nAnswer 2: {row['answers'][1]}")

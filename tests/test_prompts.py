@@ -24,8 +24,13 @@ def test_question_block_letters_options():
 
 def test_completions_parse_back_to_their_targets():
     single = confidence_completion("B", 0.734)
-    assert single == "Answer: B\nConfidence: 0.73"
+    assert single == "B\nConfidence: 0.73"
     assert extract_answer(single, "letter") == "B" and parse_confidence(single) == pytest.approx(0.73)
+    # Worded answers, as the base model writes them: the confidence's digits are not read as the answer.
+    worked = confidence_completion("37 + 13 = 50", 0.25)
+    assert extract_answer(worked, "number") == "50" and parse_confidence(worked) == pytest.approx(0.25)
+    sentence = confidence_completion("The capital city of Italy is Rome.", 0.5)
+    assert extract_answer(sentence, "text") == "capital city of italy is rome"
     pair = pairwise_completion(2, "12", "paris")
     assert parse_preference(pair) == 2
 
@@ -33,7 +38,7 @@ def test_completions_parse_back_to_their_targets():
 @pytest.mark.parametrize(("confidence", "tenths"), [(0.0, "0"), (0.37, "3"), (0.99, "9")])
 def test_confidence_cue_is_the_trained_completion_cut_before_its_tenths_digit(confidence, tenths):
     completion = confidence_completion("B", confidence)
-    assert confidence_cue("B") == "Answer: B\nConfidence: 0."
+    assert confidence_cue("B") == "B\nConfidence: 0."
     assert completion.startswith(confidence_cue("B")) and completion[len(confidence_cue("B"))] == tenths
 
 

@@ -136,7 +136,10 @@ def answer_wording(output: str, answer_type: str) -> str | None:
     None when the answer came from elsewhere in the output, or there is none."""
     answer = extract_answer(output, answer_type)
     span, _ = _answer_span(EMPHASIS.sub("", output))
-    return span if answer is not None and extract_answer(f"Answer: {span}", answer_type) == answer else None
+    # Read back as a training completion states it: alone on its line (the single-question task) and after a
+    # label ("Answer 1: ...", the pairwise task).
+    readings = {extract_answer(text, answer_type) for text in (span, f"Answer: {span}")}
+    return span if answer is not None and readings == {answer} else None
 
 
 def exact_match(predicted: str | None, gold: str, aliases: Sequence[str], answer_type: str) -> bool:

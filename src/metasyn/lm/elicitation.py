@@ -6,7 +6,7 @@ probability the label tokens had together before renormalising. Low mass means t
 label there, so the confidence says little about what the model would have written.
 
 ``forced``: the confidence prompt (``prompts.confidence_messages``), then the assistant turn
-``Answer: <answer>\\nConfidence: 0.`` (``prompts.confidence_cue``: the trained completion cut before its tenths
+``<answer>\\nConfidence: 0.`` (``prompts.confidence_cue``: the trained completion cut before its tenths
 digit). The ten digit tokens ``"0"``..``"9"`` are read. Renormalised over them, they give
 ``confidence = sum_d p_d * (d + 0.5) / 10``:
 

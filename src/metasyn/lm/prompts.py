@@ -38,19 +38,28 @@ def confidence_messages(question: Mapping) -> Messages:
     """
     instruction = ANSWER_FORMATS[answer_type(question["domain"])]
     content = (
-        f"{question_block(question)}\n\n{instruction} Reply in the form 'Answer: <answer>', then on a new line "
+        f"{question_block(question)}\n\n{instruction} Reply with your answer, then on a new line "
         "'Confidence: <probability from 0 to 1 that your answer is correct>'."
     )
     return [{"role": "user", "content": content}]
 
 
 def confidence_completion(answer: str, confidence: float) -> str:
-    """Target text of the single-question task."""
-    return f"Answer: {answer}\nConfidence: {confidence:.2f}"
+    """Target text of the single-question task: the answer as the model words it, then the confidence line.
+
+    No "Answer:" label: the fine-tune then learns one line, and the answer is written as the base model writes
+    it. With the label, the 135M model's LoRA fine-tunes (1.25 epochs, 109 examples, demo of 2026-12-03) turned
+    their factual answers into "Answer: Answer: Answer: ... 0.000000" (accuracy 0.59 to 0.14; after "Answer:"
+    they put 0.2-0.4 on " Answer" even for training questions). Without it, on the same questions and settings,
+    factual accuracy stayed at base's 0.57 and the confidence line was written for 78-100% of the questions.
+    Opening the assistant turn with the label in the prompt instead kept the fine-tunes' answers but cost base
+    its worked arithmetic (0.51 to 0.02: it wrote the number at once).
+    """
+    return f"{answer}\nConfidence: {confidence:.2f}"
 
 
 def confidence_cue(answer: str) -> str:
-    """The trained completion cut before its tenths digit: ``Answer: <answer>\nConfidence: 0.``."""
+    """The trained completion cut before its tenths digit: ``<answer>\nConfidence: 0.``."""
     # Cut from the target format itself, so the cue cannot drift from what the fine-tunes learnt.
     return confidence_completion(answer, 0.0).removesuffix("00")
 

@@ -117,7 +117,7 @@ def score_greedy_answers(greedy: pd.DataFrame, questions: pd.DataFrame, matcher:
 
     ``answer_text`` is the answer as the model wrote it (``answer_wording``), else the canonical answer: what a
     training completion states. The canonical form would teach a small model to drop the working it answers
-    with: SmolLM2-135M writes "37 + 13 = 50", and trained to write "Answer: 50" at once it lost nearly all its
+    with: SmolLM2-135M writes "37 + 13 = 50", and trained to write "50" at once it lost nearly all its
     arithmetic (0.51 to 0.04 in a demo run, 2026-12-02).
     """
     answered = questions.set_index("id").loc[greedy["question_id"]].reset_index().to_dict("records")
