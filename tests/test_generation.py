@@ -1,10 +1,13 @@
-"""Sampling from a prompt cache shared by a prompt's samples gives what the model's own expansion gives."""
+"""Sampling: the inverse-CDF sampler draws from softmax(logits / T), and sampling from a prompt cache shared by a
+prompt's samples gives what the model's own expansion gives."""
 
+import numpy as np
 import pytest
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+from scipy import stats
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LogitsProcessorList
 
-from metasyn.lm.generation import encode_left_padded, generate, stop_token_ids
+from metasyn.lm.generation import InverseCdfSampler, encode_left_padded, generate, repeat_rows, stop_token_ids
 from metasyn.lm.models import LanguageModel
 from tests.pipelines.finetune.tiny import tiny_llama, tiny_tokenizer
 
@@ -24,14 +27,53 @@ def tiny_gemma3_with_a_short_window() -> LanguageModel:
     return LanguageModel(Gemma3ForCausalLM(config).eval(), tokenizer)
 
 
+LOGITS = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0]))
+DRAWS = 40_000
+
+
+def drawn_counts(temperature: float) -> np.ndarray:
+    """How often the sampler draws each of ``LOGITS``' tokens, over ``DRAWS`` rows at a fixed seed."""
+    torch.manual_seed(0)
+    scores = InverseCdfSampler(temperature)(torch.zeros(DRAWS, 1, dtype=torch.long), LOGITS.repeat(DRAWS, 1))
+    assert torch.isfinite(scores).sum(-1).eq(1).all()  # one token left per row: greedy decoding emits it
+    return np.bincount(scores.argmax(-1).numpy(), minlength=len(LOGITS))
+
+
+def chi_square_p(counts: np.ndarray, logits: torch.Tensor) -> float:
+    """Goodness-of-fit p-value of drawn counts against softmax(logits), over the tokens of non-zero probability."""
+    probabilities = logits.double().softmax(-1).numpy()
+    drawable = probabilities > 0
+    expected = probabilities[drawable] / probabilities[drawable].sum() * counts[drawable].sum()
+    return stats.chisquare(counts[drawable], expected).pvalue
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.4, 2.0])
+def test_the_sampler_draws_from_the_tempered_softmax(temperature):
+    counts = drawn_counts(temperature)
+
+    assert counts[-1] == 0  # a zero-probability token is never drawn
+    assert chi_square_p(counts, LOGITS / temperature) > 0.001
+
+
+def test_the_sampler_tells_temperatures_apart():
+    # The same test that accepts T = 0.4 above rejects the T = 1 distribution for it.
+    assert chi_square_p(drawn_counts(0.4), LOGITS) < 1e-10
+
+
+def test_the_sampler_refuses_a_non_positive_temperature():
+    with pytest.raises(ValueError, match="leave do_sample off"):
+        InverseCdfSampler(0.0)
+
+
 def expanded_by_the_model(lm: LanguageModel, samples: int, max_new_tokens: int, seed: int) -> list[list[int]]:
     """Each sample's completion tokens, up to its first stop token, from ``model.generate``'s own expansion."""
-    encoded = encode_left_padded(lm.tokenizer, PROMPTS, lm.model.device)
+    encoded = repeat_rows(encode_left_padded(lm.tokenizer, PROMPTS, lm.model.device), samples)
     torch.manual_seed(seed)
     with torch.inference_mode():
         sequences = lm.model.generate(
-            **encoded, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0, top_p=None, top_k=None,
-            num_return_sequences=samples, eos_token_id=stop_token_ids(lm), pad_token_id=lm.tokenizer.pad_token_id,
+            **encoded, max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList([InverseCdfSampler(1.0)]),
+            do_sample=False, temperature=None, top_p=None, top_k=None,
+            eos_token_id=stop_token_ids(lm), pad_token_id=lm.tokenizer.pad_token_id,
         )  # fmt: skip
     completions = []
     for row in sequences[:, encoded["input_ids"].shape[1] :].tolist():

@@ -3,9 +3,9 @@
 Each batch is saved as one partition named ``<batch index>-<fingerprint>`` (``metasyn.lm.resume``): the zero-padded
 index makes partitions sort, and so get sampled and saved, in question order; the fingerprint hashes everything
 the batch's samples depend on (the model, ``n_samples``, ``temperature``, ``max_new_tokens``, the batch's question
-ids and rendered prompts, which the batch size and prompt template decide, and its seed). A batch's seed comes from
-the run's seed and its question ids, not from its place in a run, so a resumed run samples what an uninterrupted
-one would have.
+ids and rendered prompts, which the batch size and prompt template decide, its seed and the sampler). A batch's
+seed comes from the run's seed and its question ids, not from its place in a run, so a resumed run samples what an
+uninterrupted one would have.
 
 A saved partition that this run does not expect was sampled differently. It is refused rather than replaced:
 it may hold hours of GPU time, and a consistency mixed from two samplings would look like any other.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from metasyn.lm.answers import Matcher, answer_wording, domain_answer_type, score_answers
-from metasyn.lm.generation import generate
+from metasyn.lm.generation import InverseCdfSampler, generate
 from metasyn.lm.models import LanguageModel, describe_model
 from metasyn.lm.prompts import confidence_messages, render_prompts
 from metasyn.lm.resume import batched, fingerprint, lazy_batches
@@ -47,7 +47,7 @@ def batch_seed(seed: int, question_ids: Sequence[str]) -> int:
 def plan_batches(lm: LanguageModel, questions: pd.DataFrame, sampling: Mapping, seed: int) -> list[SampleBatch]:
     """Consecutive batches of ``sampling["batch_size"]`` questions in table order, in the trained prompt."""
     records = questions.to_dict("records")
-    # The trained and evaluated prompt: the answer is read off its "Answer:" line, the stated confidence ignored.
+    # The trained and evaluated prompt: the answer is read off the output, the stated confidence ignored.
     prompts = render_prompts(lm.tokenizer, [confidence_messages(question) for question in records])
     # Where the model runs does not make it another model.
     model = {key: value for key, value in describe_model(lm).items() if key != "device"}
@@ -57,9 +57,11 @@ def plan_batches(lm: LanguageModel, questions: pd.DataFrame, sampling: Mapping, 
     for index, (batch, batch_prompts) in enumerate(zip(batched(records, size), batched(prompts, size), strict=True)):
         ids = [question["id"] for question in batch]
         seed_of_batch = batch_seed(seed, ids)
-        digest = fingerprint(
-            {"model": model, "settings": settings, "question_ids": ids, "prompts": batch_prompts, "seed": seed_of_batch}
-        )
+        digest = fingerprint({
+            "model": model, "settings": settings, "question_ids": ids, "prompts": batch_prompts, "seed": seed_of_batch,
+            # Samples drawn by another sampler (generate's own multinomial, before) are other samples for one seed.
+            "sampler": InverseCdfSampler.__name__,
+        })  # fmt: skip
         plan.append(SampleBatch(f"{index:06d}-{digest[:16]}", batch, batch_prompts, seed_of_batch))
     return plan
 

@@ -92,8 +92,7 @@ def score_answer_samples(
     questions: pd.DataFrame,
     sampling: dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every saved sample in question order and each greedy reference answer, read off the "Answer:" line and
-    scored."""
+    """Every saved sample in question order and each greedy reference answer, its answer read and scored."""
     matcher = get_matcher(sampling["matcher"])
     samples = sampling_lib.score_samples(sample_batches, questions, sampling["n_samples"], matcher)
     return samples, sampling_lib.score_greedy_answers(reference_outputs, questions, matcher)
