@@ -160,6 +160,7 @@ def test_demo_sizes_are_named_and_study_sizes_are_not():
     assert size_label(12, 19, 3, sizes).startswith("**Demo sizes**: 12 synergy prompts (study: 60), 19 test questions")
     assert "synergy prompts" not in size_label(60, 19, 3, sizes)
     assert size_label(60, 700, 2, sizes).startswith("**Demo sizes**: 2 training seeds per variant (study: 3).")
+    assert size_label(60, 700, 1, sizes).startswith("**Demo sizes**: 1 training seed per variant (study: 3).")
     assert size_label(60, 700, 3, sizes) == ""
     model = {"name_or_path": "/root/.cache/metasyn/embedded/smollm2-135m-instruct", "parameters": 134_515_008}
     assert size_label(60, 153, 2, sizes, model).startswith(

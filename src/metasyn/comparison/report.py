@@ -304,11 +304,11 @@ def size_label(
     """A warning line when the run is smaller than the study's sizes, empty when it is not; it names the measured
     ``model`` (``describe_model``: ``name_or_path``, ``parameters``) when given."""
     short = [
-        f"{have} {what} (study: {want})"
-        for what, have, want in (
-            ("synergy prompts", n_prompts, study_sizes["prompts"]),
-            ("test questions", n_questions, study_sizes["test_questions"]),
-            ("training seeds per variant", n_seeds, study_sizes["seeds"]),
+        f"{have} {what if have != 1 else one} (study: {want})"
+        for what, one, have, want in (
+            ("synergy prompts", "synergy prompt", n_prompts, study_sizes["prompts"]),
+            ("test questions", "test question", n_questions, study_sizes["test_questions"]),
+            ("training seeds per variant", "training seed per variant", n_seeds, study_sizes["seeds"]),
         )
         if have < want
     ]
