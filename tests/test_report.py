@@ -10,6 +10,7 @@ from metasyn.comparison.report import (
     beyond_references,
     controls_sentence,
     judgement,
+    ranking_reading,
     render_report,
     size_label,
     verdict,
@@ -144,7 +145,8 @@ def test_the_verdict_names_layer_discoveries_noise_floors_and_every_models_inver
     assert "**metacog vs control_shuffled** (n = 12 prompts)" in text
     assert "Head ranking: Spearman rho with base 0.570 over 16 heads on the same prompts" in text
     assert ("base against metacog 0.200, base against itself 0.300, metacog against itself 0.320: cross minus "
-            "within -0.110 [-0.200, 0.000]") in text  # fmt: skip
+            "their geometric mean -0.110 [-0.200, 0.000] (2.5-97.5% of the splits): 0 lies within, no ranking "
+            "change beyond prompt noise.") in text  # fmt: skip
     assert "random_init 0.000 [-0.100, 0.100] (n = 12)" in text
 
 
@@ -153,6 +155,13 @@ def test_judgement_separates_change_inconclusive_and_no_change():
     assert judgement(False, -0.3, 0.3, 0.1).startswith("inconclusive at this size")
     assert judgement(False, -0.01, 0.01, 0.1).startswith("no change detected")
     assert judgement(False, float("nan"), float("nan"), 0.1).startswith("undefined")
+
+
+def test_the_ranking_reading_follows_where_the_split_range_lies():
+    assert ranking_reading(-0.09, -0.03).startswith("below 0 in nearly every split, a ranking change")
+    assert ranking_reading(-0.05, 0.01).startswith("0 lies within, no ranking change")
+    assert ranking_reading(0.02, 0.05).startswith("above 0 in nearly every split")
+    assert ranking_reading(float("nan"), float("nan")).startswith("undefined")
 
 
 def test_demo_sizes_are_named_and_study_sizes_are_not():

@@ -189,6 +189,17 @@ def end_of_sequence_sentence(sensitivity: pd.DataFrame, comparison: str) -> str:
     )
 
 
+def ranking_reading(low: float, high: float) -> str:
+    """What the cross-half gap's range over splits says: a ranking change, none beyond prompt noise, or nothing."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "undefined (a model's halves do not agree at all)"
+    if high < 0:
+        return "below 0 in nearly every split, a ranking change beyond prompt noise"
+    if low > 0:
+        return "above 0 in nearly every split, which no ranking change predicts (check the halves)"
+    return "0 lies within, no ranking change beyond prompt noise"
+
+
 def ranking_sentence(rankings: pd.DataFrame, variant: str) -> str:
     """A variant's head-ranking correlation with base, and its agreement with base across disjoint prompt halves."""
     row = rankings[rankings["variant"] == variant].iloc[0]
@@ -197,8 +208,9 @@ def ranking_sentence(rankings: pd.DataFrame, variant: str) -> str:
         f"the same prompts (their shared variation included). Across disjoint halves of the prompts "
         f"({int(row['halves_n_splits'])} random splits), base against {variant} {_number(row['halves_cross'])}, "
         f"base against itself {_number(row['halves_within_base'])}, {variant} against itself "
-        f"{_number(row['halves_within_other'])}: cross minus within {_number(row['halves_cross_minus_within'])} "
-        f"{_interval(row['halves_ci_low'], row['halves_ci_high'])} (near 0: no ranking change beyond prompt noise)."
+        f"{_number(row['halves_within_other'])}: cross minus their geometric mean "
+        f"{_number(row['halves_cross_minus_within'])} {_interval(row['halves_ci_low'], row['halves_ci_high'])} "
+        f"(2.5-97.5% of the splits): {ranking_reading(row['halves_ci_low'], row['halves_ci_high'])}."
     )
 
 
