@@ -191,6 +191,35 @@ def test_a_predictor_that_ignores_the_truth_scores_chance():
     assert exact["ci_high"] < 1
 
 
+def test_kappa_is_1_for_a_copy_0_for_the_commonest_class_and_above_0_for_a_planted_signal():
+    rng = np.random.default_rng(2)
+    truth = rng.choice(ABILITY_CLASSES, size=150, p=[0.1, 0.3, 0.6]).astype(object)
+
+    def metrics(predicted):
+        return estimate_with_intervals(
+            lambda items: judgment_metrics(predicted[items], truth[items], min_n=10), len(truth), **BOOTSTRAP
+        ).set_index("metric")
+
+    assert metrics(truth).loc["judgment_kappa", "value"] == 1.0
+    # Always the commonest class: exact match is that class's share (the demo's judgment fine-tune), kappa 0.
+    commonest = metrics(np.full(150, "cannot", dtype=object))
+    assert commonest.loc["judgment_exact_match", "value"] == pytest.approx(np.mean(truth == "cannot"))
+    assert commonest.loc["judgment_kappa", ["value", "ci_low", "ci_high"]].tolist() == [0.0, 0.0, 0.0]
+    # The truth for 60% of the questions, a guess for the rest: kappa well above 0, its interval too.
+    planted = np.where(rng.uniform(size=150) < 0.6, truth, rng.choice(ABILITY_CLASSES, size=150)).astype(object)
+    kappa = metrics(planted).loc["judgment_kappa"]
+    assert kappa["value"] > 0.5 and kappa["ci_low"] > 0.3
+    # Guesses independent of the truth: an interval around 0.
+    guessed = metrics(rng.choice(ABILITY_CLASSES, size=150, p=[0.1, 0.3, 0.6]).astype(object))
+    assert guessed.loc["judgment_kappa", "ci_low"] <= 0 <= guessed.loc["judgment_kappa", "ci_high"]
+
+
+def test_kappa_of_one_class_on_both_sides_is_undefined_and_says_why():
+    kappa = judgment_metrics(["can"] * 12, ["can"] * 12, min_n=10)["judgment_kappa"]
+    assert np.isnan(kappa.value) and kappa.n == 12 and "chance agreement is 1" in kappa.note
+    assert judgment_metrics(["can", "cannot"], ["can", "can"], min_n=10)["judgment_kappa"].note.startswith("only 2")
+
+
 def test_exact_match_and_recall_count_readable_judgments_only():
     truth = ["can", "can", "uncertain", "cannot"]
     predicted = ["can", None, "can", "cannot"]

@@ -521,7 +521,9 @@ def self_knowledge_sections(
         "## Self-knowledge: can / uncertain / cannot",
         "Before answering, each model judges whether it can answer each test question; the truth is the class of "
         "the base model's accuracy over its samples of the question (100%: can, 50-99%: uncertain, below 50%: "
-        "cannot). Exact match and recall count readable judgments, with 95% intervals over questions.",
+        "cannot). Exact match, recall and Cohen's kappa count readable judgments, with 95% intervals over "
+        "questions. Kappa is agreement beyond what the class shares give by chance: a model that names the "
+        "commonest class every time matches that class's share of questions, at kappa 0.",
         _markdown_table(judgment_view),
         "The 3x3 confusion matrices per model: `data/08_reporting/calibration/judgment_confusion.png` (the "
         "calibration pipeline's, not versioned with this report).",

@@ -14,7 +14,12 @@ for the class first and the answer after it (``judgment_messages``, ``judgment_c
 Evaluation on the test questions reads the class off each output (``parse_judgment``; unreadable is None) and
 compares it with the truth: exact match over readable judgments, the readable share beside it (an unreadable
 judgment is missing, not wrong, as in the pairwise task: see ``metasyn.metacognition.calibration``), the recall
-of each true class, and a confusion matrix per model (``confusion_matrix``, ``confusion_figure``).
+of each true class, Cohen's kappa, and a confusion matrix per model (``confusion_matrix``, ``confusion_figure``).
+
+Kappa is there because exact match rewards a model that names the commonest class every time: the demo's
+judgment fine-tune said "cannot" to all 153 test questions and matched 0.614 of them, the share of "cannot"
+questions. Kappa counts agreement beyond what the two class shares give by chance: 0 for such a model, 1 for a
+perfect one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from sklearn.metrics import cohen_kappa_score
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from metasyn.lm.answers import EMPHASIS
@@ -119,7 +125,8 @@ def _checked(predicted: Sequence[str | None], truth: Sequence[str]) -> tuple[np.
 
 
 def judgment_metrics(predicted: Sequence[str | None], truth: Sequence[str], min_n: int = 1) -> dict[str, Estimate]:
-    """Exact match of readable judgments, their share, and each true class's recall (NaN below ``min_n``)."""
+    """Exact match of readable judgments, their share, each true class's recall and Cohen's kappa (NaN below
+    ``min_n``)."""
     predicted, truth, readable = _checked(predicted, truth)
     hit = readable & (predicted == truth)
     estimates = {
@@ -134,7 +141,18 @@ def judgment_metrics(predicted: Sequence[str | None], truth: Sequence[str], min_
         # max(.., 1): a share of no judgments is undefined even when min_n allows it.
         note = too_few(n, max(min_n, 1), what)
         estimates[name] = Estimate(np.nan if note else float(hit[rows].mean()), n, note)
+    estimates["judgment_kappa"] = _kappa(predicted[readable], truth[readable], max(min_n, 1))
     return estimates
+
+
+def _kappa(predicted: np.ndarray, truth: np.ndarray, min_n: int) -> Estimate:
+    """Cohen's kappa of readable judgments; undefined below ``min_n`` or when both sides name one class only."""
+    note = too_few(len(truth), min_n, "readable judgments")
+    if not note and len(set(predicted) | set(truth)) == 1:
+        note = f"undefined: every judgment and every truth is '{truth[0]}', so chance agreement is 1"
+    if note:
+        return Estimate(np.nan, len(truth), note)
+    return Estimate(float(cohen_kappa_score(truth, predicted, labels=list(ABILITY_CLASSES))), len(truth))
 
 
 def confusion_matrix(predicted: Sequence[str | None], truth: Sequence[str]) -> pd.DataFrame:
