@@ -201,7 +201,7 @@ def test_kappa_is_1_for_a_copy_0_for_the_commonest_class_and_above_0_for_a_plant
         ).set_index("metric")
 
     assert metrics(truth).loc["judgment_kappa", "value"] == 1.0
-    # Always the commonest class: exact match is that class's share (the demo's judgment fine-tune), kappa 0.
+    # Always the commonest class: exact match is that class's share (as the judgment fine-tune did), kappa 0.
     commonest = metrics(np.full(150, "cannot", dtype=object))
     assert commonest.loc["judgment_exact_match", "value"] == pytest.approx(np.mean(truth == "cannot"))
     assert commonest.loc["judgment_kappa", ["value", "ci_low", "ci_high"]].tolist() == [0.0, 0.0, 0.0]

@@ -123,10 +123,11 @@ def generate(
         batch = list(prompts[start : start + batch_size])
         encoded = encode_left_padded(tokenizer, batch, model.device)
         torch.manual_seed(seed + start)
-        # Expanded here, not by generate: its greedy decoding, which emits the sampler's draws, refuses to expand.
-        inputs, cache = repeat_rows(encoded, num_return_sequences), None
         if num_return_sequences > 1 and encoded["input_ids"].shape[1] > 1:
             inputs, cache = shared_prompt_cache(model, encoded, num_return_sequences)
+        else:
+            # Expanded here, not by generate: its greedy decoding, which emits the sampler's draws, refuses to.
+            inputs, cache = repeat_rows(encoded, num_return_sequences), None
         output = model.generate(
             **inputs,
             cache=cache,

@@ -4,8 +4,7 @@ Generation (data_prep's samples, calibration's answers and elicitation, synergy'
 ablation forwards run in ``inference_dtype`` (globals.yml). On this project's CPU (AVX-512 BF16; /proc/cpuinfo lists
 no AMX) bfloat16 generates about twice as fast as float32 (benchmarks/README.md), and tests/test_precision.py
 bounds what it changes: next-token distributions and elicited confidences stay within a stated tolerance of
-float32. Recording
-the head norms that PhiID reads, and training, keep the model's own dtype (float32 on a CPU).
+float32. Recording the head norms that PhiID reads, and training, keep the model's own dtype (float32 on a CPU).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ compares it with the truth: exact match over readable judgments, the readable sh
 judgment is missing, not wrong, as in the pairwise task: see ``metasyn.metacognition.calibration``), the recall
 of each true class, Cohen's kappa, and a confusion matrix per model (``confusion_matrix``, ``confusion_figure``).
 
-Kappa is there because exact match rewards a model that names the commonest class every time: the demo's
-judgment fine-tune said "cannot" to all 153 test questions and matched 0.614 of them, the share of "cannot"
+Kappa is there because exact match rewards a model that names the commonest class every time: the judgment
+fine-tune (conf/base's variant, trained on the demo's data, 2026-12-03) said "cannot" to all 153 test questions and matched 0.614 of them, the share of "cannot"
 questions. Kappa counts agreement beyond what the two class shares give by chance: 0 for such a model, 1 for a
 perfect one.
 """
