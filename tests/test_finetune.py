@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import logging
+import types
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import trl.trainer.utils
 import yaml
 from datasets import Dataset, DatasetDict
 from peft import PeftModel, get_peft_model, get_peft_model_state_dict
@@ -176,6 +178,30 @@ def test_training_lowers_validation_loss_and_leaves_the_base_model_untouched(tin
     assert set(result.adapter.weights) and all("lora_" in name for name in result.adapter.weights)
     assert not _adapted_modules(tiny_lm.model)
     assert all(torch.equal(before[name], tensor) for name, tensor in tiny_lm.model.state_dict().items())
+
+
+def test_the_fused_head_scores_only_labelled_tokens_with_the_same_log_probabilities(tiny_lm, monkeypatch):
+    model = copy.deepcopy(tiny_lm.model)
+    trl.trainer.utils.add_fused_lm_head(model)
+    inputs = tiny_lm.tokenizer(["the capital of France is Paris"] * 2, return_tensors="pt")
+    labels = inputs["input_ids"].clone()
+    labels[:, :4] = -100  # a prompt of 4 tokens: 3 of the shifted (next-token) labels per row
+    rows, positions = labels.shape
+    scored = []
+    chunked = trl.trainer.utils._ChunkedLogProbFunction
+
+    def counting_apply(hidden, *rest):
+        scored.append(len(hidden))
+        return chunked.apply(hidden, *rest)
+
+    monkeypatch.setattr(trl.trainer.utils, "_ChunkedLogProbFunction", types.SimpleNamespace(apply=counting_apply))
+    every_position = model(**inputs, labels=labels, fused_lm_head=True)
+    with finetuning.scoring_completion_tokens_only():
+        labelled_only = model(**inputs, labels=labels, fused_lm_head=True)
+    assert scored == [rows * (positions - 1), rows * (positions - 1 - 3)]
+    torch.testing.assert_close(labelled_only.log_probs, every_position.log_probs, rtol=0, atol=1e-6)
+    assert labelled_only.log_probs[:, :3].eq(0).all()  # the prompt positions: no label, no log-probability
+    assert trl.trainer.utils._use_triton(torch.device("cpu")) is False  # restored
 
 
 def _adapter_with_b(model: torch.nn.Module, value: float) -> finetuning.Adapter:

@@ -8,6 +8,7 @@ a copy of the base weights so that every later pipeline reads a fine-tune as a p
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -15,12 +16,13 @@ import math
 import shutil
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 import torch
+import trl.trainer.utils
 from datasets import DatasetDict
 from matplotlib.figure import Figure
 from peft import (
@@ -264,6 +266,34 @@ def resumable_checkpoint(checkpoint_dir: Path, run_config: Mapping) -> str | Non
     return None
 
 
+@contextlib.contextmanager
+def scoring_completion_tokens_only() -> Iterator[None]:
+    """Let TRL's fused LM head score only the tokens that carry a label, on every device.
+
+    TRL 1.16 scores only labelled positions where Triton runs (CUDA, XPU) and every position elsewhere, to keep
+    tile shapes fixed for compilers such as Neuron's. Nothing is compiled on a CPU, and with the completion-only
+    loss most positions are the prompt's: scoring them against the 49k-token vocabulary took 45% of a demo-sized
+    training step (benchmarks/README.md). The labelled positions get the same log-probabilities either way
+    (tests/test_finetune.py), so losses and gradients do not change. The switch is TRL's private
+    ``_use_triton`` as ``trl.trainer.utils`` reads it; where a TRL release lacks it, training runs unchanged, at
+    full cost, with a warning.
+    """
+    original = getattr(trl.trainer.utils, "_use_triton", None)
+    if original is None:
+        logger.warning(
+            "This TRL release (%s) has no trl.trainer.utils._use_triton: its fused LM head scores every position "
+            "on a CPU, prompt included (same loss, slower training)",
+            trl.__version__,
+        )
+        yield
+        return
+    trl.trainer.utils._use_triton = lambda device: True
+    try:
+        yield
+    finally:
+        trl.trainer.utils._use_triton = original
+
+
 def train_adapter(
     lm: LanguageModel,
     examples: DatasetDict,
@@ -323,7 +353,8 @@ def train_adapter(
         args.device,
     )
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    with scoring_completion_tokens_only():
+        trainer.train(resume_from_checkpoint=resume_from)
     weights = {name: tensor.detach().cpu().clone() for name, tensor in get_peft_model_state_dict(trainer.model).items()}
     return TrainingResult(
         adapter=Adapter(trainer.model.peft_config["default"], weights),
