@@ -19,9 +19,9 @@ from metasyn.comparison.report import (
 
 def _calibration(ece_after: float, ece_change_ci: tuple[float, float], method: str = "forced") -> pd.DataFrame:
     rows = [
-        ("base", "ece", 0.30, 0.25, 0.35),
-        ("metacog", "ece", ece_after, ece_after - 0.05, ece_after + 0.05),
-        ("metacog", "ece_minus_base", ece_after - 0.30, *ece_change_ci),
+        ("base", "squared_ce_debiased", 0.30, 0.25, 0.35),
+        ("metacog", "squared_ce_debiased", ece_after, ece_after - 0.05, ece_after + 0.05),
+        ("metacog", "squared_ce_debiased_minus_base", ece_after - 0.30, *ece_change_ci),
         ("base", "auroc", 0.55, 0.5, 0.6),
         ("metacog", "auroc", 0.45, 0.4, 0.5),
         ("metacog", "auroc_minus_base", -0.10, -0.15, -0.05),
@@ -46,7 +46,7 @@ SETTINGS = {
         "max_interval_width": {
             "peak_shift": 0.25,
             "band_contrast": 0.2,
-            "ece": 0.1,
+            "squared_ce_debiased": 0.1,
             "auroc": 0.2,
             "brier": 0.1,
             "ablation_area": 0.2,
@@ -112,7 +112,7 @@ def test_opposite_inputs_give_opposite_verdicts():
     improved = _verdict(_calibration(0.10, (-0.25, -0.15)), _synergy(0.2, (0.1, 0.3), 0.15, (0.05, 0.25)))
     worsened = _verdict(_calibration(0.50, (0.15, 0.25)), _synergy(-0.2, (-0.3, -0.1), -0.15, (-0.25, -0.05)))
     assert "Calibration of metacog (confidence elicited by 'forced')" in improved
-    assert "ECE base 0.300 [0.250, 0.350] (n = 40), metacog 0.100 [0.050, 0.150] (n = 40); change on the 40 " \
+    assert "debiased squared CE base 0.300 [0.250, 0.350] (n = 40), metacog 0.100 [0.050, 0.150] (n = 40); change on the 40 " \
         "questions both answered with a confidence -0.200 [-0.250, -0.150]: a change, an improvement" in improved  # fmt: skip
     assert "-0.200 [-0.250, -0.150]: a change, an improvement" in improved
     assert "0.200 [0.150, 0.250]: a change, a deterioration" in worsened
@@ -206,12 +206,12 @@ def test_report_contains_verdict_tables_and_figure_links():
     assert "| metacog vs base | synergy | 4 | 1 | 0.010 | 0.010 | 12 |" in text
     assert "![Layer profiles](layer_profiles.png)" in text
     assert "| method | metric | base | metacog |" in text
-    assert "| forced | ece | 0.300 [0.250, 0.350] (n = 40) | 0.100 [0.050, 0.150] (n = 40) |" in text
+    assert "| forced | squared_ce_debiased | 0.300 [0.250, 0.350] (n = 40) | 0.100 [0.050, 0.150] (n = 40) |" in text
     assert "paired t-test" not in text
 
 
 def test_every_metric_is_judged_in_its_own_direction():
-    """ECE and Brier fall when calibration improves; AUROC rises. A fall of AUROC is a deterioration."""
+    """The calibration error and Brier fall when calibration improves; AUROC rises. A fall of AUROC is a deterioration."""
     text = _verdict(_calibration(0.10, (-0.25, -0.15)), _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
     assert "AUROC base 0.550" in text and "-0.100 [-0.150, -0.050]: a change, a deterioration" in text
     # Brier's interval [-0.3, 0.3] is 0.6 wide, above the 0.1 accepted: not "no change".
@@ -221,17 +221,17 @@ def test_every_metric_is_judged_in_its_own_direction():
 def test_the_verdict_reads_only_its_own_elicitation_method():
     stated = _calibration(0.10, (-0.25, -0.15), method="stated")
     text = _verdict(stated, _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
-    assert "ECE was not measured for metacog under 'forced'" in text
+    assert "debiased squared CE was not measured for metacog under 'forced'" in text
 
 
 def test_an_undefined_change_says_why_with_both_values_and_their_n():
     calibration = _calibration(0.10, (-0.25, -0.15))
-    change = calibration["metric"] == "ece_minus_base"
+    change = calibration["metric"] == "squared_ce_debiased_minus_base"
     calibration.loc[change, ["value", "ci_low", "ci_high"]] = float("nan")
     calibration.loc[change, "note"] = "only 3 answers with a confidence (minimum 20, calibration.metrics.min_n)"
     text = _verdict(calibration, _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
     assert (
-        "ECE change undefined (only 3 answers with a confidence (minimum 20, calibration.metrics.min_n)); "
+        "debiased squared CE change undefined (only 3 answers with a confidence (minimum 20, calibration.metrics.min_n)); "
         "base 0.300 [0.250, 0.350] (n = 40), metacog 0.100 [0.050, 0.150] (n = 40)"
     ) in text
 
@@ -239,7 +239,7 @@ def test_an_undefined_change_says_why_with_both_values_and_their_n():
 def test_training_seeds_are_set_beside_every_change():
     calibration = _calibration(0.10, (-0.25, -0.15))
     second_seed = calibration[calibration["model"] == "metacog"].assign(model="metacog_seed1")
-    second_seed.loc[second_seed["metric"] == "ece_minus_base", "value"] = -0.05
+    second_seed.loc[second_seed["metric"] == "squared_ce_debiased_minus_base", "value"] = -0.05
     band_changes, shape_changes, layer_changes, rankings, model_shapes = _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2))
     seed_band = pd.DataFrame([_band("metacog", 0.01, (-0.05, 0.07))]).assign(
         variant="metacog_seed1", contrast="(metacog_seed1 - base) - (metacog - base)"
@@ -257,7 +257,7 @@ def test_training_seeds_are_set_beside_every_change():
         "forced",
         {"metacog": ["metacog", "metacog_seed1"]},
     )
-    assert "Between training seeds of metacog ('forced'): ECE change by seed: metacog -0.200 [-0.250, -0.150] " \
+    assert "Between training seeds of metacog ('forced'): debiased squared CE change by seed: metacog -0.200 [-0.250, -0.150] " \
         "(n = 40), metacog_seed1 -0.050 [-0.250, -0.150] (n = 40) (range 0.150)" in text  # fmt: skip
     assert "Between training seeds: **metacog_seed1 vs metacog** (n = 12 prompts)" in text
     assert "permutation p = 0.600" in text
@@ -304,7 +304,7 @@ def test_the_calibration_sentence_opens_with_the_accuracy_change():
     ])])  # fmt: skip
     text = _verdict(calibration, _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2)))
     assert ("Calibration of metacog (confidence elicited by 'forced'): accuracy base 0.400 [0.270, 0.570] (n = 37), "
-            "metacog 0.110 [0.030, 0.220] (n = 37), change -0.290 [-0.430, -0.160]; ECE base") in text  # fmt: skip
+            "metacog 0.110 [0.030, 0.220] (n = 37), change -0.290 [-0.430, -0.160]; debiased squared CE base") in text  # fmt: skip
 
 
 # Known answers that the mutation run (`make mutation`, docs/testing.md) showed to be missing.
@@ -357,8 +357,8 @@ def test_the_calibration_sentence_names_each_metrics_change_improvement_or_deter
     sentence = calibration_sentence(_calibration(0.1, (-0.25, -0.15)), "metacog", "forced", SETTINGS["verdict"])
     assert sentence == (
         "Calibration of metacog (confidence elicited by 'forced'): "
-        "ECE base 0.300 [0.250, 0.350] (n = 40), metacog 0.100 [0.050, 0.150] (n = 40); change on the 40 questions "
-        "both answered with a confidence -0.200 [-0.250, -0.150]: a change, an improvement; "  # lower ECE: better
+        "debiased squared CE base 0.300 [0.250, 0.350] (n = 40), metacog 0.100 [0.050, 0.150] (n = 40); change on the 40 questions "
+        "both answered with a confidence -0.200 [-0.250, -0.150]: a change, an improvement; "  # a lower error: better
         "AUROC base 0.550 [0.500, 0.600] (n = 40), metacog 0.450 [0.400, 0.500] (n = 40); change on the 40 questions "
         "both answered with a confidence -0.100 [-0.150, -0.050]: a change, a deterioration; "  # lower AUROC: worse
         "Brier base 0.250 [0.200, 0.300] (n = 40), metacog 0.250 [0.200, 0.300] (n = 40); change on the 40 "
@@ -366,7 +366,7 @@ def test_the_calibration_sentence_names_each_metrics_change_improvement_or_deter
         "0.600 wide, above the 0.100 accepted)."
     )
     worse = calibration_sentence(_calibration(0.5, (0.15, 0.25)), "metacog", "forced", SETTINGS["verdict"])
-    assert "confidence 0.200 [0.150, 0.250]: a change, a deterioration; AUROC" in worse  # a higher ECE is worse
+    assert "confidence 0.200 [0.150, 0.250]: a change, a deterioration; AUROC" in worse  # a higher error is worse
 
 
 def test_the_calibration_sentence_says_why_a_change_is_undefined_or_not_measured():
@@ -386,7 +386,7 @@ def test_the_calibration_sentence_says_why_a_change_is_undefined_or_not_measured
         calibration, "metacog", "forced", SETTINGS["verdict"]
     )
     assert calibration_sentence(calibration, "metacog", "verbal", SETTINGS["verdict"]) == (
-        "Calibration of metacog (confidence elicited by 'verbal'): ECE was not measured for metacog under 'verbal'; "
+        "Calibration of metacog (confidence elicited by 'verbal'): debiased squared CE was not measured for metacog under 'verbal'; "
         "AUROC was not measured for metacog under 'verbal'; Brier was not measured for metacog under 'verbal'."
     )
 
@@ -407,7 +407,7 @@ def test_the_calibration_sentence_starts_with_the_accuracy_change():
     sentence = calibration_sentence(calibration, "metacog", "forced", SETTINGS["verdict"])
     assert sentence.startswith(
         "Calibration of metacog (confidence elicited by 'forced'): accuracy base 0.400 [0.300, 0.500] (n = 50), "
-        "metacog 0.500 [0.400, 0.600] (n = 50), change 0.100 [0.000, 0.200]; ECE base 0.300"
+        "metacog 0.500 [0.400, 0.600] (n = 50), change 0.100 [0.000, 0.200]; debiased squared CE base 0.300"
     )
 
 
@@ -421,7 +421,7 @@ def _full_inputs() -> dict:
     """Every table the verdict and the report read: two seeds, ablation, end-of-sequence, run records."""
     calibration = _calibration(0.10, (-0.25, -0.15))
     second_seed = calibration[calibration["model"] == "metacog"].assign(model="metacog_seed1")
-    second_seed.loc[second_seed["metric"] == "ece_minus_base", "value"] = -0.05
+    second_seed.loc[second_seed["metric"] == "squared_ce_debiased_minus_base", "value"] = -0.05
     second_seed.loc[second_seed["metric"] == "brier_minus_base", "value"] = float("nan")
     calibration = pd.concat([calibration, second_seed], ignore_index=True)
     band_changes, shape_changes, layer_changes, rankings, model_shapes = _synergy(0.2, (0.1, 0.3), 0.1, (0.0, 0.2))
@@ -566,7 +566,7 @@ def test_seed_spread_of_a_metric_no_seed_measured_has_no_range():
     calibration = calibration[calibration["metric"] != "brier_minus_base"]
     sentence = seed_spread_sentence(calibration, ["metacog", "metacog_seed1"], "forced")
     assert sentence.endswith("; Brier change by seed:  (range n/a).")
-    assert "ECE change by seed: metacog -0.200 [-0.250, -0.150] (n = 40) (range 0.000);" in sentence
+    assert "debiased squared CE change by seed: metacog -0.200 [-0.250, -0.150] (n = 40) (range 0.000);" in sentence
 
 
 def test_node_times_are_numbered_from_zero_longest_first():
@@ -603,7 +603,7 @@ def _calibration_with_controls(changes: dict[str, tuple[float, float, float]]) -
             {"model": model, "method": "forced", "domain": "all", "metric": f"{metric}_minus_base", "value": value,
              "ci_low": low, "ci_high": high, "n": 40, "note": ""}
             for model, (value, low, high) in changes.items()
-            for metric in ("ece", "auroc", "brier")
+            for metric in ("squared_ce_debiased", "auroc", "brier")
         ]
     )  # fmt: skip
 
@@ -629,9 +629,9 @@ def test_the_controls_sentence_reads_each_measure_against_every_control_and_seed
     text = controls_sentence(
         "metacog", ["shuffled", "flipped"], ["metacog_seed1"], calibration, band_changes, shape_changes, "forced"
     )
-    # The seed moved ECE as far as metacog did: a real fine-tuning effect, but not one beyond the seeds' spread.
+    # The seed moved the calibration error as far as metacog did: a real fine-tuning effect, but not one beyond the seeds' spread.
     assert (
-        "ECE change -0.200 [-0.250, -0.150] against shuffled -0.010, flipped 0.020, metacog_seed1 -0.220: within "
+        "debiased squared CE change -0.200 [-0.250, -0.150] against shuffled -0.010, flipped 0.020, metacog_seed1 -0.220: within "
         "the spread of the controls and seeds" in text
     )
     assert "band contrast change 0.030 [-0.020, 0.080] against shuffled 0.040, flipped 0.010: within" in text
@@ -640,6 +640,7 @@ def test_the_controls_sentence_reads_each_measure_against_every_control_and_seed
     without_seed = controls_sentence(
         "metacog", ["shuffled", "flipped"], [], calibration, band_changes, shape_changes, "forced"
     )
-    assert "ECE change -0.200 [-0.250, -0.150] against shuffled -0.010, flipped 0.020: beyond every control" in (
-        without_seed
+    assert (
+        "debiased squared CE change -0.200 [-0.250, -0.150] against shuffled -0.010, flipped 0.020: beyond every control"
+        in (without_seed)
     )

@@ -402,7 +402,7 @@ class Synergy(_Block):
 class IntervalWidths(_Block):
     peak_shift: PositiveNumber
     band_contrast: PositiveNumber
-    ece: PositiveNumber
+    squared_ce_debiased: PositiveNumber
     auroc: PositiveNumber
     brier: PositiveNumber
     ablation_area: PositiveNumber

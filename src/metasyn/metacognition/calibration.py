@@ -6,6 +6,15 @@ Single-question task (``N`` answers with stated confidence ``c_i`` in [0, 1] and
   ..., [0.9, 1.0]``), the same bins as the training targets (``metasyn.metacognition.binning.equal_width_bin``).
 - **ECE, equal mass**: the same sum over bins whose edges are confidence quantiles, so bins hold about the
   same number of answers; equal confidences always share a bin (so the value never depends on row order).
+- **Debiased squared calibration error** (Kumar et al. 2019, "Verified uncertainty calibration"): over the
+  equal-mass bins, ``sum_b |B_b| / N * [(acc(B_b) - conf(B_b))^2 - acc(B_b) (1 - acc(B_b)) / (|B_b| - 1)]``:
+  each bin's squared gap less its sampling variance (a bin of one answer adds 0). Its expectation is the
+  binned squared calibration error itself, so it can be negative by chance, and the difference between two
+  models is unbiased. ECE's is not: its plug-in value is biased upwards by an amount that depends on how many
+  distinct confidences a model states (a calibrated model scores about 0.09 at N = 153), so two calibrated
+  models that differ in resolution differ in ECE. With 153 answers and 10 bins, the percentile interval of
+  that ECE difference excluded 0 in 38-53% of simulated datasets, this one's in 1-4%
+  (``test_debiased_squared_error_finds_no_change_between_two_calibrated_models``). The verdict uses it.
 - **Brier score**: ``mean((c_i - y_i)^2)``.
 - **AUROC**: probability that a random correct answer was stated with more confidence than a random
   incorrect one (ties count one half). Undefined (NaN, with the reason) when every answer is correct or
@@ -144,6 +153,24 @@ def expected_calibration_error(
     return float(np.abs(gaps).sum() / len(confidence))
 
 
+def debiased_squared_calibration_error(
+    confidence: Sequence[float],
+    correct: Sequence[bool],
+    n_bins: int = 10,
+) -> float:
+    """Kumar et al. (2019)'s debiased squared calibration error over equal-mass bins (module docstring)."""
+    # Written by hand: the authors' package (uncertainty-calibration 0.1.4, 2020) bins Python lists per call,
+    # too slow for a bootstrap of every model, method and domain; the formula is its unbiased_square_ce.
+    confidence, correct = _checked(confidence, correct)
+    bins = bin_index(confidence, n_bins, "equal_mass")
+    count = np.bincount(bins, minlength=n_bins)
+    filled = count >= 2
+    accuracy = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)[filled] / count[filled]
+    mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins)[filled] / count[filled]
+    excess = (accuracy - mean_confidence) ** 2 - accuracy * (1 - accuracy) / (count[filled] - 1)
+    return float((count[filled] * excess).sum() / len(confidence))
+
+
 def brier_score(confidence: Sequence[float], correct: Sequence[bool]) -> float:
     """Mean squared difference between stated confidence and correctness (0/1)."""
     confidence, correct = _checked(confidence, correct)
@@ -222,6 +249,7 @@ def confidence_task_metrics(
     calibration: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
         "ece": lambda c, y: expected_calibration_error(c, y, n_bins, "equal_width"),
         "ece_equal_mass": lambda c, y: expected_calibration_error(c, y, n_bins, "equal_mass"),
+        "squared_ce_debiased": lambda c, y: debiased_squared_calibration_error(c, y, n_bins),
         "brier": brier_score,
         "auroc": auroc,
         "aurc": area_under_risk_coverage,

@@ -266,9 +266,13 @@ def test_the_report_states_the_verdict_sizes_and_seed_spread(comparison_run):
         "**Demo sizes** (a demo of base, a 3M-parameter model): 24 synergy prompts"
     )
     calibration = re.search(r"Calibration of metacog \(confidence elicited by 'forced'\): (.*?)\n", text).group(1)
-    assert calibration.startswith("accuracy base ") and ", change 0.000 [0.000, 0.000]; ECE base" in calibration
+    assert (
+        calibration.startswith("accuracy base ")
+        and ", change 0.000 [0.000, 0.000]; debiased squared CE base" in calibration
+    )
     assert re.search(
-        r"; ECE base 0\.4\d\d \[[^;]*\(n = 120\), metacog 0\.000 .*?: a change, an improvement;", calibration
+        r"; debiased squared CE base 0\.1\d\d \[[^;]*\(n = 120\), metacog 0\.000 .*?: a change, an improvement;",
+        calibration,
     )
     assert re.search(r"AUROC base 0\.500 .*?: a change, an improvement;", calibration)
     assert "**metacog vs base** (n = 24 prompts)" in text

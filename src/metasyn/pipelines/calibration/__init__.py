@@ -24,8 +24,8 @@ model, method, domain and metric:
   pairwise task.
 - ``domain`` (str): a question domain, or ``"all"`` for every test question pooled.
 - ``metric`` (str): ``accuracy`` (answer); ``parse_rate`` (share of questions with a confidence under the
-  method: format compliance for ``stated``), ``ece``, ``ece_equal_mass``, ``brier``, ``auroc``, ``aurc``
-  (per method); ``pairwise_parse_rate``, ``auc_a``, ``auc_c`` (pairwise); and, for each fine-tuned variant,
+  method: format compliance for ``stated``), ``ece``, ``ece_equal_mass``, ``squared_ce_debiased``, ``brier``,
+  ``auroc``, ``aurc`` (per method); ``pairwise_parse_rate``, ``auc_a``, ``auc_c`` (pairwise); and, for each fine-tuned variant,
   the paired difference ``<metric>_minus_base`` (variant minus base) of each of these, computed on the
   questions where both models have a confidence under that method (pairwise: the pairs both read).
 - ``value`` (float): NaN when undefined (see ``note``), including every metric on fewer than
