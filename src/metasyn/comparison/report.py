@@ -589,7 +589,9 @@ def render_report(
         "both models have a confidence. ECE is biased upwards, by more for a model that states more distinct "
         "confidences (a perfectly calibrated one scores about 0.09 at 153 questions), and so are its interval "
         "and its changes; `squared_ce_debiased` (Kumar et al. 2019) is each bin's squared gap less its sampling "
-        "variance, 0 on average for a calibrated model, and the verdict reads it instead.",
+        "variance, 0 on average for a calibrated model, and the verdict reads it instead. For a calibrated model "
+        "at 153 questions its interval held 0 in 94% of simulated datasets, ECE's in none; resampling shifts it "
+        "up, so it can lie above an estimate that fell below 0 by chance.",
         _markdown_table(calibration_view.fillna("")),
         *self_knowledge,
         "## Synergy: band contrast changes (bootstrap over prompts)",
