@@ -9,8 +9,6 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "install_chromium: chromium is missing and installing it needs root: sudo $0" >&2
         exit 1
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq chromium >/dev/null
+    "$(dirname "$0")/apt_install.sh" chromium
 fi
 command -v chromium

@@ -54,8 +54,7 @@ install_packages() {
     log "packages already installed"
     return
   fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${PACKAGES[@]}"
+  "$(dirname "${BASH_SOURCE[0]}")/apt_install.sh" "${PACKAGES[@]}"
 }
 
 write_configs() {
