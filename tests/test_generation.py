@@ -1,13 +1,15 @@
-"""Sampling: the inverse-CDF sampler draws from softmax(logits / T), and sampling from a prompt cache shared by a
-prompt's samples gives what the model's own expansion gives."""
+"""Sampling: the inverse-CDF sampler draws from softmax(logits / T); decoding from a prompt cache shared by a
+prompt's samples, dropping rows as they end, gives what the model's own ``generate`` gives."""
+
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LogitsProcessorList
+from transformers import BatchEncoding, Gemma3ForCausalLM, Gemma3TextConfig, LogitsProcessorList
 
-from metasyn.lm.generation import InverseCdfSampler, encode_left_padded, generate, repeat_rows, stop_token_ids
+from metasyn.lm.generation import InverseCdfSampler, encode_left_padded, generate, stop_token_ids
 from metasyn.lm.models import LanguageModel
 from tests.pipelines.finetune.tiny import tiny_llama, tiny_tokenizer
 
@@ -65,13 +67,17 @@ def test_the_sampler_refuses_a_non_positive_temperature():
         InverseCdfSampler(0.0)
 
 
-def expanded_by_the_model(lm: LanguageModel, samples: int, max_new_tokens: int, seed: int) -> list[list[int]]:
+def expanded_by_the_model(
+    lm: LanguageModel, samples: int, max_new_tokens: int, seed: int, sampled: bool = True, prompts=PROMPTS
+) -> list[list[int]]:
     """Each sample's completion tokens, up to its first stop token, from ``model.generate``'s own expansion."""
-    encoded = repeat_rows(encode_left_padded(lm.tokenizer, PROMPTS, lm.model.device), samples)
+    encoded = encode_left_padded(lm.tokenizer, prompts, lm.model.device)
+    encoded = BatchEncoding({key: value.repeat_interleave(samples, dim=0) for key, value in encoded.items()})
     torch.manual_seed(seed)
     with torch.inference_mode():
         sequences = lm.model.generate(
-            **encoded, max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList([InverseCdfSampler(1.0)]),
+            **encoded, max_new_tokens=max_new_tokens,
+            logits_processor=LogitsProcessorList([InverseCdfSampler(1.0)] if sampled else []),
             do_sample=False, temperature=None, top_p=None, top_k=None,
             eos_token_id=stop_token_ids(lm), pad_token_id=lm.tokenizer.pad_token_id,
         )  # fmt: skip
@@ -93,3 +99,45 @@ def test_samples_from_the_shared_prompt_cache_equal_the_models_own_expansion(mak
     assert [ids.tolist() for ids in shared.prompt_ids] == [
         lm.tokenizer(prompt, add_special_tokens=False).input_ids for prompt in PROMPTS for _ in range(5)
     ]
+
+
+def decoded_rows(lm: LanguageModel) -> list[int]:
+    """The number of rows of each single-token forward (the decoding steps) while ``lm`` generates."""
+    rows = []
+    lm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: (
+            rows.append(kwargs["input_ids"].shape[0]) if kwargs["input_ids"].shape[1] == 1 else None
+        ),
+        with_kwargs=True,
+    )
+    return rows
+
+
+MORE_PROMPTS = [*PROMPTS, "Count to five:", "Spell the word cat:", "Say hello to the world:", "Two and two make"]
+
+
+# The tiny Llama's greedy output repeats one token, so no stop token can end its rows in their middle.
+@pytest.mark.parametrize(
+    ("make_lm", "sampled"),
+    [(tiny_llama, True), (tiny_gemma3_with_a_short_window, True), (tiny_gemma3_with_a_short_window, False)],
+    ids=["llama-sampled", "gemma3-sampled", "gemma3-greedy"],
+)
+def test_rows_that_end_early_leave_the_batch_and_every_row_stays_what_generate_gives(make_lm, sampled):
+    lm = make_lm()
+    copies = 5 if sampled else 1
+    # Stop tokens that some rows emit in their middle but none at its start, so that rows end at several steps.
+    unstopped = expanded_by_the_model(lm, copies, 12, seed=3, sampled=sampled, prompts=MORE_PROMPTS)
+    starts = {token for row in unstopped for token in row[:2]}
+    middle = Counter(token for row in unstopped for token in row[2:8] if token not in starts)
+    lm.model.generation_config.eos_token_id = [token for token, _ in middle.most_common(3)]
+    expected = expanded_by_the_model(lm, copies, 12, seed=3, sampled=sampled, prompts=MORE_PROMPTS)
+    rows = decoded_rows(lm)
+
+    ours = generate(
+        lm, MORE_PROMPTS, 12, do_sample=sampled, num_return_sequences=copies, batch_size=len(MORE_PROMPTS), seed=3
+    )
+
+    assert [ids.tolist() for ids in ours.completion_ids] == expected
+    assert len({len(row) for row in expected}) > 2 and min(map(len, expected)) < 8  # rows ended at several steps
+    batch = copies * len(MORE_PROMPTS)
+    assert rows[0] == batch and rows[-1] < batch and sum(rows) < batch * len(rows)  # and left the batch

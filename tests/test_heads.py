@@ -119,8 +119,9 @@ def test_teacher_forced_capture_equals_generation_time_capture(lm_name, request)
     steps = 6
     with record_head_norms(lm.model, last_positions=1) as records:
         generate(lm, prompts, steps, batch_size=len(prompts), suppress_eos=True)
-    # One forward pass per step; each recorded its last (newest) position.
-    live = torch.stack([torch.cat(layer_records, dim=1) for layer_records in records], dim=1).transpose(2, 3)
+    # The prompt's cache (all but its last token), then one forward pass per step; each recorded its last position.
+    assert all(len(layer_records) == 1 + steps for layer_records in records)
+    live = torch.stack([torch.cat(layer_records[1:], dim=1) for layer_records in records], dim=1).transpose(2, 3)
 
     activity = record_head_activity(lm, prompts, steps, batch_size=2)
 
