@@ -94,8 +94,24 @@ def test_resampled_means_are_nanmean_of_the_drawn_prompts(model_a):
     redundancy[:, 3, 5] = np.nan  # a pair undefined in every prompt stays undefined
     drawn = np.array([0, 0, 3, 7, 39, 39, 39])
     model = shape._Model((synergy, redundancy))
+    assert not model.synergy.by_head  # scattered holes: sums and counts are kept per head pair
     weighted = shape._profile_of_parts(HEADS_PER_LAYER, model.parts(shape._draw_counts(drawn, PROMPTS)))
     np.testing.assert_allclose(weighted, shape.profile_from_matrices(synergy, redundancy, HEADS_PER_LAYER, drawn))
+
+
+def test_resampled_means_of_whole_prompts_need_only_each_heads_pair_sums(model_a):
+    """Where a prompt has all its pairs or none (the truncated PhiID), per-head sums give the same means."""
+    synergy, redundancy = (matrix.copy() for matrix in model_a)
+    synergy[[3, 20]] = redundancy[[3, 20]] = np.nan  # two prompts without a defined pair
+    model = shape._Model((synergy, redundancy))
+    assert model.synergy.by_head and model.redundancy.by_head
+    for drawn in (np.array([0, 0, 3, 7, 39, 39, 39]), np.array([3, 3, 20])):
+        weighted = shape._profile_of_parts(HEADS_PER_LAYER, model.parts(shape._draw_counts(drawn, PROMPTS)))
+        expected = shape.profile_from_matrices(synergy, redundancy, HEADS_PER_LAYER, drawn)
+        np.testing.assert_allclose(weighted, expected, rtol=1e-12)
+        by_pair = shape._Model((synergy, redundancy), by_head=False).parts(shape._draw_counts(drawn, PROMPTS))
+        np.testing.assert_allclose(weighted, shape._profile_of_parts(HEADS_PER_LAYER, by_pair), rtol=1e-12)
+    assert np.isnan(expected).all()  # only undefined prompts drawn: no profile
 
 
 def test_peak_depth_is_the_refined_argmax_of_the_3_layer_moving_average():

@@ -33,7 +33,7 @@ from scipy import stats as scipy_stats
 
 from metasyn.comparison.statistics import band_contrast, percentile_interval
 from metasyn.metacognition.calibration import bootstrap_indices
-from metasyn.synergy.scores import head_scores, layer_profile, nanmean
+from metasyn.synergy.scores import nanmean, pair_means, profile_scores, ranks_of_scored
 
 Matrices = tuple[np.ndarray, np.ndarray]  # (synergy, redundancy), each (prompts, H, H)
 Interval = dict[str, float]
@@ -49,13 +49,16 @@ def _prompt_mean(matrices: np.ndarray, prompts: np.ndarray | None) -> np.ndarray
     return nanmean(matrices if prompts is None else matrices[prompts], axis=0)
 
 
+def _profile_of_head_means(synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int) -> np.ndarray:
+    """Layer profile scores (``layer_profile``'s) from each head's mean synergy and redundancy over its pairs."""
+    synergy_rank, redundancy_rank = ranks_of_scored(synergy, redundancy)
+    layer_of_head = np.arange(len(synergy)) // heads_per_layer
+    return profile_scores(synergy_rank - redundancy_rank, layer_of_head, len(synergy) // heads_per_layer)
+
+
 def _profile_of_means(synergy_mean: np.ndarray, redundancy_mean: np.ndarray, heads_per_layer: int) -> np.ndarray:
     """Layer profile scores of prompt-mean ``(H, H)`` matrices."""
-    with warnings.catch_warnings():
-        # A profile whose heads all tie has max == min; layer_profile then divides 0 by 0 (NaN, not a crash).
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        profile = layer_profile(head_scores(synergy_mean, redundancy_mean, heads_per_layer))
-    return profile["score"].to_numpy(dtype=float)
+    return _profile_of_head_means(pair_means(synergy_mean), pair_means(redundancy_mean), heads_per_layer)
 
 
 def profile_from_matrices(
@@ -65,34 +68,59 @@ def profile_from_matrices(
     return _profile_of_means(_prompt_mean(synergy, prompts), _prompt_mean(redundancy, prompts), heads_per_layer)
 
 
-class _Weighted:
-    """Per-prompt matrices prepared for means under prompt weights: NaN as 0, and where values are finite."""
+def whole_prompts(matrices: np.ndarray) -> bool:
+    """Whether each prompt's head pairs (off the diagonal) are all defined or all undefined."""
+    off_diagonal = ~np.eye(matrices.shape[-1], dtype=bool)
+    finite = np.isfinite(matrices[:, off_diagonal])
+    return bool((finite.all(axis=1) | ~finite.any(axis=1)).all())
 
-    def __init__(self, matrices: np.ndarray) -> None:
+
+class _Weighted:
+    """Per-prompt matrices prepared for means under prompt weights.
+
+    A head's score reads only its mean over its pairs. Where every prompt has all its pairs or none
+    (``whole_prompts``: full-length PhiID, and the truncated one, which drops whole prompts), that mean under
+    prompt weights is a weighted sum of each prompt's per-head pair sums over a weighted count of prompts, so
+    a resample costs a ``(prompts, H)`` product instead of a ``(prompts, H, H)`` one (about 100x less). Otherwise
+    (``by_head`` False) the weighted sum and count are kept per pair, as ``nanmean`` over the prompts needs.
+    """
+
+    def __init__(self, matrices: np.ndarray, by_head: bool) -> None:
         finite = np.isfinite(matrices)
-        complete = bool(finite.all())
-        self.values = matrices if complete else np.where(finite, matrices, 0.0)
-        # Without NaN every pair counts every prompt: the count is the weight sum, and no mask is kept.
-        self.finite = None if complete else finite.astype(float)
+        values = np.where(finite, matrices, 0.0)
+        self.by_head = by_head
+        if by_head:
+            off_diagonal = ~np.eye(matrices.shape[-1], dtype=bool)
+            self.values = (values * off_diagonal).sum(axis=2)
+            self.finite = finite[:, off_diagonal].all(axis=1) * float(matrices.shape[-1] - 1)
+        else:
+            self.values = values
+            # Without NaN every pair counts every prompt: the count is the weight sum, and no mask is kept.
+            self.finite = None if finite.all() else finite.astype(float)
 
     def parts(self, weights: np.ndarray) -> Part:
-        """Weighted sum of the finite values and weighted count of them, per head pair."""
+        """Weighted sum of the finite values and weighted count of them, per head (``by_head``) or head pair."""
         count = weights.sum() if self.finite is None else np.tensordot(weights, self.finite, axes=1)
         return np.tensordot(weights, self.values, axes=1), count
 
 
-def _mean_of(*parts: Part) -> np.ndarray:
-    """Mean from summed (total, count) parts; NaN where no finite value was drawn, as ``nanmean``."""
+def _head_means(*parts: Part) -> np.ndarray:
+    """Each head's mean over its pairs of the prompt mean pooled from (total, count) parts (NaN where no finite
+    value was drawn, as ``nanmean``)."""
     total, count = sum(part[0] for part in parts), sum(part[1] for part in parts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
+        means = np.where(count > 0, total / count, np.nan)
+    return means if means.ndim == 1 else pair_means(means)
 
 
 class _Model:
-    """One model's synergy and redundancy, ready for weighted prompt means."""
+    """One model's synergy and redundancy, ready for weighted prompt means (``by_head``: see ``_Weighted``;
+    models whose parts are pooled need the same)."""
 
-    def __init__(self, matrices: Matrices) -> None:
-        self.synergy, self.redundancy = _Weighted(matrices[0]), _Weighted(matrices[1])
+    def __init__(self, matrices: Matrices, by_head: bool | None = None) -> None:
+        if by_head is None:
+            by_head = all(whole_prompts(matrix) for matrix in matrices)
+        self.synergy, self.redundancy = _Weighted(matrices[0], by_head), _Weighted(matrices[1], by_head)
         self.n_prompts = len(matrices[0])
 
     def parts(self, weights: np.ndarray) -> ModelParts:
@@ -102,15 +130,15 @@ class _Model:
 
 def _profile_of_parts(heads_per_layer: int, *parts: ModelParts) -> np.ndarray:
     """Layer profile of the prompt mean pooled from (synergy, redundancy) parts of one or two models."""
-    return _profile_of_means(
-        _mean_of(*(part[0] for part in parts)), _mean_of(*(part[1] for part in parts)), heads_per_layer
+    return _profile_of_head_means(
+        _head_means(*(part[0] for part in parts)), _head_means(*(part[1] for part in parts)), heads_per_layer
     )
 
 
 def _head_score_of_parts(heads_per_layer: int, parts: ModelParts) -> np.ndarray:
     """Per-head syn-red score of the prompt mean given by one model's (synergy, redundancy) parts."""
-    scores = head_scores(_mean_of(parts[0]), _mean_of(parts[1]), heads_per_layer)
-    return scores["syn_red_score"].to_numpy(dtype=float)
+    synergy_rank, redundancy_rank = ranks_of_scored(_head_means(parts[0]), _head_means(parts[1]))
+    return synergy_rank - redundancy_rank
 
 
 def _draw_counts(indices: np.ndarray, n_prompts: int) -> np.ndarray:
@@ -279,7 +307,9 @@ def profile_shape_test(
     if paired and n_base != n_other:
         raise ValueError(f"Paired models need the same prompts, got {n_base} and {n_other} prompts.")
     n_permutations = n_resamples if n_permutations is None else n_permutations
-    left, right = _Model(base), _Model(other)
+    # Their parts are pooled by the permutations, so both keep them alike.
+    by_head = all(whole_prompts(matrix) for matrix in (*base, *other))
+    left, right = _Model(base, by_head), _Model(other, by_head)
     observed = _shape_statistics(
         profile_from_matrices(*base, heads_per_layer), profile_from_matrices(*other, heads_per_layer)
     )

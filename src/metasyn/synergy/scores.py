@@ -139,37 +139,67 @@ def heads_per_layer(head_numbers: np.ndarray | torch.Tensor | pd.Series) -> int:
     return int(head_numbers.max()) + 1
 
 
+def pair_means(matrix: np.ndarray) -> np.ndarray:
+    """Each head's mean over its pairs (the diagonal left out), skipping NaN: ``(H,)`` from ``(H, H)``."""
+    off_diagonal = ~np.eye(len(matrix), dtype=bool)
+    return nanmean(np.where(off_diagonal, matrix, np.nan), axis=1)
+
+
+def ranks_of_scored(synergy: np.ndarray, redundancy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-head synergy and redundancy ranks among the heads where both are defined (NaN elsewhere)."""
+    scored = np.isfinite(synergy) & np.isfinite(redundancy)
+    ranks = np.full((2, len(synergy)), np.nan)
+    ranks[0, scored], ranks[1, scored] = stats.rankdata(synergy[scored]), stats.rankdata(redundancy[scored])
+    return ranks[0], ranks[1]
+
+
+def profile_scores(syn_red_score: np.ndarray, layer_of_head: np.ndarray, layers: int) -> np.ndarray:
+    """The layer profile's ``score``: the min-max scaled syn-red score averaged per layer, skipping NaN heads
+    (NaN for a layer without a scored head)."""
+    scaled = min_max_scaled(syn_red_score)
+    finite = np.isfinite(scaled)
+    totals = np.bincount(layer_of_head[finite], scaled[finite], minlength=layers)
+    counts = np.bincount(layer_of_head[finite], minlength=layers)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, totals / counts, np.nan)
+
+
+def min_max_scaled(values: np.ndarray) -> np.ndarray:
+    """``values`` scaled to [0, 1] by their finite minimum and maximum; NaN when those are equal or absent."""
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return np.full(len(values), np.nan)
+    low, high = finite.min(), finite.max()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (values - low) / (high - low)
+
+
 def head_scores(synergy: np.ndarray, redundancy: np.ndarray, heads_per_layer: int) -> pd.DataFrame:
     """Per-head mean synergy and redundancy over its pairs, their ranks and the syn-red score."""
-    off_diagonal = ~np.eye(len(synergy), dtype=bool)
-    per_head = {
-        name: nanmean(np.where(off_diagonal, matrix, np.nan), axis=1)
-        for name, matrix in (("synergy", synergy), ("redundancy", redundancy))
-    }
+    per_head = {"synergy": pair_means(synergy), "redundancy": pair_means(redundancy)}
     scored = np.isfinite(per_head["synergy"]) & np.isfinite(per_head["redundancy"])
+    ranks = dict(zip(per_head, ranks_of_scored(per_head["synergy"], per_head["redundancy"]), strict=True))
     table = pd.DataFrame({"head_index": np.arange(len(synergy))})
     table["layer"] = table["head_index"] // heads_per_layer
     table["head"] = table["head_index"] % heads_per_layer
     for name, values in per_head.items():
         table[name] = np.where(scored, values, np.nan)
-        table[f"{name}_rank"] = np.nan
-        table.loc[scored, f"{name}_rank"] = stats.rankdata(values[scored])
+        table[f"{name}_rank"] = ranks[name]
     table["syn_red_score"] = table["synergy_rank"] - table["redundancy_rank"]
     return table
 
 
 def layer_profile(scores: pd.DataFrame) -> pd.DataFrame:
     """Min-max scaled syn-red score averaged per layer, against normalised depth (schema in the docstring)."""
-    score = scores["syn_red_score"]
-    scaled = (score - score.min()) / (score.max() - score.min())
-    per_layer = scaled.groupby(scores["layer"]).agg(["mean", "std", "count"])
+    score = scores["syn_red_score"].to_numpy(dtype=float)
+    per_layer = pd.Series(min_max_scaled(score)).groupby(scores["layer"].to_numpy()).agg(["std", "count"])
     layers = int(scores["layer"].max()) + 1
     per_layer = per_layer.reindex(range(layers))
     return pd.DataFrame(
         {
             "layer": np.arange(layers),
             "depth": np.linspace(0.0, 1.0, layers),
-            "score": per_layer["mean"].to_numpy(),
+            "score": profile_scores(score, scores["layer"].to_numpy(dtype=np.int64), layers),
             "score_sd": per_layer["std"].to_numpy(),
             "heads": per_layer["count"].fillna(0).astype(np.int64).to_numpy(),
         }
