@@ -15,6 +15,7 @@ from metasyn.lm.answers import (
     normalize_text,
     parse_confidence,
     parse_preference,
+    preference_settled,
     score_answer,
     score_answers,
 )
@@ -406,3 +407,12 @@ def test_score_answers_refuses_a_batch_matcher_that_returns_too_few_verdicts():
     with pytest.raises(ValueError, match="zip"):
         score_answers(["Answer: 2", "Answer: 2"], [question, question], ShortMatcher())
     assert score_answers(["Answer: 2", "Answer: 3"], [question, question], exact_match) == [("2", True), ("3", False)]
+
+
+@pytest.mark.parametrize(
+    ("text", "settled"),
+    [("More confident: 1", False), ("More confident: 1\n", True), ("More confident: 2 (question 2)\nAnswer 1", True),
+     ("More confident: 12\n", False), ("**More confident:** question 1\n", True), ("1\n", False)],
+)  # fmt: skip
+def test_a_pairwise_choice_is_settled_once_its_line_has_ended(text, settled):
+    assert preference_settled(text) is settled

@@ -141,3 +141,23 @@ def test_rows_that_end_early_leave_the_batch_and_every_row_stays_what_generate_g
     assert len({len(row) for row in expected}) > 2 and min(map(len, expected)) < 8  # rows ended at several steps
     batch = copies * len(MORE_PROMPTS)
     assert rows[0] == batch and rows[-1] < batch and sum(rows) < batch * len(rows)  # and left the batch
+
+
+def test_a_row_stops_at_the_first_step_where_its_text_is_settled():
+    lm = tiny_gemma3_with_a_short_window()
+    full = generate(lm, MORE_PROMPTS, 12, do_sample=True, num_return_sequences=3, batch_size=len(MORE_PROMPTS))
+
+    def settled(text: str) -> bool:
+        return len(text) >= 4
+
+    cut = generate(
+        lm, MORE_PROMPTS, 12, do_sample=True, num_return_sequences=3, batch_size=len(MORE_PROMPTS), settled=settled
+    )
+
+    for whole, stopped in zip(full.completion_ids, cut.completion_ids, strict=True):
+        steps = next(
+            (k for k in range(1, len(whole) + 1) if settled(lm.tokenizer.decode(whole[:k], skip_special_tokens=True))),
+            len(whole),
+        )
+        assert stopped.tolist() == whole[:steps].tolist()
+    assert sum(map(len, cut.completion_ids)) < sum(map(len, full.completion_ids))  # and stopping did cut rows

@@ -19,6 +19,7 @@ from metasyn.metacognition.judgment import (
     judgment_completion,
     judgment_messages,
     judgment_metrics,
+    judgment_settled,
     parse_judgment,
 )
 
@@ -292,3 +293,17 @@ def test_confusion_figure_draws_one_titled_heatmap_per_model():
     ]
     annotations = [text.get_text() for text in heatmaps[0].texts]
     assert annotations == ["1", "1", "0", "0", "0", "1", "0", "1", "1", "0", "1", "0"]
+
+
+@pytest.mark.parametrize(
+    ("text", "settled"),
+    [("Judgment: can", False), ("Judgment: can\n", True), ("Judgment: uncertain\nAnswer: 4", True),
+     ("**Judgement:** cannot.\n", True), ("can\n", False), ("Judgment:\n", False), ("Judgment: I think\n", False)],
+)  # fmt: skip
+def test_a_judgment_is_settled_once_its_labelled_line_has_ended(text, settled):
+    assert judgment_settled(text) is settled
+
+
+def test_a_class_word_does_not_join_the_next_line():
+    assert parse_judgment("Judgment: can\nnot sure what the answer is") == "can"
+    assert parse_judgment("Judgment: can not") == "cannot"

@@ -263,7 +263,20 @@ def parse_confidence(output: str) -> float | None:
     return _stated_probability(bare, labelled=False) if bare else None
 
 
+_PREFERENCE = re.compile(r"more confident\s*(?:[:=]\s*)?(?:question\s*)?([12])\b", re.IGNORECASE)
+
+
 def parse_preference(output: str) -> int | None:
     """The question (1 or 2) a pairwise answer says it is more confident about."""
-    match = re.search(r"more confident\s*(?:[:=]\s*)?(?:question\s*)?([12])\b", EMPHASIS.sub("", output), re.IGNORECASE)
+    match = _PREFERENCE.search(EMPHASIS.sub("", output))
     return int(match.group(1)) if match else None
+
+
+def preference_settled(output: str) -> bool:
+    """Whether ``output`` has a pairwise choice that no continuation can change: its line has ended.
+
+    The first ``More confident`` label that names a question is the choice, and text after the line break can
+    neither extend that match nor put an earlier one before it; generation can stop there.
+    """
+    match = _PREFERENCE.search(text := EMPHASIS.sub("", output))
+    return match is not None and "\n" in text[match.end() :]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -90,13 +90,15 @@ def decode(
     stops: torch.Tensor,
     sampler: InverseCdfSampler | None,
     suppress_eos: bool,
+    settled: Callable[[torch.Tensor], bool] | None = None,
 ) -> tuple[torch.Tensor, list[int | None]]:
     """Each row's ``max_new_tokens`` new tokens (``copies`` rows per prompt, prompt-major; a finished row's tokens
-    stop at its stop token and pad after), and the step of its unprocessed greedy stop token (``suppress_eos``).
+    end at its stop token, or at the step where ``settled`` first holds for its tokens, and are -1 after), and the
+    step of its unprocessed greedy stop token (``suppress_eos``).
 
-    Greedy decoding as ``model.generate`` does it, but a row that has emitted a stop token leaves the batch, so
-    that the rows still generating do not pay for it. Every row draws the same uniform at a step as it would in a
-    full batch, so its samples do not depend on when the other rows end.
+    Greedy decoding as ``model.generate`` does it, but a finished row leaves the batch, so that the rows still
+    generating do not pay for it. Every row draws the same uniform at a step as it would in a full batch, so its
+    samples do not depend on when the other rows end.
     """
     ids, mask = encoded["input_ids"], encoded["attention_mask"]
     cache = None
@@ -137,7 +139,12 @@ def decode(
         chosen = scores.argmax(-1)
         live = ~finished
         tokens[decoding[live], step] = chosen[live].cpu()
-        finished |= torch.isin(chosen, stops).cpu()
+        stopped = torch.isin(chosen, stops).cpu()
+        if settled is not None:
+            # A settled row keeps the token that settled it (a stop token is not part of a completion).
+            for row in (live & ~stopped).nonzero().flatten().tolist():
+                finished[row] = settled(tokens[decoding[row], : step + 1])
+        finished |= stopped
         if finished.all():
             break
         if finished.sum() >= COMPACT_SHARE * len(finished):
@@ -163,22 +170,27 @@ def generate(
     batch_size: int = 8,
     seed: int = 0,
     suppress_eos: bool = False,
+    settled: Callable[[str], bool] | None = None,
     progress: str | None = None,
 ) -> Generations:
     """Generate for rendered prompts in batches; seeded per batch so results do not depend on run order.
 
     Sampling draws with ``InverseCdfSampler`` at ``temperature``, with no top-k or top-p cut. With ``suppress_eos``
-    every row generates ``max_new_tokens``, and ``natural_end`` records where it would have stopped.
+    every row generates ``max_new_tokens``, and ``natural_end`` records where it would have stopped. A row whose
+    text so far satisfies ``settled`` (what it is read for can no longer change) stops there.
     """
     model, tokenizer = lm
     stops = torch.tensor(stop_token_ids(lm))
     sampler = InverseCdfSampler(temperature) if do_sample else None
+    settled_tokens = None if settled is None else lambda ids: settled(tokenizer.decode(ids, skip_special_tokens=True))
     result = Generations([], [], [], [])
     batches = range(0, len(prompts), batch_size)
     for start in tqdm(batches, desc=progress, disable=progress is None):
         encoded = encode_left_padded(tokenizer, list(prompts[start : start + batch_size]), model.device)
         torch.manual_seed(seed + start)
-        tokens, natural_end = decode(model, encoded, num_return_sequences, max_new_tokens, stops, sampler, suppress_eos)
+        tokens, natural_end = decode(
+            model, encoded, num_return_sequences, max_new_tokens, stops, sampler, suppress_eos, settled_tokens
+        )
         for row in range(tokens.shape[0]):
             source = row // num_return_sequences
             mask = encoded["attention_mask"][source].bool().cpu()

@@ -47,8 +47,9 @@ UNREADABLE = "unreadable"
 # far below that absorbs float rounding (ten 0.1s sum to 0.9999999999999999) without merging any two of them.
 _BOUNDARY_TOLERANCE = 1e-9
 # A class word at the start of a value. "cannot", "can not" and "can't" come before "can", and "can" is not
-# followed by an apostrophe, so that the refusal is never read as its first three letters.
-_CLASS_WORD = r"\W*(cannot|can\s+not|can[’']?t|uncertain|can(?![’']))\b"
+# followed by an apostrophe, so that the refusal is never read as its first three letters. "can" at the end of
+# a line is "can", whatever the next line starts with.
+_CLASS_WORD = r"\W*(cannot|can[^\S\n]+not|can[’']?t|uncertain|can(?![’']))\b"
 # "Judgment: can" (or the British "Judgement"), anywhere in the output.
 _JUDGMENT_LINE = re.compile(r"\bjudge?ment\s*[:=]\s*" + _CLASS_WORD, re.IGNORECASE)
 # Without a label, a first line that starts with a class followed by punctuation or nothing ("Cannot.", "can").
@@ -107,6 +108,16 @@ def parse_judgment(text: str) -> str | None:
     if match is None:
         return None
     return _CLASS_OF_WORD[re.sub(r"[\s’']", "", match.group(1).lower())]
+
+
+def judgment_settled(text: str) -> bool:
+    """Whether ``text`` has a labelled judgment that no continuation can change: its line has ended.
+
+    The first ``Judgment:`` label followed by a class word is the judgment (before any unlabelled first line),
+    and text after the line break can neither extend that class word nor put an earlier label before it.
+    """
+    match = _JUDGMENT_LINE.search(text := EMPHASIS.sub("", text))
+    return match is not None and "\n" in text[match.end() :]
 
 
 def _checked(predicted: Sequence[str | None], truth: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

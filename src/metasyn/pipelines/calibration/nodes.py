@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from metasyn.lm.answers import get_matcher
+from metasyn.lm.answers import get_matcher, preference_settled
 from metasyn.lm.elicitation import get_elicitation
 from metasyn.lm.generation import generate
 from metasyn.lm.models import LanguageModel
@@ -68,7 +68,8 @@ def elicit_confidences(
 def generate_pairwise_choices(
     model: LanguageModel, test_questions: pd.DataFrame, question_pairs: pd.DataFrame, generation: dict
 ) -> pd.DataFrame:
-    """Greedy pairwise output (which question the model is more likely to get right) for each test pair."""
+    """Greedy pairwise output (which question the model is more likely to get right) for each test pair, up to the
+    line that settles the choice (the answers the prompt asks for after it are not scored)."""
     by_id = {question["id"]: question for question in test_questions.to_dict("records")}
     conversations = [
         pairwise_messages(by_id[first], by_id[second])
@@ -79,6 +80,7 @@ def generate_pairwise_choices(
         render_prompts(model.tokenizer, conversations),
         generation["pairwise_max_new_tokens"],
         batch_size=generation["batch_size"],
+        settled=preference_settled,
         progress="pairwise choices",
     )
     return question_pairs.assign(raw_output=outputs.texts)
@@ -218,7 +220,8 @@ def measure_distributional_calibration(
 
 
 def generate_judgments(model: LanguageModel, test_questions: pd.DataFrame, generation: dict) -> pd.DataFrame:
-    """Greedy can / uncertain / cannot judgment (then an answer) for each test question."""
+    """Greedy can / uncertain / cannot judgment for each test question, up to the line that settles it (the
+    answer the prompt asks for after it is not scored)."""
     judgment.check_ability_columns(test_questions)  # before generating, not after
     records = evaluation.check_test_questions(test_questions).to_dict("records")
     outputs = generate(
@@ -226,6 +229,7 @@ def generate_judgments(model: LanguageModel, test_questions: pd.DataFrame, gener
         render_prompts(model.tokenizer, [judgment.judgment_messages(question) for question in records]),
         generation["judgment_max_new_tokens"],
         batch_size=generation["batch_size"],
+        settled=judgment.judgment_settled,
         progress="judgments",
     )
     return pd.DataFrame({"question_id": [question["id"] for question in records], "raw_output": outputs.texts})
