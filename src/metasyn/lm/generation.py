@@ -78,7 +78,8 @@ class InverseCdfSampler(LogitsProcessor):
 
 # A batch drops its finished rows once this share of the rows still decoding has finished: each step's cost grows
 # with the rows decoded (SmolLM2-135M in bfloat16 on this 2-core CPU, 120-token prompts: 38 ms a step for 10 rows,
-# 199 for 80), and dropping rows copies the key/value cache once, about what one step's cache append costs.
+# 193 for 80; benchmarks/generation_benchmark.py), and dropping rows copies the key/value cache once, about what
+# one step's cache append costs.
 COMPACT_SHARE = 0.25
 
 
@@ -122,7 +123,7 @@ def decode(
     tokens = torch.full((rows, max_new_tokens), -1, dtype=torch.long)
     natural_end: list[int | None] = [None] * rows
     decoding = torch.arange(rows)  # the batch's rows, by their index in ``tokens``
-    finished = torch.zeros(rows, dtype=torch.bool)  # per batch row: emitted a stop token, not yet dropped
+    finished = torch.zeros(rows, dtype=torch.bool)  # per batch row: stopped or settled, not yet dropped
     stops = stops.to(mask.device)
     for step in range(max_new_tokens):
         output = model(input_ids=step_input, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
