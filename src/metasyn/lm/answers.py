@@ -272,11 +272,17 @@ def parse_preference(output: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def preference_settled(output: str) -> bool:
-    """Whether ``output`` has a pairwise choice that no continuation can change: its line has ended.
+def line_settled(label: re.Pattern, output: str) -> bool:
+    """Whether the first match of ``label`` in ``output`` (emphasis removed) is followed by a line break.
 
-    The first ``More confident`` label that names a question is the choice, and text after the line break can
-    neither extend that match nor put an earlier one before it; generation can stop there.
+    For a label whose match cannot span a line break, text after the break can neither extend that match nor
+    put an earlier one before it, so what the label reads can no longer change and generation can stop there.
     """
-    match = _PREFERENCE.search(text := EMPHASIS.sub("", output))
+    match = label.search(text := EMPHASIS.sub("", output))
     return match is not None and "\n" in text[match.end() :]
+
+
+def preference_settled(output: str) -> bool:
+    """Whether ``output`` has a pairwise choice that no continuation can change: its ``More confident`` line has
+    ended (``line_settled``)."""
+    return line_settled(_PREFERENCE, output)

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import cohen_kappa_score
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
-from metasyn.lm.answers import EMPHASIS
+from metasyn.lm.answers import EMPHASIS, line_settled
 from metasyn.lm.prompts import ANSWER_FORMATS, Messages, question_block
 from metasyn.metacognition.calibration import Estimate, estimate_with_intervals, too_few
 from metasyn.questions import answer_type
@@ -111,13 +111,9 @@ def parse_judgment(text: str) -> str | None:
 
 
 def judgment_settled(text: str) -> bool:
-    """Whether ``text`` has a labelled judgment that no continuation can change: its line has ended.
-
-    The first ``Judgment:`` label followed by a class word is the judgment (before any unlabelled first line),
-    and text after the line break can neither extend that class word nor put an earlier label before it.
-    """
-    match = _JUDGMENT_LINE.search(text := EMPHASIS.sub("", text))
-    return match is not None and "\n" in text[match.end() :]
+    """Whether ``text`` has a labelled judgment that no continuation can change: its ``Judgment:`` line has ended
+    (``line_settled``; a label outranks an unlabelled first line, so a later one cannot override it)."""
+    return line_settled(_JUDGMENT_LINE, text)
 
 
 def _checked(predicted: Sequence[str | None], truth: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
